@@ -1,0 +1,192 @@
+//! `braid run FILE`: runs a workflow once. The final state goes to stdout as JSON; a summary
+//! (per-node timeline, status, wall time against the sequential sum) goes to stderr.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use braid::{Engine, ExecutionMode, NodeStatus, RunOptions, RunResult, RunStatus, render};
+use serde_json::{Map, Value};
+
+use crate::{exit, validate};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The workflow file.
+    file: PathBuf,
+    /// An input, as `KEY=VALUE`. VALUE is JSON (`true`, `3`, `["a"]`) unless the input is a string.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+    inputs: Vec<String>,
+    /// A JSON object of inputs; `--input` entries override it.
+    #[arg(long, value_name = "FILE.json")]
+    input_file: Option<PathBuf>,
+    /// Run one node at a time, in canonical order, whatever the file says.
+    #[arg(long)]
+    sequential: bool,
+    /// Bound on nodes in flight, overriding `execution.max_concurrency`.
+    #[arg(long, value_name = "N")]
+    max_concurrency: Option<u32>,
+    /// The run's timeout, such as `30s`, overriding `execution.timeout`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Seed for mock latencies, scripted failures and retry jitter.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the run report (every node's status, attempts and timings) as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Print no summary on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// The same parser as the workflow format's durations.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    braid::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn inputs(engine_inputs: &[braid::InputDecl], args: &Args) -> anyhow::Result<Value> {
+    let mut map = Map::new();
+    if let Some(path) = &args.input_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let v: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
+        let Value::Object(m) = v else {
+            anyhow::bail!("`{}` must hold a JSON object of inputs", path.display());
+        };
+        map.extend(m);
+    }
+    for entry in &args.inputs {
+        let Some((key, raw)) = entry.split_once('=') else {
+            anyhow::bail!("`--input {entry}` must be KEY=VALUE");
+        };
+        let is_string = engine_inputs.iter().any(|d| &*d.name == key && d.ty == braid::ValueType::String);
+        let value = if is_string {
+            Value::String(raw.to_owned())
+        } else {
+            serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+        };
+        map.insert(key.to_owned(), value);
+    }
+    Ok(Value::Object(map))
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
+    let workflow = match engine.load_file(&args.file) {
+        Ok(w) => w,
+        Err(braid::Error::Invalid(inv)) => {
+            eprint!("{}", render::human(&inv.source.name, &inv.source.text, &inv.diagnostics, validate::color()));
+            return Ok(exit::INVALID);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let given = inputs(workflow.plan().inputs(), args)?;
+    let resolved = match workflow.inputs(given) {
+        Ok(v) => v,
+        Err(braid::Error::Inputs(errors)) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return Ok(exit::INVALID);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let options = RunOptions {
+        mode: args.sequential.then_some(ExecutionMode::Sequential),
+        max_concurrency: args.max_concurrency,
+        timeout: args.timeout,
+        seed: args.seed,
+        events: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let plan = workflow.plan().clone();
+    let result = rt.block_on(async move {
+        tokio::select! {
+            r = braid::run_plan(plan, resolved, options) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    let Some(result) = result else {
+        eprintln!("interrupted: every running node was cancelled");
+        return Ok(130);
+    };
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&result.report)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+    }
+    println!("{}", serde_json::to_string_pretty(&result.state)?);
+    if !args.quiet {
+        eprint!("{}", summary(&result, validate::color()));
+    }
+    Ok(match result.status {
+        RunStatus::Succeeded => exit::OK,
+        RunStatus::Degraded => exit::DEGRADED,
+        RunStatus::Failed => exit::FAILED,
+    })
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+/// The human summary: header, one timeline row per node, critical path.
+pub(crate) fn summary(result: &RunResult, color: bool) -> String {
+    let r = &result.report;
+    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() };
+    let status_color = |s: &str| match s {
+        "succeeded" => "32",
+        "degraded" | "fell_back" | "skipped" => "33",
+        "failed" | "cancelled" => "31",
+        _ => "2",
+    };
+    let mut out = String::new();
+    let saved = if r.node_time_sum.is_zero() {
+        0.0
+    } else {
+        100.0 * (1.0 - r.wall_time.as_secs_f64() / r.node_time_sum.as_secs_f64())
+    };
+    let _ = writeln!(
+        out,
+        "\n{} {} ({}) in {} ms; the nodes took {} ms in all, so this run was {:.2}x faster than one node at a time ({:.1}% saved)",
+        paint("1", &r.workflow),
+        paint(status_color(r.status.as_str()), r.status.as_str()),
+        r.mode,
+        ms(r.wall_time),
+        ms(r.node_time_sum),
+        r.speedup,
+        saved.max(0.0)
+    );
+    if let Some(e) = &r.error {
+        let _ = writeln!(out, "{} {e}", paint("31", "error:"));
+    }
+    let name_w = r.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    let width = 40usize;
+    let total = r.wall_time.as_secs_f64().max(f64::EPSILON);
+    let _ = writeln!(out, "\n  {:<name_w$}  {:<11}  {:>8}  {:>8}  {:>3}  timeline 0 .. {} ms", "node", "status", "start", "end", "try", ms(r.wall_time));
+    for n in &r.nodes {
+        let (start, end) = (n.start.unwrap_or_default(), n.end.unwrap_or_default());
+        let a = ((start.as_secs_f64() / total) * width as f64).round() as usize;
+        let b = (((end.as_secs_f64() / total) * width as f64).round() as usize).max(a + usize::from(n.end.is_some() && n.status != NodeStatus::Skipped)).min(width);
+        let bar = format!("{}{}{}", " ".repeat(a.min(width)), "█".repeat(b.saturating_sub(a)), " ".repeat(width.saturating_sub(b.max(a))));
+        let times = if n.start.is_some() { (ms(start), ms(end)) } else { ("-".to_owned(), "-".to_owned()) };
+        let st = n.status.as_str();
+        let _ = writeln!(
+            out,
+            "  {:<name_w$}  {}  {:>8}  {:>8}  {:>3}  |{}|",
+            n.name,
+            paint(status_color(st), &format!("{st:<11}")),
+            times.0,
+            times.1,
+            n.attempts,
+            paint("36", &bar)
+        );
+        if let Some(f) = &n.failure {
+            let _ = writeln!(out, "  {:<name_w$}    {} {}", "", paint("2", &format!("{}:", f.kind)), f.message);
+        }
+    }
+    if !r.critical_path.is_empty() {
+        let _ = writeln!(out, "\ncritical path: {} ({} ms)", r.critical_path.join(" -> "), ms(r.wall_time));
+    }
+    out
+}

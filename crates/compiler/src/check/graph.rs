@@ -1,0 +1,133 @@
+//! Graph checks: `needs` that name no node or the node itself, cycles, and the ancestry relation
+//! the state checks use.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use fixedbitset::FixedBitSet;
+
+use super::{Model, Sink};
+use crate::diagnostic::{Code, Diagnostic, did_you_mean};
+
+/// Resolves every node's `needs` to file positions, reporting names that match no node and nodes
+/// that need themselves. Unresolved entries are left out.
+pub fn needs(m: &Model<'_>, out: &mut Sink) -> Vec<Vec<usize>> {
+    let mut resolved = Vec::with_capacity(m.spec.nodes.len());
+    for (name, node) in &m.spec.nodes {
+        let mut ids = Vec::with_capacity(node.needs.len());
+        for (i, need) in node.needs.iter().enumerate() {
+            let span = m.node_field(name, &format!("needs/{i}"));
+            if need == name {
+                out.push(
+                    Diagnostic::error(Code::SelfNeed, span, format!("node `{name}` needs itself"))
+                        .label("a node cannot wait for itself")
+                        .help(format!("remove `{name}` from its own `needs`")),
+                );
+                continue;
+            }
+            match m.node_index.get(need.as_str()) {
+                Some(&j) => ids.push(j),
+                None => {
+                    let mut d = Diagnostic::error(
+                        Code::UnknownNeed,
+                        span,
+                        format!("node `{name}` needs `{need}`, which is not a node"),
+                    )
+                    .label("no node has this name");
+                    d = match did_you_mean(need, m.spec.nodes.keys().map(String::as_str)) {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d.help(format!(
+                            "define a node `{need}` under `nodes:`, or remove it from `needs`"
+                        )),
+                    };
+                    out.push(d);
+                }
+            }
+        }
+        resolved.push(ids);
+    }
+    resolved
+}
+
+/// Checks the graph for cycles. Returns the canonical order (topological, ties by file order)
+/// when there is none.
+pub fn cycles(m: &Model<'_>, needs: &[Vec<usize>], out: &mut Sink) -> Option<Vec<usize>> {
+    let n = needs.len();
+    let mut indegree: Vec<usize> = needs.iter().map(Vec::len).collect();
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ns) in needs.iter().enumerate() {
+        for &d in ns {
+            dependents[d].push(i);
+        }
+    }
+    let mut heap: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = heap.pop() {
+        order.push(i);
+        for &d in &dependents[i] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                heap.push(Reverse(d));
+            }
+        }
+    }
+    if order.len() == n {
+        return Some(order);
+    }
+    let cycle = braid_core::plan::find_cycle(needs).unwrap_or_default();
+    let names: Vec<&str> = cycle.iter().map(|&i| m.node_name(i)).collect();
+    let first = cycle.first().copied().unwrap_or(0);
+    // Point at the `needs` entry that closes the cycle: the first node needs the one before it.
+    let closer = cycle.len().checked_sub(2).map(|i| cycle[i]).unwrap_or(first);
+    let first_name = m.node_name(first);
+    let closer_name = m.node_name(closer);
+    let pos = m.spec.nodes[first].needs.iter().position(|x| x == closer_name).unwrap_or(0);
+    let mut d = Diagnostic::error(
+        Code::Cycle,
+        m.node_field(first_name, &format!("needs/{pos}")),
+        format!("the nodes form a cycle: {}", names.join(" -> ")),
+    )
+    .label(format!("`{first_name}` needs `{closer_name}`, which needs `{first_name}`"));
+    // Every other edge of the cycle: `w[1]` needs `w[0]` (the last edge is the primary label).
+    for w in cycle.windows(2).take(cycle.len().saturating_sub(2)) {
+        let (from, to) = (m.node_name(w[0]), m.node_name(w[1]));
+        if let Some(p) = m.spec.nodes[w[1]].needs.iter().position(|x| x == from) {
+            d = d.with_label(m.node_field(to, &format!("needs/{p}")), format!("`{to}` needs `{from}`"));
+        }
+    }
+    out.push(d.help("remove one of these `needs` entries to break the cycle"));
+    None
+}
+
+/// Which nodes are upstream of which: `ancestors[i]` holds every node that must finish before
+/// node `i` starts. One bit per pair: 12.5 MB for 10,000 nodes.
+pub struct Ancestry {
+    ancestors: Vec<FixedBitSet>,
+}
+
+impl Ancestry {
+    /// Computes ancestry over file positions, given the canonical order.
+    pub fn new(needs: &[Vec<usize>], order: &[usize]) -> Self {
+        let n = needs.len();
+        let mut ancestors = vec![FixedBitSet::new(); n];
+        for &i in order {
+            let mut set = FixedBitSet::with_capacity(n);
+            for &p in &needs[i] {
+                set.union_with(&ancestors[p]);
+                set.insert(p);
+            }
+            ancestors[i] = set;
+        }
+        Ancestry { ancestors }
+    }
+
+    /// Whether `a` must finish before `b` starts.
+    pub fn is_upstream(&self, a: usize, b: usize) -> bool {
+        self.ancestors[b].contains(a)
+    }
+
+    /// Whether `a` and `b` may run at the same time (neither is upstream of the other).
+    pub fn concurrent(&self, a: usize, b: usize) -> bool {
+        a != b && !self.is_upstream(a, b) && !self.is_upstream(b, a)
+    }
+}

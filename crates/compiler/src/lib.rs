@@ -1,0 +1,135 @@
+//! Braid's compiler: workflow YAML text in, a [`Plan`] or diagnostics out.
+//!
+//! ```text
+//! text ─► load (spans) ─► JSON Schema check ─► spec types (serde) ─► semantic checks ─► lower ─► Plan
+//! ```
+//!
+//! * [`load`] turns YAML into a JSON value and a span for every node; it is the only module that
+//!   touches the YAML crate.
+//! * [`schema`] generates the JSON Schema from the spec types and the registered kinds, and
+//!   checks the document against it.
+//! * [`check`] holds one small function per semantic rule; all run, so every problem is reported.
+//! * [`lower`] is the one place where defaults are applied and names become indices.
+//! * [`graph`] renders a plan as Mermaid or Graphviz; [`render`] renders diagnostics.
+//!
+//! The compiler never uses tokio and never runs a node.
+
+pub mod check;
+pub mod diagnostic;
+pub mod graph;
+pub mod load;
+pub mod lower;
+pub mod render;
+pub mod schema;
+
+use std::sync::Arc;
+
+use braid_core::{Plan, Registry};
+use braid_spec::Workflow;
+use serde::Deserialize;
+
+pub use diagnostic::{Code, Diagnostic, Label, Pos, Severity, Span};
+pub use load::{Limits, SpanMap};
+pub use schema::{SchemaValidator, workflow_schema};
+
+/// A workflow's source text and the name it is reported under (usually its path).
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The name used in diagnostics, such as `workflows/mode1.yaml`.
+    pub name: String,
+    /// The text.
+    pub text: Arc<str>,
+}
+
+impl Source {
+    /// A source from a name and text.
+    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        Source { name: name.into(), text: text.into() }
+    }
+}
+
+/// Options for [`Compiler`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileOptions {
+    /// Bounds on the YAML the loader accepts.
+    pub limits: Limits,
+}
+
+/// The outcome of compiling one source: a plan when there is no error, and every diagnostic
+/// (warnings may come with a plan).
+#[derive(Debug)]
+pub struct Compilation {
+    /// The plan, when the workflow has no error.
+    pub plan: Option<Plan>,
+    /// The typed spec, when the file got that far (used by `braid graph` and tools).
+    pub spec: Option<Workflow>,
+    /// Every problem found, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compilation {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Compiles workflows against one registry. Build it once; it caches the compiled schema.
+#[derive(Debug)]
+pub struct Compiler {
+    registry: Registry,
+    validator: SchemaValidator,
+    options: CompileOptions,
+}
+
+impl Compiler {
+    /// A compiler for the kinds and reducers in `registry`.
+    pub fn new(registry: Registry, options: CompileOptions) -> Self {
+        let validator = SchemaValidator::new(&registry);
+        Compiler { registry, validator, options }
+    }
+
+    /// The registry workflows are compiled against.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The JSON Schema documents are checked against.
+    pub fn schema(&self) -> &serde_json::Value {
+        self.validator.schema()
+    }
+
+    /// Compiles one source. Never panics, whatever the input.
+    pub fn compile(&self, source: &Source) -> Compilation {
+        let mut diagnostics = Vec::new();
+        let (doc, warnings) = match load::load(&source.text, self.options.limits) {
+            Ok(ok) => ok,
+            Err(d) => return Compilation { plan: None, spec: None, diagnostics: d },
+        };
+        diagnostics.extend(warnings);
+        let schema_errors = self.validator.check(&doc.value, &doc.spans);
+        if !schema_errors.is_empty() {
+            diagnostics.extend(schema_errors);
+            return finish(None, None, diagnostics);
+        }
+        let spec = match Workflow::deserialize(&doc.value) {
+            Ok(spec) => spec,
+            Err(e) => {
+                diagnostics.push(
+                    Diagnostic::error(Code::Internal, doc.spans.value(""), format!("the schema accepted a file the types reject: {e}"))
+                        .help("this is a bug in Braid; please report it with the file"),
+                );
+                return finish(None, None, diagnostics);
+            }
+        };
+        let (plan, semantic) = lower::lower(&spec, &doc.spans, &self.registry);
+        diagnostics.extend(semantic);
+        let plan = if diagnostics.iter().any(Diagnostic::is_error) { None } else { plan };
+        finish(plan, Some(spec), diagnostics)
+    }
+}
+
+fn finish(plan: Option<Plan>, spec: Option<Workflow>, mut diagnostics: Vec<Diagnostic>) -> Compilation {
+    diagnostics.sort_by_key(|d| (d.span().start, d.code));
+    Compilation { plan, spec, diagnostics }
+}

@@ -1,0 +1,494 @@
+//! YAML text → a JSON value with a span for every node. The only module that touches the YAML crate.
+//!
+//! Built on `saphyr-parser`'s event stream (a YAML 1.2 parser that gives a span for every event),
+//! rather than a serde deserializer, because Braid needs what serde-based YAML crates do not give:
+//! a line and column for every *value* (so a diagnostic points at `800 ms`, not at the document),
+//! duplicate keys as errors (a node defined twice must not silently replace the first), and
+//! bounds on file size, nesting depth and alias expansion (a "billion laughs" file is refused in
+//! microseconds, never expanded). The result is a `serde_json::Value`, which the JSON Schema
+//! validator and serde both read, plus a [`SpanMap`] from JSON pointers to spans.
+//!
+//! Scalars follow the YAML 1.2 core schema: `yes`/`on` are strings, not booleans.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span as YSpan};
+use serde_json::{Map, Number, Value};
+
+use crate::diagnostic::{Code, Diagnostic, Pos, Span};
+
+/// Bounds on what the loader accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest file, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of mappings and sequences.
+    pub max_depth: usize,
+    /// Most values in the document, counting every alias expansion in full.
+    pub max_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_bytes: 8 * 1024 * 1024, max_depth: 64, max_nodes: 1_000_000 }
+    }
+}
+
+/// Where a value is: its key (for mapping entries) and the value itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeSpan {
+    /// The mapping key's span, for values that are mapping entries.
+    pub key: Option<Span>,
+    /// The value's span.
+    pub value: Span,
+}
+
+/// JSON pointer (`/nodes/rag/timeout`) → where that value is in the file.
+#[derive(Debug, Clone, Default)]
+pub struct SpanMap {
+    map: HashMap<String, NodeSpan>,
+}
+
+impl SpanMap {
+    /// The spans of the value at `pointer`, or of its nearest ancestor that has them (values
+    /// produced by an alias have only the alias's span).
+    pub fn lookup(&self, pointer: &str) -> NodeSpan {
+        let mut p = pointer;
+        loop {
+            if let Some(s) = self.map.get(p) {
+                return *s;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return NodeSpan { key: None, value: Span::default() },
+            }
+        }
+    }
+
+    /// The span of the value at `pointer` (or of its nearest ancestor).
+    pub fn value(&self, pointer: &str) -> Span {
+        self.lookup(pointer).value
+    }
+
+    /// The span of the key of the entry at `pointer`, falling back to its value's span.
+    pub fn key(&self, pointer: &str) -> Span {
+        let s = self.lookup(pointer);
+        s.key.unwrap_or(s.value)
+    }
+
+    /// Whether `pointer` itself has spans.
+    pub fn contains(&self, pointer: &str) -> bool {
+        self.map.contains_key(pointer)
+    }
+}
+
+/// A loaded document.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The value, as JSON.
+    pub value: Value,
+    /// Where each value is.
+    pub spans: SpanMap,
+}
+
+/// Escapes one JSON-pointer segment.
+pub fn escape(segment: &str) -> std::borrow::Cow<'_, str> {
+    if segment.contains(['~', '/']) {
+        segment.replace('~', "~0").replace('/', "~1").into()
+    } else {
+        segment.into()
+    }
+}
+
+/// Loads YAML text. Problems that still leave a usable value (duplicate keys) come back as
+/// diagnostics beside it; problems that do not (syntax, limits) come back as `Err`.
+///
+/// # Errors
+///
+/// Diagnostics for a syntax error, a limit exceeded, or an unsupported YAML feature.
+pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), Vec<Diagnostic>> {
+    if text.len() > limits.max_bytes {
+        return Err(vec![
+            Diagnostic::error(
+                Code::YamlLimit,
+                Span::default(),
+                format!("the file is {} bytes; workflows are limited to {} bytes", text.len(), limits.max_bytes),
+            )
+            .help("split the workflow into smaller files"),
+        ]);
+    }
+    let mut loader = Loader {
+        parser: Parser::new_from_str(text),
+        limits,
+        nodes: 0,
+        anchors: HashMap::new(),
+        spans: SpanMap::default(),
+        warnings: Vec::new(),
+        last_end: Pos { line: 1, column: 1, offset: 0 },
+    };
+    let value = loader.document().map_err(|d| vec![d])?;
+    Ok((Document { value, spans: loader.spans }, loader.warnings))
+}
+
+fn pos(m: &saphyr_parser::Marker) -> Pos {
+    Pos { line: m.line() as u32, column: m.col() as u32 + 1, offset: m.index() as u32 }
+}
+
+fn span(s: &YSpan) -> Span {
+    Span { start: pos(&s.start), end: pos(&s.end) }
+}
+
+struct Anchor {
+    value: Value,
+    size: usize,
+}
+
+struct Loader<'a> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    limits: Limits,
+    nodes: usize,
+    anchors: HashMap<usize, Anchor>,
+    spans: SpanMap,
+    warnings: Vec<Diagnostic>,
+    last_end: Pos,
+}
+
+fn syntax(e: &ScanError) -> Diagnostic {
+    let p = pos(e.marker());
+    Diagnostic::error(Code::YamlSyntax, Span { start: p, end: p }, format!("invalid YAML: {}", e.info()))
+        .help("fix the YAML syntax at this position (check indentation, quotes and colons)")
+}
+
+impl<'a> Loader<'a> {
+    fn next(&mut self) -> Result<(Event<'a>, Span), Diagnostic> {
+        match self.parser.next_event() {
+            Some(Ok((ev, s))) => {
+                let s = span(&s);
+                self.last_end = s.end;
+                Ok((ev, s))
+            }
+            Some(Err(e)) => Err(syntax(&e)),
+            None => {
+                let p = self.last_end;
+                Err(Diagnostic::error(Code::YamlSyntax, Span { start: p, end: p }, "unexpected end of the YAML stream"))
+            }
+        }
+    }
+
+    fn document(&mut self) -> Result<Value, Diagnostic> {
+        // StreamStart
+        self.next()?;
+        let (ev, s) = self.next()?;
+        match ev {
+            Event::StreamEnd => {
+                return Err(Diagnostic::error(Code::MissingField, s, "the file is empty")
+                    .help("a workflow starts with `version: 1`, then `name:` and `nodes:`"));
+            }
+            Event::DocumentStart(_) => {}
+            _ => return Err(Diagnostic::error(Code::YamlSyntax, s, "expected a YAML document")),
+        }
+        let value = self.value(String::new(), None, 0)?;
+        loop {
+            let (ev, s) = self.next()?;
+            match ev {
+                Event::DocumentEnd => continue,
+                Event::StreamEnd => break,
+                Event::DocumentStart(_) => {
+                    return Err(Diagnostic::error(Code::YamlUnsupported, s, "a workflow file holds one YAML document")
+                        .help("remove the `---` separator and everything after it, or move it to its own file"));
+                }
+                _ => return Err(Diagnostic::error(Code::YamlSyntax, s, "unexpected content after the document")),
+            }
+        }
+        Ok(value)
+    }
+
+    fn count(&mut self, n: usize, s: Span) -> Result<(), Diagnostic> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > self.limits.max_nodes {
+            return Err(Diagnostic::error(
+                Code::YamlLimit,
+                s,
+                format!("the document expands to more than {} values", self.limits.max_nodes),
+            )
+            .help("aliases (`*name`) are expanded in full; an alias of an alias multiplies: use fewer or smaller ones"));
+        }
+        Ok(())
+    }
+
+    /// Reads one value (the next event starts it) at `pointer`.
+    fn value(&mut self, pointer: String, key: Option<Span>, depth: usize) -> Result<Value, Diagnostic> {
+        let (ev, s) = self.next()?;
+        let (value, vspan, anchor) = match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, s)?;
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                (scalar(&text, style, tag.as_deref(), s)?, s, anchor)
+            }
+            Event::Alias(id) => {
+                let Some(a) = self.anchors.get(&id) else {
+                    return Err(Diagnostic::error(Code::YamlSyntax, s, "alias to an unknown anchor"));
+                };
+                let size = a.size;
+                self.count(size, s)?;
+                let v = self.anchors.get(&id).map(|a| a.value.clone()).unwrap_or(Value::Null);
+                (v, s, 0)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                self.check_depth(depth, s)?;
+                self.check_collection_tag(tag.as_deref(), "!!seq", s)?;
+                self.count(1, s)?;
+                let start_nodes = self.nodes;
+                let mut items = Vec::new();
+                loop {
+                    if let Some(Ok((Event::SequenceEnd, _))) = self.parser.peek() {
+                        let (_, end) = self.next()?;
+                        let full = Span { start: s.start, end: end.end.max(s.end) };
+                        let v = Value::Array(items);
+                        return self.finish(pointer, key, v, full, anchor, self.nodes - start_nodes + 1);
+                    }
+                    let p = format!("{pointer}/{}", items.len());
+                    items.push(self.value(p, None, depth + 1)?);
+                }
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.check_depth(depth, s)?;
+                self.check_collection_tag(tag.as_deref(), "!!map", s)?;
+                self.count(1, s)?;
+                let start_nodes = self.nodes;
+                let mut map = Map::new();
+                let mut key_spans: HashMap<String, Span> = HashMap::new();
+                loop {
+                    let (kev, ks) = self.next()?;
+                    let k = match kev {
+                        Event::MappingEnd => {
+                            let full = Span { start: s.start, end: ks.end.max(s.end) };
+                            let v = Value::Object(map);
+                            return self.finish(pointer, key, v, full, anchor, self.nodes - start_nodes + 1);
+                        }
+                        Event::Scalar(text, style, _, tag) => {
+                            let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                            match scalar(&text, style, tag.as_deref(), ks)? {
+                                Value::String(s) => s,
+                                Value::Null => "null".to_owned(),
+                                other => other.to_string(),
+                            }
+                        }
+                        Event::Alias(_) => {
+                            return Err(Diagnostic::error(Code::YamlUnsupported, ks, "an alias cannot be a mapping key")
+                                .help("write the key out"));
+                        }
+                        _ => {
+                            return Err(Diagnostic::error(
+                                Code::YamlUnsupported,
+                                ks,
+                                "a mapping key must be a plain string, not a list or mapping",
+                            )
+                            .help("write the key as a string"));
+                        }
+                    };
+                    let p = format!("{pointer}/{}", escape(&k));
+                    let v = self.value(p.clone(), Some(ks), depth + 1)?;
+                    if let Some(first) = key_spans.get(&k) {
+                        self.warnings.push(
+                            Diagnostic::error(Code::DuplicateKey, ks, format!("`{k}` is defined twice in this mapping"))
+                                .label("defined again here")
+                                .with_label(*first, "first defined here")
+                                .help(format!("remove or rename one of the two `{k}` entries")),
+                        );
+                        // Keep the first definition and its spans.
+                        self.spans.map.insert(p, NodeSpan { key: Some(*first), value: *first });
+                        continue;
+                    }
+                    key_spans.insert(k.clone(), ks);
+                    map.insert(k, v);
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                return Err(Diagnostic::error(Code::YamlSyntax, s, "unexpected end of a collection"));
+            }
+            _ => return Err(Diagnostic::error(Code::YamlSyntax, s, "unexpected YAML event")),
+        };
+        self.finish(pointer, key, value, vspan, anchor, 1)
+    }
+
+    fn finish(
+        &mut self,
+        pointer: String,
+        key: Option<Span>,
+        value: Value,
+        span: Span,
+        anchor: usize,
+        size: usize,
+    ) -> Result<Value, Diagnostic> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, Anchor { value: value.clone(), size });
+        }
+        self.spans.map.insert(pointer, NodeSpan { key, value: span });
+        Ok(value)
+    }
+
+    fn check_depth(&self, depth: usize, s: Span) -> Result<(), Diagnostic> {
+        if depth >= self.limits.max_depth {
+            return Err(Diagnostic::error(
+                Code::YamlLimit,
+                s,
+                format!("nesting is deeper than {} levels", self.limits.max_depth),
+            )
+            .help("flatten the structure"));
+        }
+        Ok(())
+    }
+
+    fn check_collection_tag(&self, tag: Option<&saphyr_parser::Tag>, expected: &str, s: Span) -> Result<(), Diagnostic> {
+        match tag {
+            None => Ok(()),
+            Some(t) if format!("{}{}", t.handle, t.suffix).ends_with(&expected[2..]) => Ok(()),
+            Some(t) => Err(Diagnostic::error(
+                Code::YamlUnsupported,
+                s,
+                format!("unsupported YAML tag `{}{}`", t.handle, t.suffix),
+            )
+            .help("remove the tag; Braid reads plain YAML 1.2 values")),
+        }
+    }
+}
+
+fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>, s: Span) -> Result<Value, Diagnostic> {
+    let bad_tag = |t: &str| {
+        Diagnostic::error(Code::YamlUnsupported, s, format!("unsupported YAML tag `{t}`"))
+            .help("remove the tag; Braid reads plain YAML 1.2 values")
+    };
+    if let Some(t) = tag {
+        let core = t.strip_prefix("tag:yaml.org,2002:").or_else(|| t.strip_prefix("!!"));
+        return match core {
+            Some("str") => Ok(Value::String(text.to_owned())),
+            Some("null") => Ok(Value::Null),
+            Some("bool" | "int" | "float") => match plain(text) {
+                v @ (Value::Bool(_) | Value::Number(_)) => Ok(v),
+                _ => Err(Diagnostic::error(
+                    Code::WrongType,
+                    s,
+                    format!("`{text}` is not a valid `{t}`"),
+                )),
+            },
+            _ => Err(bad_tag(t)),
+        };
+    }
+    if style != ScalarStyle::Plain {
+        return Ok(Value::String(text.to_owned()));
+    }
+    match plain(text) {
+        Value::String(ref st) if st == ".nan" || st.ends_with(".inf") || st.ends_with(".Inf") || st.ends_with(".INF") => {
+            Err(Diagnostic::error(Code::InvalidValue, s, format!("`{text}` is not a number JSON can hold"))
+                .help("use a finite number, or quote the value to make it a string"))
+        }
+        v => Ok(v),
+    }
+}
+
+/// A plain scalar under the YAML 1.2 core schema.
+fn plain(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = text.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Ok(u) = text.parse::<u64>() {
+            return Value::Number(u.into());
+        }
+    }
+    if let Some(hex) = text.strip_prefix("0x") {
+        if let Ok(i) = i64::from_str_radix(hex, 16) {
+            return Value::Number(i.into());
+        }
+    }
+    if let Some(oct) = text.strip_prefix("0o") {
+        if let Ok(i) = i64::from_str_radix(oct, 8) {
+            return Value::Number(i.into());
+        }
+    }
+    let looks_float = digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && digits.bytes().any(|b| b.is_ascii_digit());
+    if looks_float {
+        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Value::Number(n);
+        }
+    }
+    Value::String(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ok(text: &str) -> (Document, Vec<Diagnostic>) {
+        load(text, Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn values_follow_the_core_schema() {
+        let (d, w) = ok("a: 1\nb: 1.5\nc: yes\nd: true\ne: ~\nf: '1'\ng: [x, 2]\nh: 0x10\n");
+        assert!(w.is_empty());
+        assert_eq!(d.value, json!({"a": 1, "b": 1.5, "c": "yes", "d": true, "e": null, "f": "1", "g": ["x", 2], "h": 16}));
+    }
+
+    #[test]
+    fn every_value_has_a_span() {
+        let (d, _) = ok("nodes:\n  rag:\n    timeout: 800 ms\n");
+        let s = d.spans.lookup("/nodes/rag/timeout");
+        assert_eq!((s.value.start.line, s.value.start.column), (3, 14));
+        let k = s.key.unwrap();
+        assert_eq!((k.start.line, k.start.column), (3, 5));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_with_both_places() {
+        let (d, w) = ok("nodes:\n  a: 1\n  a: 2\n");
+        assert_eq!(d.value, json!({"nodes": {"a": 1}}));
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].code, Code::DuplicateKey);
+        assert_eq!(w[0].labels[0].span.start.line, 3);
+        assert_eq!(w[0].labels[1].span.start.line, 2);
+    }
+
+    #[test]
+    fn billion_laughs_is_refused_quickly() {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        let err = load(&text, Limits::default()).unwrap_err();
+        assert_eq!(err[0].code, Code::YamlLimit);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let text = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let err = load(&text, Limits::default()).unwrap_err();
+        assert_eq!(err[0].code, Code::YamlLimit);
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = load("a: [1, 2\nb: 3\n", Limits::default()).unwrap_err();
+        assert_eq!(err[0].code, Code::YamlSyntax);
+        assert!(err[0].span().start.line >= 1);
+    }
+
+    #[test]
+    fn several_documents_are_refused() {
+        let err = load("a: 1\n---\nb: 2\n", Limits::default()).unwrap_err();
+        assert_eq!(err[0].code, Code::YamlUnsupported);
+    }
+}

@@ -1,0 +1,23 @@
+//! Braid's runtime vocabulary, shared by the compiler (which builds a [`Plan`]) and the runtime
+//! (which executes one).
+//!
+//! Nothing here knows YAML or tokio. A [`Plan`] is immutable and can only be built through
+//! [`Plan::new`], which proves it acyclic and every reference resolved: the runtime never re-checks.
+
+pub mod id;
+pub mod node;
+pub mod plan;
+pub mod reducer;
+pub mod registry;
+pub mod rng;
+pub mod template;
+
+pub use id::{KeyId, NodeId};
+pub use node::{FailureKind, Node, NodeContext, NodeError, NodeFuture, StateUpdate};
+pub use plan::{
+    Channel, ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, Plan, PlanError, PlanNode,
+    PlanParts, RetryPolicy, ValueType,
+};
+pub use reducer::{Reducer, ReducerError};
+pub use registry::{BuildContext, BuildError, BuildErrorKind, NodeKind, Registry, TemplateRead};
+pub use template::{Expr, TemplateEnv, TemplateError, TemplateId, Templated};

@@ -1,0 +1,199 @@
+//! The [`Node`] trait: what every node kind, built-in or registered from Rust, implements.
+//!
+//! A node receives a [`NodeContext`] (the run's inputs, the state its upstream nodes wrote, the
+//! attempt number) and returns a future of its partial state update: a JSON object whose keys must
+//! be among the node's declared `writes`. The runtime owns everything else: timeouts, retries,
+//! cancellation, panics, checking the update, folding it into state.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::template::{self, TemplateEnv, TemplateError, Templated};
+
+/// A node's partial state update: key → contribution.
+pub type StateUpdate = Map<String, Value>;
+
+/// The future a node returns: its update (a JSON object), or why it failed.
+pub type NodeFuture = Pin<Box<dyn Future<Output = Result<Value, NodeError>> + Send + 'static>>;
+
+/// What a node does. Implemented by the built-in kinds and by handlers registered from Rust.
+///
+/// # Cancel safety
+///
+/// The returned future may be dropped at any `.await` (timeout, fail-fast cancellation, run
+/// deadline). Implementations must not leave shared state half-written when that happens.
+pub trait Node: Send + Sync + 'static {
+    /// Starts one attempt of the node.
+    fn call(&self, ctx: NodeContext) -> NodeFuture;
+}
+
+impl<F, Fut> Node for F
+where
+    F: Fn(NodeContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, NodeError>> + Send + 'static,
+{
+    fn call(&self, ctx: NodeContext) -> NodeFuture {
+        Box::pin(self(ctx))
+    }
+}
+
+/// The type of a node failure, as reported and used in metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The node returned an error.
+    Error,
+    /// An attempt took longer than the node's timeout (or the run's deadline).
+    Timeout,
+    /// The node's code panicked.
+    Panic,
+    /// The node was stopped because the run was cancelled.
+    Cancelled,
+    /// The node returned something that is not a valid update: not an object, a key it does not
+    /// declare in `writes`, or a value the key's reducer cannot take.
+    InvalidOutput,
+}
+
+impl FailureKind {
+    /// The name used in reports and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Error => "error",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Panic => "panic",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::InvalidOutput => "invalid_output",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a node attempt failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct NodeError {
+    /// The failure's type.
+    pub kind: FailureKind,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Whether another attempt may succeed. `false` stops retries at once.
+    pub retryable: bool,
+    /// A wait the failing service asked for (such as HTTP `Retry-After`), used instead of the
+    /// backoff when longer.
+    pub retry_after: Option<Duration>,
+}
+
+impl NodeError {
+    /// A retryable error of kind [`FailureKind::Error`].
+    pub fn new(message: impl Into<String>) -> Self {
+        NodeError { kind: FailureKind::Error, message: message.into(), retryable: true, retry_after: None }
+    }
+
+    /// An error of the given kind.
+    pub fn of_kind(kind: FailureKind, message: impl Into<String>) -> Self {
+        NodeError { kind, message: message.into(), retryable: true, retry_after: None }
+    }
+
+    /// Marks the error as permanent: no retry.
+    #[must_use]
+    pub fn permanent(mut self) -> Self {
+        self.retryable = false;
+        self
+    }
+}
+
+impl From<TemplateError> for NodeError {
+    fn from(e: TemplateError) -> Self {
+        NodeError::new(format!("template: {}", e.message)).permanent()
+    }
+}
+
+/// What a node attempt sees: the inputs, the state its upstream nodes wrote, and where it is.
+///
+/// Cheap to build: everything inside is shared; the template context is made on first use.
+#[derive(Debug)]
+pub struct NodeContext {
+    node: Arc<str>,
+    attempt: u32,
+    seed: u64,
+    inputs: Arc<Value>,
+    state: Arc<Value>,
+    templates: Arc<TemplateEnv>,
+    template_ctx: OnceLock<minijinja::Value>,
+}
+
+impl NodeContext {
+    /// A context. `state` is an object holding only the keys the node may read.
+    pub fn new(
+        node: Arc<str>,
+        attempt: u32,
+        seed: u64,
+        inputs: Arc<Value>,
+        state: Arc<Value>,
+        templates: Arc<TemplateEnv>,
+    ) -> Self {
+        NodeContext { node, attempt, seed, inputs, state, templates, template_ctx: OnceLock::new() }
+    }
+
+    /// The node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// A seed for this node's randomness in this run (stable across attempts).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// All inputs, as a JSON object.
+    pub fn inputs(&self) -> &Value {
+        &self.inputs
+    }
+
+    /// One input.
+    pub fn input(&self, name: &str) -> Option<&Value> {
+        self.inputs.get(name)
+    }
+
+    /// The state the node may read (keys written upstream of it), as a JSON object.
+    pub fn state(&self) -> &Value {
+        &self.state
+    }
+
+    /// One state key, if the node may read it and it has a value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.state.get(key)
+    }
+
+    /// The context templates and expressions are evaluated in: `{ inputs, state }`.
+    pub fn template_context(&self) -> &minijinja::Value {
+        self.template_ctx.get_or_init(|| template::context(&self.inputs, &self.state))
+    }
+
+    /// Renders a compiled templated value against this context.
+    ///
+    /// # Errors
+    ///
+    /// When a template fails to evaluate (an undefined variable, a type error, fuel exhausted).
+    pub fn render(&self, value: &Templated) -> Result<Value, NodeError> {
+        if let Templated::Literal(v) = value {
+            return Ok(v.clone());
+        }
+        Ok(value.render(&self.templates, self.template_context())?)
+    }
+}

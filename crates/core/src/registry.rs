@@ -1,0 +1,266 @@
+//! The [`Registry`]: the node kinds and reducers a workflow may name.
+//!
+//! The compiler resolves every `kind:` and `reducer:` in a file against a registry, builds each
+//! node through its [`NodeKind`] (which parses and checks the node's `with:` block and compiles its
+//! templates through a [`BuildContext`]), and composes the JSON Schema from each kind's parameter
+//! schema. Built-in kinds live in `braid-nodes`; an embedding program adds its own handlers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use schemars::{Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::node::Node;
+use crate::reducer::{self, Reducer};
+use crate::template::{self, Expr, TemplateEnv, Templated};
+
+/// A kind of node: parses its `with:` parameters and builds the [`Node`] that runs.
+pub trait NodeKind: Send + Sync + 'static {
+    /// The name used in the file's `kind:` field.
+    fn name(&self) -> &str;
+
+    /// One line on what the kind does (shown in the schema's descriptions).
+    fn description(&self) -> &str {
+        ""
+    }
+
+    /// The JSON Schema of the kind's `with:` block, or `None` to accept any object.
+    fn params_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema>;
+
+    /// Builds the node from its `with:` block (`None` when the block is absent).
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] when the parameters are invalid. Template errors are recorded in the
+    /// context instead, so that all of them are reported at once.
+    fn build(&self, params: Option<&Value>, cx: &mut BuildContext<'_>) -> Result<Arc<dyn Node>, BuildError>;
+}
+
+/// What part of a node's definition a [`BuildError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildErrorKind {
+    /// The `with:` parameters do not fit the kind.
+    Params,
+    /// A template does not compile.
+    Template,
+}
+
+/// A problem with a node's `with:` block.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    /// Where: for errors returned by [`NodeKind::build`], a JSON pointer relative to the node's
+    /// `with:` block (`""` is the block itself); for errors recorded by a [`BuildContext`], absolute.
+    pub pointer: String,
+    /// What is wrong, lowercase.
+    pub message: String,
+    /// What part of the definition is wrong.
+    pub kind: BuildErrorKind,
+}
+
+impl BuildError {
+    /// A parameter error at a pointer relative to `with:`.
+    pub fn params(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        BuildError { pointer: pointer.into(), message: message.into(), kind: BuildErrorKind::Params }
+    }
+}
+
+/// Deserializes a kind's parameters from its `with:` block (an absent block is `{}`).
+///
+/// # Errors
+///
+/// A [`BuildError`] carrying serde's message, at the block's root.
+pub fn parse_params<P: DeserializeOwned>(params: Option<&Value>) -> Result<P, BuildError> {
+    let empty = Value::Object(Default::default());
+    P::deserialize(params.unwrap_or(&empty)).map_err(|e| BuildError::params("", e.to_string()))
+}
+
+/// A variable a node's template or expression reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateRead {
+    /// Where the template is, as an absolute JSON pointer (`/nodes/llm/with/output/response`).
+    pub pointer: String,
+    /// The dotted path read, such as `state.rag_results` or `inputs.query`.
+    pub path: String,
+}
+
+/// Handed to [`NodeKind::build`]: compiles templates and records what they read.
+///
+/// Pointers given to its methods are relative to its base (the node's `with:` block); the reads
+/// and errors it records carry absolute pointers (base + relative).
+pub struct BuildContext<'a> {
+    templates: &'a mut TemplateEnv,
+    base: String,
+    reads: Vec<TemplateRead>,
+    errors: Vec<BuildError>,
+}
+
+impl<'a> BuildContext<'a> {
+    /// A context that adds templates to `templates`; `base` is the JSON pointer of the block
+    /// being built, such as `/nodes/llm/with`.
+    pub fn new(templates: &'a mut TemplateEnv, base: impl Into<String>) -> Self {
+        BuildContext { templates, base: base.into(), reads: Vec::new(), errors: Vec::new() }
+    }
+
+    /// Compiles a JSON value whose strings may be templates. `pointer` is where the value is,
+    /// relative to `with:`. Errors are recorded; the failing part becomes a literal.
+    pub fn templated(&mut self, pointer: &str, value: &Value) -> Templated {
+        match value {
+            Value::String(s) if template::is_template(s) => {
+                if let Some(expr) = template::single_expression(s) {
+                    match Expr::compile(expr) {
+                        Ok(e) => {
+                            self.record_reads(pointer, e.variables());
+                            return Templated::Expr(Arc::new(e));
+                        }
+                        Err(e) => {
+                            self.error(pointer, e.message);
+                            return Templated::Literal(value.clone());
+                        }
+                    }
+                }
+                match self.templates.add(s) {
+                    Ok(id) => {
+                        let vars = self.templates.variables(id);
+                        self.record_reads(pointer, vars);
+                        Templated::Template(id)
+                    }
+                    Err(e) => {
+                        self.error(pointer, e.message);
+                        Templated::Literal(value.clone())
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let parts: Vec<Templated> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.templated(&format!("{pointer}/{i}"), v))
+                    .collect();
+                if parts.iter().all(Templated::is_literal) {
+                    Templated::Literal(value.clone())
+                } else {
+                    Templated::Array(parts)
+                }
+            }
+            Value::Object(map) => {
+                let parts: Vec<(String, Templated)> = map
+                    .iter()
+                    .map(|(k, v)| {
+                        let p = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
+                        (k.clone(), self.templated(&p, v))
+                    })
+                    .collect();
+                if parts.iter().all(|(_, t)| t.is_literal()) {
+                    Templated::Literal(value.clone())
+                } else {
+                    Templated::Object(parts)
+                }
+            }
+            _ => Templated::Literal(value.clone()),
+        }
+    }
+
+    /// Compiles an expression (no `{{ }}` around it). Errors are recorded.
+    pub fn expression(&mut self, pointer: &str, source: &str) -> Option<Arc<Expr>> {
+        match Expr::compile(source) {
+            Ok(e) => {
+                self.record_reads(pointer, e.variables());
+                Some(Arc::new(e))
+            }
+            Err(e) => {
+                self.error(pointer, e.message);
+                None
+            }
+        }
+    }
+
+    fn record_reads(&mut self, pointer: &str, vars: impl IntoIterator<Item = String>) {
+        for path in vars {
+            self.reads.push(TemplateRead { pointer: format!("{}{pointer}", self.base), path });
+        }
+    }
+
+    fn error(&mut self, pointer: &str, message: String) {
+        self.errors.push(BuildError {
+            pointer: format!("{}{pointer}", self.base),
+            message,
+            kind: BuildErrorKind::Template,
+        });
+    }
+
+    /// What the templates compiled so far read, and the errors recorded, in order.
+    pub fn finish(self) -> (Vec<TemplateRead>, Vec<BuildError>) {
+        (self.reads, self.errors)
+    }
+}
+
+/// The node kinds and reducers a workflow may name. Cloning is cheap (shared entries).
+#[derive(Clone)]
+pub struct Registry {
+    kinds: BTreeMap<String, Arc<dyn NodeKind>>,
+    reducers: BTreeMap<String, Arc<dyn Reducer>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds.keys().collect::<Vec<_>>())
+            .field("reducers", &self.reducers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry with the built-in reducers and no node kinds.
+    pub fn new() -> Self {
+        let reducers = reducer::builtins().into_iter().map(|r| (r.name().to_owned(), r)).collect();
+        Registry { kinds: BTreeMap::new(), reducers }
+    }
+
+    /// Adds a node kind, replacing any kind of the same name.
+    pub fn register_kind(&mut self, kind: Arc<dyn NodeKind>) -> &mut Self {
+        self.kinds.insert(kind.name().to_owned(), kind);
+        self
+    }
+
+    /// Adds a reducer, replacing any reducer of the same name.
+    pub fn register_reducer(&mut self, reducer: Arc<dyn Reducer>) -> &mut Self {
+        self.reducers.insert(reducer.name().to_owned(), reducer);
+        self
+    }
+
+    /// The kind of that name.
+    pub fn kind(&self, name: &str) -> Option<&Arc<dyn NodeKind>> {
+        self.kinds.get(name)
+    }
+
+    /// The reducer of that name.
+    pub fn reducer(&self, name: &str) -> Option<&Arc<dyn Reducer>> {
+        self.reducers.get(name)
+    }
+
+    /// All kinds, by name.
+    pub fn kinds(&self) -> impl Iterator<Item = &Arc<dyn NodeKind>> {
+        self.kinds.values()
+    }
+
+    /// All reducer names, sorted.
+    pub fn reducer_names(&self) -> impl Iterator<Item = &str> {
+        self.reducers.keys().map(String::as_str)
+    }
+
+    /// All kind names, sorted.
+    pub fn kind_names(&self) -> impl Iterator<Item = &str> {
+        self.kinds.keys().map(String::as_str)
+    }
+}

@@ -1,0 +1,293 @@
+//! Templates and expressions: one engine (minijinja) for both.
+//!
+//! Every template and `when` expression in a workflow is compiled at validation time, so a typo is a
+//! diagnostic rather than a run-time surprise, and its variables are known (the compiler uses them to
+//! prove a node reads only state written upstream of it). At run time they are evaluated with
+//! bounded fuel ([`FUEL`]) and strict undefined handling: reading a value that is not there is an
+//! error naming it, never a silent empty string.
+//!
+//! A string that is exactly one `{{ expression }}` keeps the expression's type (`"{{ state.docs |
+//! length }}"` is the number `3`, not the string `"3"`); any other string with `{{`/`{%` renders to a
+//! string; strings without either are literals.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, LazyLock};
+
+use minijinja::{AutoEscape, Environment, Expression, UndefinedBehavior};
+use serde_json::Value;
+
+/// Instructions one evaluation of a template or expression may execute before it fails. Bounds a
+/// template's loops; generous for prompts over thousands of documents.
+pub const FUEL: u64 = 1_000_000;
+
+fn configure(env: &mut Environment<'static>) {
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+}
+
+static EXPR_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    configure(&mut env);
+    env
+});
+
+/// A template or expression that did not compile or evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    /// Lowercase description, such as "syntax error: unexpected end of input".
+    pub message: String,
+    /// The byte range within the template's source, when the engine knows it.
+    pub range: Option<std::ops::Range<usize>>,
+}
+
+impl From<minijinja::Error> for TemplateError {
+    fn from(e: minijinja::Error) -> Self {
+        let message = match e.detail() {
+            Some(detail) => format!("{}: {detail}", e.kind()),
+            None => e.kind().to_string(),
+        };
+        TemplateError { message, range: e.range() }
+    }
+}
+
+/// A compiled expression, such as a node's `when`.
+pub struct Expr {
+    source: Arc<str>,
+    compiled: Expression<'static, 'static>,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expr").field(&self.source).finish()
+    }
+}
+
+impl Expr {
+    /// Compiles an expression.
+    ///
+    /// # Errors
+    ///
+    /// When the expression does not parse.
+    pub fn compile(source: &str) -> Result<Expr, TemplateError> {
+        let compiled = EXPR_ENV.compile_expression_owned(source.to_owned())?;
+        Ok(Expr { source: source.into(), compiled })
+    }
+
+    /// The expression's source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the expression against a context built by [`context`].
+    ///
+    /// # Errors
+    ///
+    /// When evaluation fails: an undefined variable, a type error, fuel exhausted.
+    pub fn eval(&self, ctx: &minijinja::Value) -> Result<minijinja::Value, TemplateError> {
+        Ok(self.compiled.eval(ctx)?)
+    }
+
+    /// Evaluates the expression as a condition (Jinja truthiness).
+    ///
+    /// # Errors
+    ///
+    /// As [`eval`](Expr::eval).
+    pub fn is_true(&self, ctx: &minijinja::Value) -> Result<bool, TemplateError> {
+        Ok(self.eval(ctx)?.is_true())
+    }
+
+    /// The variables the expression reads, as dotted paths (`inputs.query`, `state.docs`).
+    pub fn variables(&self) -> BTreeSet<String> {
+        self.compiled.undeclared_variables(true).into_iter().collect()
+    }
+}
+
+/// A template's index in its [`TemplateEnv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateId(u32);
+
+/// The compiled templates of one plan.
+pub struct TemplateEnv {
+    env: Environment<'static>,
+    count: u32,
+}
+
+impl std::fmt::Debug for TemplateEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateEnv").field("templates", &self.count).finish()
+    }
+}
+
+impl Default for TemplateEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TemplateEnv {
+    /// An environment with no templates.
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        configure(&mut env);
+        TemplateEnv { env, count: 0 }
+    }
+
+    /// Compiles a template and keeps it.
+    ///
+    /// # Errors
+    ///
+    /// When the template does not parse.
+    pub fn add(&mut self, source: &str) -> Result<TemplateId, TemplateError> {
+        let id = TemplateId(self.count);
+        self.env.add_template_owned(id.0.to_string(), source.to_owned())?;
+        self.count += 1;
+        Ok(id)
+    }
+
+    /// Renders a template against a context built by [`context`].
+    ///
+    /// # Errors
+    ///
+    /// When rendering fails: an undefined variable, a type error, fuel exhausted.
+    pub fn render(&self, id: TemplateId, ctx: &minijinja::Value) -> Result<String, TemplateError> {
+        let t = self.env.get_template(&id.0.to_string())?;
+        Ok(t.render(ctx)?)
+    }
+
+    /// The variables the template reads, as dotted paths.
+    pub fn variables(&self, id: TemplateId) -> BTreeSet<String> {
+        self.env
+            .get_template(&id.0.to_string())
+            .map(|t| t.undeclared_variables(true).into_iter().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Builds the evaluation context `{ inputs, state }` from JSON values.
+pub fn context(inputs: &Value, state: &Value) -> minijinja::Value {
+    minijinja::context! {
+        inputs => minijinja::Value::from_serialize(inputs),
+        state => minijinja::Value::from_serialize(state),
+    }
+}
+
+/// A JSON value whose strings may be templates: a node's output or parameters, compiled.
+#[derive(Debug, Clone)]
+pub enum Templated {
+    /// A value with no template in it.
+    Literal(Value),
+    /// A string with `{{ }}` or `{% %}` in it: renders to a string.
+    Template(TemplateId),
+    /// A string that is exactly one `{{ expression }}`: evaluates to the expression's type.
+    Expr(Arc<Expr>),
+    /// A list with a template somewhere inside.
+    Array(Vec<Templated>),
+    /// An object with a template somewhere inside, in key order.
+    Object(Vec<(String, Templated)>),
+}
+
+/// Whether a string is a template (contains `{{`, `{%` or `{#`).
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// If `s` is exactly one `{{ expression }}`, the expression's source.
+pub fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    if is_template(inner) || inner.contains("}}") {
+        return None;
+    }
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    Some(inner.trim())
+}
+
+impl Templated {
+    /// Whether the value has no template in it.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, Templated::Literal(_))
+    }
+
+    /// Renders the value.
+    ///
+    /// # Errors
+    ///
+    /// When any template or expression inside fails to evaluate.
+    pub fn render(&self, env: &TemplateEnv, ctx: &minijinja::Value) -> Result<Value, TemplateError> {
+        Ok(match self {
+            Templated::Literal(v) => v.clone(),
+            Templated::Template(id) => Value::String(env.render(*id, ctx)?),
+            Templated::Expr(e) => {
+                let v = e.eval(ctx)?;
+                if v.is_undefined() {
+                    return Err(TemplateError {
+                        message: format!("`{}` is undefined", e.source()),
+                        range: None,
+                    });
+                }
+                serde_json::to_value(&v).map_err(|err| TemplateError {
+                    message: format!("`{}` gave a value that is not JSON: {err}", e.source()),
+                    range: None,
+                })?
+            }
+            Templated::Array(items) => {
+                Value::Array(items.iter().map(|t| t.render(env, ctx)).collect::<Result<_, _>>()?)
+            }
+            Templated::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render(env, ctx)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn single_expression_keeps_type() {
+        assert_eq!(single_expression("{{ state.docs | length }}"), Some("state.docs | length"));
+        assert_eq!(single_expression("  {{x}} "), Some("x"));
+        assert_eq!(single_expression("a {{x}}"), None);
+        assert_eq!(single_expression("{{ a }} {{ b }}"), None);
+        let e = Expr::compile("state.docs | length").unwrap();
+        let ctx = context(&json!({}), &json!({"docs": [1, 2, 3]}));
+        let v = Templated::Expr(Arc::new(e)).render(&TemplateEnv::new(), &ctx).unwrap();
+        assert_eq!(v, json!(3));
+    }
+
+    #[test]
+    fn variables_are_dotted_paths() {
+        let e = Expr::compile("inputs.enable_rag and state.docs | length > 0").unwrap();
+        let vars: Vec<_> = e.variables().into_iter().collect();
+        assert_eq!(vars, ["inputs.enable_rag", "state.docs"]);
+        let mut env = TemplateEnv::new();
+        let t = env.add("Answer to {{ inputs.query }}{% for d in state.docs %} {{ d }}{% endfor %}").unwrap();
+        let vars: Vec<_> = env.variables(t).into_iter().collect();
+        assert_eq!(vars, ["inputs.query", "state.docs"]);
+    }
+
+    #[test]
+    fn undefined_is_an_error_not_an_empty_string() {
+        let mut env = TemplateEnv::new();
+        let t = env.add("x={{ state.missing.deeper }}").unwrap();
+        let err = env.render(t, &context(&json!({}), &json!({}))).unwrap_err();
+        assert!(err.message.starts_with("undefined value"), "{}", err.message);
+    }
+
+    #[test]
+    fn fuel_bounds_loops() {
+        let mut env = TemplateEnv::new();
+        let t = env.add("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").unwrap();
+        let err = env.render(t, &context(&json!({}), &json!({}))).unwrap_err();
+        assert!(err.message.contains("fuel"), "{}", err.message);
+    }
+}

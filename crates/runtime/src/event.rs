@@ -1,0 +1,78 @@
+//! Run events: what happened, when (as an offset from the run's start).
+//!
+//! Events are produced only when a subscriber asked for them ([`RunOptions::events`](crate::RunOptions)),
+//! so a run nobody watches pays nothing. The channel is unbounded on purpose: a run emits at most
+//! a fixed number of events per node attempt, so its size is bounded by the plan, and a slow
+//! consumer must never stall the scheduler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use braid_core::FailureKind;
+use serde::Serialize;
+
+use crate::report::RunStatus;
+
+/// Sends a run's events.
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;
+/// Receives a run's events: `while let Some(e) = rx.recv().await { .. }`.
+pub type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<Event>;
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The run started.
+    RunStarted {
+        /// The workflow's name.
+        workflow: Arc<str>,
+        /// The number of nodes.
+        nodes: usize,
+    },
+    /// An attempt of a node started.
+    NodeStarted {
+        /// The node.
+        node: Arc<str>,
+        /// The attempt, from 1.
+        attempt: u32,
+        /// When, from the run's start.
+        #[serde(serialize_with = "crate::report::ms")]
+        at: Duration,
+    },
+    /// An attempt failed and the node will try again after `delay`.
+    NodeRetrying {
+        /// The node.
+        node: Arc<str>,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        failure: FailureKind,
+        /// What went wrong.
+        message: String,
+        /// The wait before the next attempt.
+        #[serde(serialize_with = "crate::report::ms")]
+        delay: Duration,
+        /// When, from the run's start.
+        #[serde(serialize_with = "crate::report::ms")]
+        at: Duration,
+    },
+    /// A node finished: succeeded, fell back, failed, skipped or was cancelled.
+    NodeFinished {
+        /// The node.
+        node: Arc<str>,
+        /// How it ended.
+        status: crate::report::NodeStatus,
+        /// When, from the run's start.
+        #[serde(serialize_with = "crate::report::ms")]
+        at: Duration,
+    },
+    /// The run finished.
+    RunFinished {
+        /// How it ended.
+        status: RunStatus,
+        /// Its wall time.
+        #[serde(serialize_with = "crate::report::ms")]
+        wall_time: Duration,
+    },
+}

@@ -1,0 +1,211 @@
+//! The result of a run: its status, final state, and a report of every node.
+//!
+//! Every node of the plan appears exactly once in [`RunReport::nodes`] (in canonical order) with a
+//! definite [`NodeStatus`]. The report also carries what shows the speedup: the wall time, the sum
+//! of node times, the critical path (the chain of nodes that set the wall time) and their ratio.
+
+use std::time::Duration;
+
+use braid_core::FailureKind;
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+/// Serializes a duration as fractional milliseconds.
+pub(crate) fn ms<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+fn opt_ms<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ms(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every node succeeded or was skipped.
+    Succeeded,
+    /// The run finished, but at least one node failed and wrote its fallback (`on_error: continue`).
+    Degraded,
+    /// A node with `on_error: fail` failed, or the run's timeout expired.
+    Failed,
+}
+
+impl RunStatus {
+    /// The status's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Degraded => "degraded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// How a node ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// It returned a valid update.
+    Succeeded,
+    /// It failed with `on_error: continue`; its fallback was written.
+    FellBack,
+    /// It failed and, with `on_error: fail`, ended the run.
+    Failed,
+    /// Its `when` was false.
+    Skipped,
+    /// It was running (or waiting to retry) when the run was cancelled.
+    Cancelled,
+    /// The run ended before it could start.
+    NotStarted,
+}
+
+impl NodeStatus {
+    /// The status's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Succeeded => "succeeded",
+            NodeStatus::FellBack => "fell_back",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Skipped => "skipped",
+            NodeStatus::Cancelled => "cancelled",
+            NodeStatus::NotStarted => "not_started",
+        }
+    }
+}
+
+/// Why an attempt or a node failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    /// The failure's type.
+    pub kind: FailureKind,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One failed attempt of a node that was retried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptReport {
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// When it started, from the run's start.
+    #[serde(serialize_with = "ms")]
+    pub start: Duration,
+    /// When it ended.
+    #[serde(serialize_with = "ms")]
+    pub end: Duration,
+    /// Why it failed.
+    pub failure: Failure,
+}
+
+/// What happened to one node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeReport {
+    /// The node.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// How it ended.
+    pub status: NodeStatus,
+    /// Attempts made (0 if it never started).
+    pub attempts: u32,
+    /// When it started (its first attempt), from the run's start, in milliseconds.
+    #[serde(serialize_with = "opt_ms", rename = "start_ms")]
+    pub start: Option<Duration>,
+    /// When it ended, from the run's start, in milliseconds.
+    #[serde(serialize_with = "opt_ms", rename = "end_ms")]
+    pub end: Option<Duration>,
+    /// Why it failed (its last attempt's failure), for failed, fallen-back and cancelled nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The failed attempts before the last one, when it was retried.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<AttemptReport>,
+}
+
+impl NodeReport {
+    /// How long the node took, all attempts and backoff included.
+    pub fn duration(&self) -> Duration {
+        match (self.start, self.end) {
+            (Some(s), Some(e)) => e.saturating_sub(s),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunError {
+    /// A node with `on_error: fail` failed.
+    NodeFailed {
+        /// The node.
+        node: String,
+        /// Its failure.
+        failure: Failure,
+    },
+    /// The run's timeout expired.
+    Timeout {
+        /// The timeout.
+        #[serde(serialize_with = "ms", rename = "timeout_ms")]
+        timeout: Duration,
+    },
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::NodeFailed { node, failure } => {
+                write!(f, "node `{node}` failed ({}): {}", failure.kind, failure.message)
+            }
+            RunError::Timeout { timeout } => write!(f, "the run's timeout of {timeout:?} expired"),
+        }
+    }
+}
+
+/// The report of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// The workflow's name.
+    pub workflow: String,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// `parallel` or `sequential`.
+    pub mode: &'static str,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// From the run's start to its end.
+    #[serde(serialize_with = "ms", rename = "wall_time_ms")]
+    pub wall_time: Duration,
+    /// The sum of every node's duration: what a sequential run would take.
+    #[serde(serialize_with = "ms", rename = "node_time_sum_ms")]
+    pub node_time_sum: Duration,
+    /// Sum of node times over wall time.
+    pub speedup: f64,
+    /// The chain of nodes that set the wall time, first to last.
+    pub critical_path: Vec<String>,
+    /// Every node, in canonical order.
+    pub nodes: Vec<NodeReport>,
+}
+
+impl RunReport {
+    /// The report of the node of that name.
+    pub fn node(&self, name: &str) -> Option<&NodeReport> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    /// How it ended (also in the report).
+    pub status: RunStatus,
+    /// The final state: every declared key, `null` where it has no value.
+    pub state: Value,
+    /// What happened.
+    pub report: RunReport,
+}

@@ -1,0 +1,432 @@
+//! The ready-set scheduler.
+//!
+//! A node becomes ready the moment the last node it needs has settled (succeeded, fallen back or
+//! been skipped), and starts at once if fewer than `max_concurrency` nodes are in flight: there are
+//! no supersteps, so a slow branch never holds back an unrelated fast one. Ready nodes start in
+//! canonical order (a min-heap on [`NodeId`]), which makes sequential mode — the same loop with a
+//! concurrency of one — run exactly in canonical order.
+//!
+//! Node tasks live in a `JoinSet` owned by this function: when the run ends early (a failed node,
+//! the run's deadline) or the run's future is dropped, every task still in flight is aborted.
+//! The scheduler itself never blocks and holds no lock: it owns the store and the records, and
+//! tasks talk back only through their join results.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use braid_core::plan::{ExecutionMode, OnErrorPolicy};
+use braid_core::rng::{Rng, hash_str};
+use braid_core::{FailureKind, NodeId, Plan, template};
+use serde_json::{Map, Value};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::event::{Event, EventSender};
+use crate::report::{AttemptReport, Failure, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus};
+use crate::store::Store;
+use crate::task::{self, Job, Outcome};
+
+/// How to run a plan; anything left `None` comes from the workflow file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Parallel or sequential, overriding `execution.mode`.
+    pub mode: Option<ExecutionMode>,
+    /// Bound on nodes in flight, overriding `execution.max_concurrency`.
+    pub max_concurrency: Option<u32>,
+    /// The run's timeout, overriding `execution.timeout`.
+    pub timeout: Option<Duration>,
+    /// Seed for all randomness in the run (mock latencies and failures, retry jitter).
+    pub seed: u64,
+    /// Where to send the run's events; `None` sends none.
+    pub events: Option<EventSender>,
+}
+
+/// Polls a future, turning a panic into `Err`. Used around each node's whole task so that even a
+/// bug in the runtime's own task code is reported against the node, never lost.
+struct Guarded<F>(F);
+
+impl<F: Future + Unpin> Future for Guarded<F> {
+    type Output = Result<F::Output, String>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(_) => Poll::Ready(Err("the node's task panicked".to_owned())),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Record {
+    status: Option<NodeStatus>,
+    attempts: u32,
+    start: Option<Instant>,
+    end: Option<Instant>,
+    failure: Option<Failure>,
+    retries: Vec<AttemptReport>,
+}
+
+struct Scheduler<'a> {
+    plan: &'a Arc<Plan>,
+    inputs: Arc<Value>,
+    empty_state: Arc<Value>,
+    store: Store,
+    records: Vec<Record>,
+    remaining: Vec<u32>,
+    ready: BinaryHeap<Reverse<NodeId>>,
+    join: JoinSet<(NodeId, Result<Outcome, String>)>,
+    in_flight: usize,
+    run_start: Instant,
+    deadline: Option<Instant>,
+    seed: u64,
+    events: Option<EventSender>,
+    error: Option<RunError>,
+    degraded: bool,
+}
+
+/// Runs a plan to the end and reports what happened. `inputs` must already be resolved
+/// ([`resolve_inputs`](crate::resolve_inputs)).
+///
+/// # Cancel safety
+///
+/// Dropping the returned future aborts every node task still running; nothing is left behind.
+pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResult {
+    let mode = options.mode.unwrap_or(plan.mode());
+    let limit = match mode {
+        ExecutionMode::Sequential => 1,
+        ExecutionMode::Parallel => options.max_concurrency.or(plan.max_concurrency()).map_or(usize::MAX, |n| n.max(1) as usize),
+    };
+    let timeout = options.timeout.or(plan.timeout());
+    let span = tracing::info_span!("run", workflow = %plan.name(), mode = ?mode, status = tracing::field::Empty);
+    let run_span = span.clone();
+    async move {
+        let run_start = Instant::now();
+        let n = plan.nodes().len();
+        let mut s = Scheduler {
+            plan: &plan,
+            inputs: Arc::new(inputs),
+            empty_state: Arc::new(Value::Object(Map::new())),
+            store: Store::new(&plan),
+            records: (0..n).map(|_| Record::default()).collect(),
+            remaining: plan.nodes().iter().map(|p| p.needs.len() as u32).collect(),
+            ready: plan.roots().iter().map(|&r| Reverse(r)).collect(),
+            join: JoinSet::new(),
+            in_flight: 0,
+            run_start,
+            deadline: timeout.map(|t| run_start + t),
+            seed: options.seed,
+            events: options.events,
+            error: None,
+            degraded: false,
+        };
+        s.emit(|| Event::RunStarted { workflow: plan.name().clone(), nodes: n });
+        s.drive(limit, timeout).await;
+        let result = s.finish(mode);
+        run_span.record("status", result.status.as_str());
+        tracing::info!(
+            status = result.status.as_str(),
+            wall_ms = result.report.wall_time.as_secs_f64() * 1000.0,
+            speedup = result.report.speedup,
+            "run finished"
+        );
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+impl Scheduler<'_> {
+    fn emit(&self, event: impl FnOnce() -> Event) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event());
+        }
+    }
+
+    fn at(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.run_start)
+    }
+
+    async fn drive(&mut self, limit: usize, timeout: Option<Duration>) {
+        loop {
+            while self.error.is_none() && self.in_flight < limit {
+                let Some(Reverse(id)) = self.ready.pop() else { break };
+                self.start(id);
+            }
+            if self.in_flight == 0 {
+                return;
+            }
+            let next = match self.deadline {
+                Some(d) => tokio::select! {
+                    biased;
+                    r = self.join.join_next() => r,
+                    () = tokio::time::sleep_until(d) => {
+                        self.error = Some(RunError::Timeout { timeout: timeout.unwrap_or_default() });
+                        self.cancel_in_flight(FailureKind::Timeout, "the run's timeout expired while the node was running").await;
+                        return;
+                    }
+                },
+                None => self.join.join_next().await,
+            };
+            match next {
+                Some(Ok((_, Ok(outcome)))) => self.complete(outcome),
+                Some(Ok((id, Err(panic)))) => {
+                    let now = Instant::now();
+                    self.in_flight -= 1;
+                    let rec = &mut self.records[id.index()];
+                    rec.end = Some(now);
+                    rec.attempts = rec.attempts.max(1);
+                    self.fail(id, Failure { kind: FailureKind::Panic, message: panic }, now);
+                }
+                // A task can only be cancelled by us, and we stop polling before cancelling.
+                Some(Err(_)) | None => return,
+            }
+            if self.error.is_some() {
+                self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled because another node failed").await;
+                return;
+            }
+        }
+    }
+
+    /// The state a node may read: its `reads`, as they stand now.
+    fn view(&self, id: NodeId) -> Arc<Value> {
+        let node = self.plan.node(id);
+        if node.reads.is_empty() {
+            return self.empty_state.clone();
+        }
+        let mut map = Map::with_capacity(node.reads.len());
+        for &k in &node.reads {
+            if let Some(v) = self.store.get(k) {
+                map.insert(self.plan.keys()[k.index()].name.to_string(), v.clone());
+            }
+        }
+        Arc::new(Value::Object(map))
+    }
+
+    fn start(&mut self, id: NodeId) {
+        let plan = self.plan;
+        let node = plan.node(id);
+        let now = Instant::now();
+        let state = self.view(id);
+        if let Some(when) = &node.when {
+            let ctx = template::context(&self.inputs, &state);
+            match when.is_true(&ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let rec = &mut self.records[id.index()];
+                    rec.start = Some(now);
+                    rec.end = Some(now);
+                    rec.status = Some(NodeStatus::Skipped);
+                    self.settle(id, None);
+                    self.emit(|| Event::NodeFinished { node: node.name.clone(), status: NodeStatus::Skipped, at: self.at(now) });
+                    tracing::debug!(node = %node.name, "node skipped");
+                    return;
+                }
+                Err(e) => {
+                    let rec = &mut self.records[id.index()];
+                    rec.start = Some(now);
+                    rec.end = Some(now);
+                    rec.attempts = 1;
+                    let failure = Failure { kind: FailureKind::Error, message: format!("`when` failed: {}", e.message) };
+                    self.fail(id, failure, now);
+                    return;
+                }
+            }
+        }
+        self.records[id.index()].start = Some(now);
+        let seed = Rng::derive(self.seed, &[hash_str(&node.name)]).next_u64();
+        let job = Job {
+            plan: plan.clone(),
+            id,
+            inputs: self.inputs.clone(),
+            state,
+            seed,
+            run_start: self.run_start,
+            deadline: self.deadline,
+            events: self.events.clone(),
+        };
+        let span = tracing::info_span!("node", node = %node.name, kind = %node.kind);
+        self.join.spawn(
+            async move {
+                let fut = std::pin::pin!(task::run_node(job));
+                (id, Guarded(fut).await)
+            }
+            .instrument(span),
+        );
+        self.in_flight += 1;
+    }
+
+    fn complete(&mut self, outcome: Outcome) {
+        self.in_flight -= 1;
+        let id = outcome.id;
+        let rec = &mut self.records[id.index()];
+        rec.attempts = outcome.attempts;
+        rec.start = Some(outcome.start);
+        rec.end = Some(outcome.end);
+        rec.retries = outcome.retries;
+        match outcome.result {
+            Ok(update) => {
+                rec.status = Some(NodeStatus::Succeeded);
+                self.settle(id, Some(update));
+                let node = &self.plan.node(id).name;
+                tracing::debug!(node = %node, attempts = outcome.attempts, "node succeeded");
+                self.emit(|| Event::NodeFinished { node: node.clone(), status: NodeStatus::Succeeded, at: self.at(outcome.end) });
+            }
+            Err(e) if outcome.hit_deadline => {
+                rec.status = Some(NodeStatus::Cancelled);
+                rec.failure = Some(Failure { kind: e.kind, message: e.message });
+                let timeout = self.deadline.map(|d| d - self.run_start).unwrap_or_default();
+                self.error = Some(RunError::Timeout { timeout });
+                let node = &self.plan.node(id).name;
+                self.emit(|| Event::NodeFinished { node: node.clone(), status: NodeStatus::Cancelled, at: self.at(outcome.end) });
+            }
+            Err(e) => self.fail(id, Failure { kind: e.kind, message: e.message }, outcome.end),
+        }
+    }
+
+    /// A node's final failure: fall back, or end the run.
+    fn fail(&mut self, id: NodeId, failure: Failure, at: Instant) {
+        let plan = self.plan;
+        let node = plan.node(id);
+        tracing::warn!(node = %node.name, failure = failure.kind.as_str(), message = %failure.message, "node failed");
+        let status = match &node.on_error {
+            OnErrorPolicy::Fail => {
+                self.error = Some(RunError::NodeFailed { node: node.name.to_string(), failure: failure.clone() });
+                NodeStatus::Failed
+            }
+            OnErrorPolicy::Continue { fallback } => {
+                let update: Vec<Option<Value>> = node
+                    .writes
+                    .iter()
+                    .map(|(k, _)| fallback.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone()))
+                    .collect();
+                self.degraded = true;
+                self.settle(id, Some(update));
+                NodeStatus::FellBack
+            }
+        };
+        let rec = &mut self.records[id.index()];
+        rec.status = Some(status);
+        rec.failure = Some(failure);
+        self.emit(|| Event::NodeFinished { node: node.name.clone(), status, at: self.at(at) });
+    }
+
+    /// Folds a settled node's contributions (`None`: it wrote nothing) and releases its dependents.
+    fn settle(&mut self, id: NodeId, update: Option<Vec<Option<Value>>>) {
+        let plan = self.plan;
+        let node = plan.node(id);
+        let mut update = update.unwrap_or_default().into_iter();
+        for &(key, pos) in &node.writes {
+            self.store.settle(plan, key, pos, update.next().flatten());
+        }
+        for &d in &node.dependents {
+            let r = &mut self.remaining[d.index()];
+            *r -= 1;
+            if *r == 0 {
+                self.ready.push(Reverse(d));
+            }
+        }
+    }
+
+    async fn cancel_in_flight(&mut self, kind: FailureKind, message: &str) {
+        self.join.shutdown().await;
+        let now = Instant::now();
+        for (i, rec) in self.records.iter_mut().enumerate() {
+            if rec.status.is_none() && rec.start.is_some() {
+                rec.status = Some(NodeStatus::Cancelled);
+                rec.end = Some(now);
+                rec.attempts = rec.attempts.max(1);
+                rec.failure = Some(Failure { kind, message: message.to_owned() });
+                if let Some(tx) = &self.events {
+                    let node = self.plan.nodes()[i].name.clone();
+                    let _ = tx.send(Event::NodeFinished { node, status: NodeStatus::Cancelled, at: now - self.run_start });
+                }
+            }
+        }
+        self.in_flight = 0;
+    }
+
+    fn finish(self, mode: ExecutionMode) -> RunResult {
+        let end = Instant::now();
+        let plan = self.plan;
+        let status = match (&self.error, self.degraded) {
+            (Some(_), _) => RunStatus::Failed,
+            (None, true) => RunStatus::Degraded,
+            (None, false) => RunStatus::Succeeded,
+        };
+        let at = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(self.run_start));
+        let nodes: Vec<NodeReport> = plan
+            .nodes()
+            .iter()
+            .zip(self.records)
+            .map(|(n, r)| NodeReport {
+                name: n.name.to_string(),
+                kind: n.kind.to_string(),
+                status: r.status.unwrap_or(NodeStatus::NotStarted),
+                attempts: r.attempts,
+                start: at(r.start),
+                end: at(r.end),
+                failure: r.failure,
+                retries: r.retries,
+            })
+            .collect();
+        let wall_time = end.saturating_duration_since(self.run_start);
+        let node_time_sum: Duration = nodes.iter().map(NodeReport::duration).sum();
+        let speedup = if wall_time.is_zero() { 1.0 } else { node_time_sum.as_secs_f64() / wall_time.as_secs_f64() };
+        let critical_path = critical_path(plan, &nodes);
+        let state = self.store.finish(plan);
+        self.events.as_ref().map(|tx| tx.send(Event::RunFinished { status, wall_time }));
+        RunResult {
+            status,
+            state,
+            report: RunReport {
+                workflow: plan.name().to_string(),
+                status,
+                mode: match mode {
+                    ExecutionMode::Parallel => "parallel",
+                    ExecutionMode::Sequential => "sequential",
+                },
+                error: self.error,
+                wall_time,
+                node_time_sum,
+                speedup,
+                critical_path,
+                nodes,
+            },
+        }
+    }
+}
+
+/// The chain of nodes that set the wall time: from the node that ended last, back through the
+/// need that ended last, to a node that needed nothing that ran.
+fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<String> {
+    let end = |i: usize| nodes[i].end.filter(|_| nodes[i].status != NodeStatus::NotStarted);
+    let Some(mut cur) = (0..nodes.len()).filter(|&i| end(i).is_some()).max_by_key(|&i| (end(i), i)) else {
+        return Vec::new();
+    };
+    let mut path = vec![nodes[cur].name.clone()];
+    loop {
+        let prev = plan.nodes()[cur]
+            .needs
+            .iter()
+            .map(|n| n.index())
+            .filter(|&i| end(i).is_some())
+            .max_by_key(|&i| (end(i), i));
+        match prev {
+            Some(p) => {
+                path.push(nodes[p].name.clone());
+                cur = p;
+            }
+            None => break,
+        }
+    }
+    path.reverse();
+    path
+}
