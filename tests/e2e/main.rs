@@ -1,0 +1,3 @@
+//! End-to-end tests over the `braid` binary and the files in `workflows/`.
+
+mod cli;
