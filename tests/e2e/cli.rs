@@ -9,7 +9,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn braid(args: &[&str]) -> Output {
+pub(crate) fn braid(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_braid"))
         .args(args)
         .current_dir(root())
@@ -18,7 +18,7 @@ fn braid(args: &[&str]) -> Output {
         .expect("the braid binary runs")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
@@ -125,7 +125,7 @@ fn run_prints_state_on_stdout_and_summary_on_stderr() {
     assert!(state["response"].as_str().unwrap().contains("what is braid?"));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("mode1-manual succeeded (parallel)"), "{stderr}");
-    assert!(stderr.contains("critical path: memory -> llm -> citations"), "{stderr}");
+    assert!(stderr.contains("critical path: tools -> llm -> citations"), "{stderr}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["nodes"].as_array().unwrap().len(), 7);
@@ -154,7 +154,7 @@ fn run_exit_codes_tell_degraded_failed_and_invalid_apart() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("input `n` must be of type `integer`"), "{}", text(&out.stderr));
 
-    let out = braid(&["run", "tests/fixtures/invalid/cycle.yaml"]);
+    let out = braid(&["run", "tests/fixtures/invalid/cycle-two-nodes.yaml"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("error[cycle]"), "{}", text(&out.stderr));
 }

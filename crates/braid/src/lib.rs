@@ -63,6 +63,7 @@ pub use braid_core::{
 };
 pub use braid_core::plan::{InputDecl, ValueType};
 pub use braid_runtime::run as run_plan;
+pub use braid_runtime::metrics;
 pub use braid_spec::parse_duration;
 pub use braid_runtime::{
     Event, EventReceiver, InputError, NodeReport, NodeStatus, RunError, RunOptions, RunReport, RunResult,
@@ -74,7 +75,7 @@ pub use braid_runtime::{
 #[non_exhaustive]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read `{path}`: {source}")]
+    #[error("cannot read `{path}`")]
     Io {
         /// The path.
         path: String,

@@ -3,8 +3,12 @@
 //! The only crate that prints, parses arguments and uses `anyhow`. Exit codes are documented in
 //! `docs/cli.md` and defined once, in [`exit`].
 
+mod bench;
 mod exit;
+mod live;
 mod run;
+mod telemetry;
+mod timeline;
 mod validate;
 
 use std::path::PathBuf;
@@ -18,6 +22,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr.
+    #[arg(long, value_enum, global = true, default_value_t = telemetry::LogFormat::Pretty)]
+    log_format: telemetry::LogFormat,
+    /// More logs: -v info, -vv debug, -vvv trace. `RUST_LOG` (e.g. `braid_runtime=debug`) wins.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,8 +44,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
-    /// Run a workflow: final state as JSON on stdout, a summary on stderr.
+    /// Run a workflow: final state as JSON on stdout, a live view and a summary on stderr.
     Run(run::Args),
+    /// Run a workflow N times in parallel and N times in sequential mode; print percentiles,
+    /// the speedup, per-node latency and failure rates, and the critical path.
+    Bench(bench::Args),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -52,12 +65,15 @@ fn main() -> ExitCode {
             return if e.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
         }
     };
+    telemetry::init_logs(cli.log_format, cli.verbose, validate::color());
+    telemetry::quiet_node_panics();
     let engine = braid::Engine::new();
     let result = match cli.command {
         Command::Validate(args) => validate::main(&engine, &args),
         Command::Schema => schema(&engine),
         Command::Graph { file, format } => graph(&engine, &file, format),
         Command::Run(args) => run::main(&engine, &args),
+        Command::Bench(args) => bench::main(&engine, &args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -77,15 +93,11 @@ fn schema(engine: &braid::Engine) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
+#[allow(clippy::print_stdout)]
 fn graph(engine: &braid::Engine, file: &std::path::Path, format: GraphFormat) -> anyhow::Result<u8> {
-    let workflow = match engine.load_file(file) {
+    let workflow = match run::load(engine, file)? {
         Ok(w) => w,
-        Err(braid::Error::Invalid(inv)) => {
-            eprint!("{}", braid::render::human(&inv.source.name, &inv.source.text, &inv.diagnostics, validate::color()));
-            return Ok(exit::INVALID);
-        }
-        Err(e) => return Err(e.into()),
+        Err(code) => return Ok(code),
     };
     let format = match format {
         GraphFormat::Mermaid => braid::graph::GraphFormat::Mermaid,

@@ -2,6 +2,7 @@
 //! (per-node timeline, status, wall time against the sequential sum) goes to stderr.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use anyhow::Context as _;
 use braid::{Engine, ExecutionMode, NodeStatus, RunOptions, RunResult, RunStatus, render};
 use serde_json::{Map, Value};
 
-use crate::{exit, validate};
+use crate::live::{self, Display};
+use crate::{exit, timeline, validate};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -25,7 +27,7 @@ pub(crate) struct Args {
     #[arg(long)]
     sequential: bool,
     /// Bound on nodes in flight, overriding `execution.max_concurrency`.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_concurrency: Option<u32>,
     /// The run's timeout, such as `30s`, overriding `execution.timeout`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -36,7 +38,16 @@ pub(crate) struct Args {
     /// Write the run report (every node's status, attempts and timings) as JSON to this file.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
-    /// Print no summary on stderr.
+    /// Write the run's timeline as Chrome trace-event JSON (open it in Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE.json")]
+    trace: Option<PathBuf>,
+    /// Write the run's timeline as a self-contained HTML Gantt chart.
+    #[arg(long, value_name = "FILE.html")]
+    timeline: Option<PathBuf>,
+    /// Write the run's Prometheus metrics (exposition text format) to this file.
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
+    /// Print neither the live view nor the summary on stderr.
     #[arg(long, short)]
     quiet: bool,
 }
@@ -46,9 +57,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     braid::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn inputs(engine_inputs: &[braid::InputDecl], args: &Args) -> anyhow::Result<Value> {
+/// Reads `--input-file` then `--input KEY=VALUE` entries (which override it) into a JSON object.
+/// A VALUE is JSON (`true`, `3`, `["a"]`) unless the input is declared a string.
+pub(crate) fn parse_inputs(
+    declared: &[braid::InputDecl],
+    entries: &[String],
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Value> {
     let mut map = Map::new();
-    if let Some(path) = &args.input_file {
+    if let Some(path) = file {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let v: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
         let Value::Object(m) = v else {
@@ -56,11 +73,11 @@ fn inputs(engine_inputs: &[braid::InputDecl], args: &Args) -> anyhow::Result<Val
         };
         map.extend(m);
     }
-    for entry in &args.inputs {
+    for entry in entries {
         let Some((key, raw)) = entry.split_once('=') else {
             anyhow::bail!("`--input {entry}` must be KEY=VALUE");
         };
-        let is_string = engine_inputs.iter().any(|d| &*d.name == key && d.ty == braid::ValueType::String);
+        let is_string = declared.iter().any(|d| &*d.name == key && d.ty == braid::ValueType::String);
         let value = if is_string {
             Value::String(raw.to_owned())
         } else {
@@ -71,17 +88,34 @@ fn inputs(engine_inputs: &[braid::InputDecl], args: &Args) -> anyhow::Result<Val
     Ok(Value::Object(map))
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
-    let workflow = match engine.load_file(&args.file) {
-        Ok(w) => w,
+/// Loads a workflow; when it is invalid, prints its diagnostics and gives the exit code.
+#[allow(clippy::print_stderr)]
+pub(crate) fn load(engine: &Engine, file: &std::path::Path) -> anyhow::Result<Result<braid::Workflow, u8>> {
+    match engine.load_file(file) {
+        Ok(w) => {
+            if !w.warnings().is_empty() {
+                eprint!("{}", render::human(&file.display().to_string(), &std::fs::read_to_string(file).unwrap_or_default(), w.warnings(), validate::color()));
+            }
+            Ok(Ok(w))
+        }
         Err(braid::Error::Invalid(inv)) => {
             eprint!("{}", render::human(&inv.source.name, &inv.source.text, &inv.diagnostics, validate::color()));
-            return Ok(exit::INVALID);
+            Ok(Err(exit::INVALID))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
+    let workflow = match load(engine, &args.file)? {
+        Ok(w) => w,
+        Err(code) => return Ok(code),
     };
-    let given = inputs(workflow.plan().inputs(), args)?;
+    if args.metrics_file.is_some() {
+        crate::telemetry::init_metrics();
+    }
+    let given = parse_inputs(workflow.plan().inputs(), &args.inputs, args.input_file.as_deref())?;
     let resolved = match workflow.inputs(given) {
         Ok(v) => v,
         Err(braid::Error::Inputs(errors)) => {
@@ -92,28 +126,48 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let options = RunOptions {
         mode: args.sequential.then_some(ExecutionMode::Sequential),
         max_concurrency: args.max_concurrency,
         timeout: args.timeout,
         seed: args.seed,
-        events: None,
+        events: Some(tx),
+    };
+    let display = if args.quiet {
+        Display::Quiet
+    } else if std::io::stderr().is_terminal() {
+        Display::Terminal { color: validate::color() }
+    } else {
+        Display::Lines
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let plan = workflow.plan().clone();
-    let result = rt.block_on(async move {
-        tokio::select! {
+    let (result, record) = rt.block_on(async move {
+        // The watcher ends when the run drops its event sender (finished or interrupted).
+        let watcher = tokio::spawn(live::watch(plan.clone(), rx, display));
+        let result = tokio::select! {
             r = braid::run_plan(plan, resolved, options) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
-        }
+        };
+        (result, watcher.await)
     });
     let Some(result) = result else {
         eprintln!("interrupted: every running node was cancelled");
         return Ok(130);
     };
+    let record = record.context("the live view failed")?;
     if let Some(path) = &args.report {
-        let text = serde_json::to_string_pretty(&result.report)?;
-        std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
+        write(path, &serde_json::to_string_pretty(&result.report)?)?;
+    }
+    if let Some(path) = &args.trace {
+        write(path, &serde_json::to_string(&timeline::chrome_trace(&result.report, &record))?)?;
+    }
+    if let Some(path) = &args.timeline {
+        write(path, &timeline::html(&result.report, &record))?;
+    }
+    if let Some(path) = &args.metrics_file {
+        write(path, &crate::telemetry::metrics_text())?;
     }
     println!("{}", serde_json::to_string_pretty(&result.state)?);
     if !args.quiet {
@@ -124,6 +178,10 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         RunStatus::Degraded => exit::DEGRADED,
         RunStatus::Failed => exit::FAILED,
     })
+}
+
+fn write(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 fn ms(d: Duration) -> String {
@@ -146,17 +204,27 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
     } else {
         100.0 * (1.0 - r.wall_time.as_secs_f64() / r.node_time_sum.as_secs_f64())
     };
-    let _ = writeln!(
-        out,
-        "\n{} {} ({}) in {} ms; the nodes took {} ms in all, so this run was {:.2}x faster than one node at a time ({:.1}% saved)",
+    let head = format!(
+        "\n{} {} ({})",
         paint("1", &r.workflow),
         paint(status_color(r.status.as_str()), r.status.as_str()),
-        r.mode,
-        ms(r.wall_time),
-        ms(r.node_time_sum),
-        r.speedup,
-        saved.max(0.0)
+        r.mode
     );
+    // The comparison with one-node-at-a-time only means something for a finished parallel run.
+    if r.status == RunStatus::Failed {
+        let _ = writeln!(out, "{head} after {} ms", ms(r.wall_time));
+    } else if r.mode == "parallel" && r.speedup >= 1.005 {
+        let _ = writeln!(
+            out,
+            "{head} in {} ms; the nodes took {} ms in all, so this run was {:.2}x faster than one node at a time ({:.1}% saved)",
+            ms(r.wall_time),
+            ms(r.node_time_sum),
+            r.speedup,
+            saved
+        );
+    } else {
+        let _ = writeln!(out, "{head} in {} ms", ms(r.wall_time));
+    }
     if let Some(e) = &r.error {
         let _ = writeln!(out, "{} {e}", paint("31", "error:"));
     }
@@ -185,7 +253,7 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
             let _ = writeln!(out, "  {:<name_w$}    {} {}", "", paint("2", &format!("{}:", f.kind)), f.message);
         }
     }
-    if !r.critical_path.is_empty() {
+    if !r.critical_path.is_empty() && r.mode == "parallel" && r.status != RunStatus::Failed {
         let _ = writeln!(out, "\ncritical path: {} ({} ms)", r.critical_path.join(" -> "), ms(r.wall_time));
     }
     out

@@ -23,7 +23,7 @@ pub(crate) struct Args {
 enum Format {
     /// Source snippets with the problem marked, and a help line.
     Human,
-    /// One JSON document: `{ files, errors, warnings, diagnostics: [...] }`.
+    /// One JSON document: `{ files, invalid_files, errors, warnings, diagnostics: [...] }`.
     Json,
     /// GitHub Actions workflow commands (`::error file=…,line=…::…`): annotations on the PR.
     Github,

@@ -8,11 +8,13 @@
 //! * [`report`]: the run's result: status, final state, per-node report, critical path, speedup.
 //! * [`event`]: the run's events, for live views and library users.
 //! * [`inputs`]: checks a run's inputs against the workflow's declarations.
+//! * [`metrics`]: metric names, defined once, and their recording.
 //!
 //! The runtime never sees YAML and never re-checks what the compiler proved.
 
 pub mod event;
 pub mod inputs;
+pub mod metrics;
 pub mod report;
 pub mod scheduler;
 pub mod store;

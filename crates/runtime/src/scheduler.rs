@@ -90,6 +90,7 @@ struct Scheduler<'a> {
     events: Option<EventSender>,
     error: Option<RunError>,
     degraded: bool,
+    in_flight_gauge: metrics::Gauge,
 }
 
 /// Runs a plan to the end and reports what happened. `inputs` must already be resolved
@@ -126,10 +127,12 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
             events: options.events,
             error: None,
             degraded: false,
+            in_flight_gauge: crate::metrics::in_flight(plan.name()),
         };
         s.emit(|| Event::RunStarted { workflow: plan.name().clone(), nodes: n });
         s.drive(limit, timeout).await;
         let result = s.finish(mode);
+        crate::metrics::record_run(&result.report);
         run_span.record("status", result.status.as_str());
         tracing::info!(
             status = result.status.as_str(),
@@ -160,6 +163,11 @@ impl Scheduler<'_> {
                 let Some(Reverse(id)) = self.ready.pop() else { break };
                 self.start(id);
             }
+            // A node can fail as it starts (its `when` does not evaluate): fail fast then too.
+            if self.error.is_some() {
+                self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled because another node failed").await;
+                return;
+            }
             if self.in_flight == 0 {
                 return;
             }
@@ -180,6 +188,7 @@ impl Scheduler<'_> {
                 Some(Ok((id, Err(panic)))) => {
                     let now = Instant::now();
                     self.in_flight -= 1;
+                    self.in_flight_gauge.decrement(1.0);
                     let rec = &mut self.records[id.index()];
                     rec.end = Some(now);
                     rec.attempts = rec.attempts.max(1);
@@ -187,10 +196,6 @@ impl Scheduler<'_> {
                 }
                 // A task can only be cancelled by us, and we stop polling before cancelling.
                 Some(Err(_)) | None => return,
-            }
-            if self.error.is_some() {
-                self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled because another node failed").await;
-                return;
             }
         }
     }
@@ -261,10 +266,12 @@ impl Scheduler<'_> {
             .instrument(span),
         );
         self.in_flight += 1;
+        self.in_flight_gauge.increment(1.0);
     }
 
     fn complete(&mut self, outcome: Outcome) {
         self.in_flight -= 1;
+        self.in_flight_gauge.decrement(1.0);
         let id = outcome.id;
         let rec = &mut self.records[id.index()];
         rec.attempts = outcome.attempts;
@@ -350,6 +357,7 @@ impl Scheduler<'_> {
                 }
             }
         }
+        self.in_flight_gauge.decrement(self.in_flight as f64);
         self.in_flight = 0;
     }
 
