@@ -55,20 +55,21 @@ use braid_core::{BuildContext, BuildError, NodeKind};
 use serde_json::Value;
 
 pub use braid_compiler::{
-    Code, Compilation, CompileOptions, Compiler, Diagnostic, Limits, Severity, Source, graph, render,
-};
-pub use braid_core::{
-    ExecutionMode, FailureKind, Node, NodeContext, NodeError, NodeFuture, Plan, Reducer, ReducerError,
-    Registry,
+    Code, Compilation, CompileOptions, Compiler, Diagnostic, Limits, Severity, Source, Span, graph,
+    render,
 };
 pub use braid_core::plan::{InputDecl, ValueType};
-pub use braid_runtime::run as run_plan;
-pub use braid_runtime::metrics;
-pub use braid_spec::parse_duration;
-pub use braid_runtime::{
-    Event, EventReceiver, InputError, NodeReport, NodeStatus, RunError, RunOptions, RunReport, RunResult,
-    RunStatus,
+pub use braid_core::{
+    ExecutionMode, FailureKind, Node, NodeContext, NodeError, NodeFuture, Plan, Reducer,
+    ReducerError, Registry,
 };
+pub use braid_runtime::metrics;
+pub use braid_runtime::run as run_plan;
+pub use braid_runtime::{
+    Event, EventReceiver, InputError, NodeReport, NodeStatus, RunError, RunOptions, RunReport,
+    RunResult, RunStatus,
+};
+pub use braid_spec::parse_duration;
 
 /// What can go wrong loading or running a workflow through the facade.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,12 @@ pub struct InvalidWorkflow {
 
 impl std::fmt::Display for InvalidWorkflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&render::human(&self.source.name, &self.source.text, &self.diagnostics, false))
+        f.write_str(&render::human(
+            &self.source.name,
+            &self.source.text,
+            &self.diagnostics,
+            false,
+        ))
     }
 }
 
@@ -122,7 +128,11 @@ impl NodeKind for HandlerKind {
     fn params_schema(&self, _: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
         None
     }
-    fn build(&self, _: Option<&Value>, _: &mut BuildContext<'_>) -> Result<Arc<dyn Node>, BuildError> {
+    fn build(
+        &self,
+        _: Option<&Value>,
+        _: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
         Ok(self.handler.clone())
     }
 }
@@ -175,7 +185,9 @@ impl EngineBuilder {
 
     /// Builds the engine (compiles the JSON Schema once).
     pub fn build(self) -> Engine {
-        Engine { compiler: Arc::new(Compiler::new(self.registry, self.options)) }
+        Engine {
+            compiler: Arc::new(Compiler::new(self.registry, self.options)),
+        }
     }
 }
 
@@ -199,7 +211,10 @@ impl Engine {
 
     /// A builder starting from the built-in kinds and reducers.
     pub fn builder() -> EngineBuilder {
-        EngineBuilder { registry: braid_nodes::builtin_registry(), options: CompileOptions::default() }
+        EngineBuilder {
+            registry: braid_nodes::builtin_registry(),
+            options: CompileOptions::default(),
+        }
     }
 
     /// The JSON Schema workflow files are checked against (it includes registered kinds).
@@ -233,16 +248,24 @@ impl Engine {
     /// [`Error::Io`] when the file cannot be read; [`Error::Invalid`] when it has an error.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Workflow, Error> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         self.load_source(Source::new(path.display().to_string(), text))
     }
 
     fn load_source(&self, source: Source) -> Result<Workflow, Error> {
         let c = self.compiler.compile(&source);
         match c.plan {
-            Some(plan) => Ok(Workflow { plan: Arc::new(plan), warnings: c.diagnostics }),
-            None => Err(Error::Invalid(InvalidWorkflow { source, diagnostics: c.diagnostics })),
+            Some(plan) => Ok(Workflow {
+                plan: Arc::new(plan),
+                warnings: c.diagnostics,
+            }),
+            None => Err(Error::Invalid(InvalidWorkflow {
+                source,
+                diagnostics: c.diagnostics,
+            })),
         }
     }
 }
@@ -309,7 +332,13 @@ impl Workflow {
         &self,
         inputs: Value,
         mut options: RunOptions,
-    ) -> Result<(impl Future<Output = RunResult> + Send + use<>, EventReceiver), Error> {
+    ) -> Result<
+        (
+            impl Future<Output = RunResult> + Send + use<>,
+            EventReceiver,
+        ),
+        Error,
+    > {
         let inputs = self.inputs(inputs)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         options.events = Some(tx);

@@ -8,19 +8,47 @@ use serde_json::json;
 
 fn load(name: &str) -> braid::Workflow {
     let path = format!("{}/../../workflows/{name}", env!("CARGO_MANIFEST_DIR"));
-    Engine::new().load_file(&path).unwrap_or_else(|e| panic!("{e}"))
+    Engine::new()
+        .load_file(&path)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn makespan(name: &str, mode: ExecutionMode) -> (Duration, Vec<String>) {
     let wf = load(name);
-    let r = wf.run(json!({}), RunOptions { mode: Some(mode), seed: 7, ..RunOptions::default() }).await.unwrap();
-    assert_eq!(r.status, RunStatus::Succeeded, "{name}: {:?}", r.report.error);
+    let r = wf
+        .run(
+            json!({}),
+            RunOptions {
+                mode: Some(mode),
+                seed: 7,
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        RunStatus::Succeeded,
+        "{name}: {:?}",
+        r.report.error
+    );
     let report = &r.report;
     // Ready-set scheduling: no gap along the critical path.
-    let pairs = if mode == ExecutionMode::Parallel { report.critical_path.windows(2) } else { [].windows(2) };
+    let pairs = if mode == ExecutionMode::Parallel {
+        report.critical_path.windows(2)
+    } else {
+        [].windows(2)
+    };
     for pair in pairs {
-        let (a, b) = (report.node(&pair[0]).unwrap(), report.node(&pair[1]).unwrap());
-        assert_eq!(a.end, b.start, "{name}: `{}` should start when `{}` ends", b.name, a.name);
+        let (a, b) = (
+            report.node(&pair[0]).unwrap(),
+            report.node(&pair[1]).unwrap(),
+        );
+        assert_eq!(
+            a.end, b.start,
+            "{name}: `{}` should start when `{}` ends",
+            b.name, a.name
+        );
     }
     (report.wall_time, report.critical_path.clone())
 }
@@ -28,16 +56,35 @@ async fn makespan(name: &str, mode: ExecutionMode) -> (Duration, Vec<String>) {
 #[tokio::test(start_paused = true)]
 async fn every_workflow_runs_at_its_critical_path() {
     let cases = [
-        ("mode1-manual.yaml", 2650, 3300, vec!["rag", "llm", "citations"]),
-        ("mode2-automatic.yaml", 2800, 3450, vec!["select_agent", "rag", "llm", "citations"]),
-        ("mode3-autonomous.yaml", 2600, 3300, vec!["plan", "code_exec", "synthesize", "quality"]),
+        (
+            "mode1-manual.yaml",
+            2650,
+            3300,
+            vec!["rag", "llm", "citations"],
+        ),
+        (
+            "mode2-automatic.yaml",
+            2800,
+            3450,
+            vec!["select_agent", "rag", "llm", "citations"],
+        ),
+        (
+            "mode3-autonomous.yaml",
+            2600,
+            3300,
+            vec!["plan", "code_exec", "synthesize", "quality"],
+        ),
     ];
     for (name, parallel_ms, sequential_ms, path) in cases {
         let (wall, critical) = makespan(name, ExecutionMode::Parallel).await;
         assert_eq!(wall, Duration::from_millis(parallel_ms), "{name}");
         assert_eq!(critical, path, "{name}");
         let (wall, _) = makespan(name, ExecutionMode::Sequential).await;
-        assert_eq!(wall, Duration::from_millis(sequential_ms), "{name} sequential");
+        assert_eq!(
+            wall,
+            Duration::from_millis(sequential_ms),
+            "{name} sequential"
+        );
     }
 }
 
@@ -51,12 +98,24 @@ async fn sampled_latencies_replay_exactly_for_a_seed() {
 
 #[tokio::test(start_paused = true)]
 async fn every_workflow_gives_the_same_state_in_both_modes() {
-    for entry in std::fs::read_dir(format!("{}/../../workflows", env!("CARGO_MANIFEST_DIR"))).unwrap() {
+    for entry in
+        std::fs::read_dir(format!("{}/../../workflows", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let wf = load(&name);
-        let opts = |mode| RunOptions { mode: Some(mode), seed: 3, ..RunOptions::default() };
-        let p = wf.run(json!({}), opts(ExecutionMode::Parallel)).await.unwrap();
-        let s = wf.run(json!({}), opts(ExecutionMode::Sequential)).await.unwrap();
+        let opts = |mode| RunOptions {
+            mode: Some(mode),
+            seed: 3,
+            ..RunOptions::default()
+        };
+        let p = wf
+            .run(json!({}), opts(ExecutionMode::Parallel))
+            .await
+            .unwrap();
+        let s = wf
+            .run(json!({}), opts(ExecutionMode::Sequential))
+            .await
+            .unwrap();
         assert_eq!(
             serde_json::to_string(&p.state).unwrap(),
             serde_json::to_string(&s.state).unwrap(),

@@ -60,8 +60,17 @@ struct Stats {
 fn stats(values: &[f64]) -> Stats {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let mean = if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
-    Stats { p50: percentile(&v, 50.0), p95: percentile(&v, 95.0), p99: percentile(&v, 99.0), mean }
+    let mean = if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    Stats {
+        p50: percentile(&v, 50.0),
+        p95: percentile(&v, 95.0),
+        p99: percentile(&v, 99.0),
+        mean,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -74,7 +83,11 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
-    let given = run::parse_inputs(workflow.plan().inputs(), &args.inputs, args.input_file.as_deref())?;
+    let given = run::parse_inputs(
+        workflow.plan().inputs(),
+        &args.inputs,
+        args.input_file.as_deref(),
+    )?;
     let inputs = match workflow.inputs(given) {
         Ok(v) => v,
         Err(braid::Error::Inputs(errors)) => {
@@ -86,20 +99,35 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         Err(e) => return Err(e.into()),
     };
     let rt = if args.simulate {
-        tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
     };
     let plan = workflow.plan().clone();
     let total = u64::from(args.warmup + args.runs);
     let mut reports: [Vec<RunReport>; 2] = [Vec::new(), Vec::new()];
-    for (m, mode) in [ExecutionMode::Parallel, ExecutionMode::Sequential].into_iter().enumerate() {
+    for (m, mode) in [ExecutionMode::Parallel, ExecutionMode::Sequential]
+        .into_iter()
+        .enumerate()
+    {
         if !args.json {
             let name = if m == 0 { "parallel" } else { "sequential" };
-            eprintln!("running {} {name} runs ({} warm-up)...", args.runs, args.warmup);
+            eprintln!(
+                "running {} {name} runs ({} warm-up)...",
+                args.runs, args.warmup
+            );
         }
         for i in 0..total {
-            let options = RunOptions { mode: Some(mode), seed: args.seed.wrapping_add(i), ..RunOptions::default() };
+            let options = RunOptions {
+                mode: Some(mode),
+                seed: args.seed.wrapping_add(i),
+                ..RunOptions::default()
+            };
             let result = rt.block_on(braid::run_plan(plan.clone(), inputs.clone(), options));
             if i >= u64::from(args.warmup) {
                 reports[m].push(result.report);
@@ -111,21 +139,38 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn report(parallel: &[RunReport], sequential: &[RunReport], as_json: bool) -> anyhow::Result<String> {
+fn report(
+    parallel: &[RunReport],
+    sequential: &[RunReport],
+    as_json: bool,
+) -> anyhow::Result<String> {
     let walls = |rs: &[RunReport]| rs.iter().map(|r| ms(r.wall_time)).collect::<Vec<_>>();
     let (p, s) = (stats(&walls(parallel)), stats(&walls(sequential)));
     let speedup = if p.p50 > 0.0 { s.p50 / p.p50 } else { 1.0 };
-    let saved = if s.p50 > 0.0 { 100.0 * (1.0 - p.p50 / s.p50) } else { 0.0 };
+    let saved = if s.p50 > 0.0 {
+        100.0 * (1.0 - p.p50 / s.p50)
+    } else {
+        0.0
+    };
 
     // The most common critical path, and its length in the parallel runs that had it.
     let mut paths: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
     for r in parallel {
-        paths.entry(r.critical_path.clone()).or_default().push(ms(r.wall_time));
+        paths
+            .entry(r.critical_path.clone())
+            .or_default()
+            .push(ms(r.wall_time));
     }
-    let (path, path_walls) = paths.into_iter().max_by_key(|(_, v)| v.len()).unwrap_or_default();
+    let (path, path_walls) = paths
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .unwrap_or_default();
 
     // Per node, over the parallel runs.
-    let names: Vec<String> = parallel.first().map(|r| r.nodes.iter().map(|n| n.name.clone()).collect()).unwrap_or_default();
+    let names: Vec<String> = parallel
+        .first()
+        .map(|r| r.nodes.iter().map(|n| n.name.clone()).collect())
+        .unwrap_or_default();
     let mut nodes = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let ran: Vec<f64> = parallel
@@ -137,17 +182,37 @@ fn report(parallel: &[RunReport], sequential: &[RunReport], as_json: bool) -> an
         let failed = parallel
             .iter()
             .filter_map(|r| r.nodes.get(i))
-            .filter(|n| matches!(n.status, NodeStatus::Failed | NodeStatus::FellBack | NodeStatus::Cancelled))
+            .filter(|n| {
+                matches!(
+                    n.status,
+                    NodeStatus::Failed | NodeStatus::FellBack | NodeStatus::Cancelled
+                )
+            })
             .count();
         let st = stats(&ran);
-        let rate = if parallel.is_empty() { 0.0 } else { failed as f64 / parallel.len() as f64 };
+        let rate = if parallel.is_empty() {
+            0.0
+        } else {
+            failed as f64 / parallel.len() as f64
+        };
         nodes.push((name.clone(), st, rate, ran.len()));
     }
-    let workflow = parallel.first().map(|r| r.workflow.clone()).unwrap_or_default();
+    let workflow = parallel
+        .first()
+        .map(|r| r.workflow.clone())
+        .unwrap_or_default();
     // At typical (p50) latencies the critical path's nodes take this long; a parallel run cannot
     // be shorter than its critical path, which bounds what parallelism can save.
-    let path_p50: f64 = path.iter().filter_map(|p| nodes.iter().find(|(n, ..)| n == p)).map(|(_, st, ..)| st.p50).sum();
-    let best_saved = if s.p50 > 0.0 { (100.0 * (1.0 - path_p50 / s.p50)).max(0.0) } else { 0.0 };
+    let path_p50: f64 = path
+        .iter()
+        .filter_map(|p| nodes.iter().find(|(n, ..)| n == p))
+        .map(|(_, st, ..)| st.p50)
+        .sum();
+    let best_saved = if s.p50 > 0.0 {
+        (100.0 * (1.0 - path_p50 / s.p50)).max(0.0)
+    } else {
+        0.0
+    };
 
     if as_json {
         let st = |x: &Stats| json!({ "p50_ms": x.p50, "p95_ms": x.p95, "p99_ms": x.p99, "mean_ms": x.mean });
@@ -168,11 +233,22 @@ fn report(parallel: &[RunReport], sequential: &[RunReport], as_json: bool) -> an
 
     let mut out = String::new();
     let _ = writeln!(out, "\n{workflow}: {} runs in each mode\n", parallel.len());
-    let _ = writeln!(out, "  {:<12}{:>10}{:>10}{:>10}{:>10}", "wall time", "p50", "p95", "p99", "mean");
+    let _ = writeln!(
+        out,
+        "  {:<12}{:>10}{:>10}{:>10}{:>10}",
+        "wall time", "p50", "p95", "p99", "mean"
+    );
     for (name, x) in [("parallel", &p), ("sequential", &s)] {
-        let _ = writeln!(out, "  {name:<12}{:>8.1}ms{:>8.1}ms{:>8.1}ms{:>8.1}ms", x.p50, x.p95, x.p99, x.mean);
+        let _ = writeln!(
+            out,
+            "  {name:<12}{:>8.1}ms{:>8.1}ms{:>8.1}ms{:>8.1}ms",
+            x.p50, x.p95, x.p99, x.mean
+        );
     }
-    let _ = writeln!(out, "\n  speedup {speedup:.2}x at p50: parallel saves {saved:.1}% of the sequential time");
+    let _ = writeln!(
+        out,
+        "\n  speedup {speedup:.2}x at p50: parallel saves {saved:.1}% of the sequential time"
+    );
     let _ = writeln!(
         out,
         "  critical path: {} (in {} of {} runs); its nodes take {path_p50:.1} ms at p50",
@@ -186,12 +262,28 @@ fn report(parallel: &[RunReport], sequential: &[RunReport], as_json: bool) -> an
         s.p50
     );
     let width = names.iter().map(String::len).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "  {:<width$}{:>10}{:>10}{:>14}", "node", "p50", "p95", "failure rate");
+    let _ = writeln!(
+        out,
+        "  {:<width$}{:>10}{:>10}{:>14}",
+        "node", "p50", "p95", "failure rate"
+    );
     for (name, st, rate, ran) in &nodes {
         if *ran == 0 {
-            let _ = writeln!(out, "  {name:<width$}{:>10}{:>10}{:>13.1}%", "skipped", "", rate * 100.0);
+            let _ = writeln!(
+                out,
+                "  {name:<width$}{:>10}{:>10}{:>13.1}%",
+                "skipped",
+                "",
+                rate * 100.0
+            );
         } else {
-            let _ = writeln!(out, "  {name:<width$}{:>8.1}ms{:>8.1}ms{:>13.1}%", st.p50, st.p95, rate * 100.0);
+            let _ = writeln!(
+                out,
+                "  {name:<width$}{:>8.1}ms{:>8.1}ms{:>13.1}%",
+                st.p50,
+                st.p95,
+                rate * 100.0
+            );
         }
     }
     Ok(out)

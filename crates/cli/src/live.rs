@@ -54,7 +54,12 @@ impl Recorder {
     pub(crate) fn new(plan: &Plan) -> Self {
         let n = plan.nodes().len();
         Recorder {
-            index: plan.nodes().iter().enumerate().map(|(i, node)| (node.name.clone(), i)).collect(),
+            index: plan
+                .nodes()
+                .iter()
+                .enumerate()
+                .map(|(i, node)| (node.name.clone(), i))
+                .collect(),
             attempts: vec![Vec::new(); n],
             finished: vec![None; n],
             now: Duration::ZERO,
@@ -66,12 +71,26 @@ impl Recorder {
             Event::NodeStarted { node, at, .. } => {
                 self.now = self.now.max(*at);
                 if let Some(&i) = self.index.get(node) {
-                    self.attempts[i].push(Attempt { start: *at, end: None, failure: None });
+                    self.attempts[i].push(Attempt {
+                        start: *at,
+                        end: None,
+                        failure: None,
+                    });
                 }
             }
-            Event::NodeRetrying { node, failure, message, at, .. } => {
+            Event::NodeRetrying {
+                node,
+                failure,
+                message,
+                at,
+                ..
+            } => {
                 self.now = self.now.max(*at);
-                if let Some(a) = self.index.get(node).and_then(|&i| self.attempts[i].last_mut()) {
+                if let Some(a) = self
+                    .index
+                    .get(node)
+                    .and_then(|&i| self.attempts[i].last_mut())
+                {
                     a.end = Some(*at);
                     a.failure = Some((*failure, message.clone()));
                 }
@@ -96,24 +115,41 @@ fn secs(d: Duration) -> String {
 
 fn line_for(event: &Event) -> Option<String> {
     Some(match event {
-        Event::RunStarted { workflow, nodes } => format!("[  0.00s] {workflow}: started ({nodes} nodes)"),
+        Event::RunStarted { workflow, nodes } => {
+            format!("[  0.00s] {workflow}: started ({nodes} nodes)")
+        }
         Event::NodeStarted { node, attempt, at } if *attempt > 1 => {
             format!("[{:>7}] {node}: attempt {attempt} started", secs(*at))
         }
         Event::NodeStarted { node, at, .. } => format!("[{:>7}] {node}: started", secs(*at)),
-        Event::NodeRetrying { node, attempt, failure, message, delay, at } => format!(
+        Event::NodeRetrying {
+            node,
+            attempt,
+            failure,
+            message,
+            delay,
+            at,
+        } => format!(
             "[{:>7}] {node}: attempt {attempt} failed ({failure}: {message}); retrying in {}",
             secs(*at),
             secs(*delay)
         ),
-        Event::NodeFinished { node, status, at } => format!("[{:>7}] {node}: {}", secs(*at), status.as_str()),
-        Event::RunFinished { status, wall_time } => format!("[{:>7}] run {}", secs(*wall_time), status.as_str()),
+        Event::NodeFinished { node, status, at } => {
+            format!("[{:>7}] {node}: {}", secs(*at), status.as_str())
+        }
+        Event::RunFinished { status, wall_time } => {
+            format!("[{:>7}] run {}", secs(*wall_time), status.as_str())
+        }
         _ => return None,
     })
 }
 
 fn paint(color: bool, code: &str, s: &str) -> String {
-    if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_owned()
+    }
 }
 
 fn render(plan: &Plan, rec: &Recorder, now: Duration, color: bool) -> String {
@@ -123,7 +159,10 @@ fn render(plan: &Plan, rec: &Recorder, now: Duration, color: bool) -> String {
         let attempts = &rec.attempts[i];
         let state = match (rec.finished[i], attempts.last()) {
             (Some((status, at)), _) => {
-                let took = attempts.first().map(|a| at.saturating_sub(a.start)).unwrap_or_default();
+                let took = attempts
+                    .first()
+                    .map(|a| at.saturating_sub(a.start))
+                    .unwrap_or_default();
                 let code = match status {
                     NodeStatus::Succeeded => "32",
                     NodeStatus::FellBack | NodeStatus::Skipped => "33",
@@ -137,12 +176,28 @@ fn render(plan: &Plan, rec: &Recorder, now: Duration, color: bool) -> String {
                 paint(color, code, &text)
             }
             (None, Some(a)) if a.end.is_some() => {
-                let why = a.failure.as_ref().map(|(k, _)| k.as_str()).unwrap_or("failed");
-                paint(color, "33", &format!("retrying after attempt {} ({why})", attempts.len()))
+                let why = a
+                    .failure
+                    .as_ref()
+                    .map(|(k, _)| k.as_str())
+                    .unwrap_or("failed");
+                paint(
+                    color,
+                    "33",
+                    &format!("retrying after attempt {} ({why})", attempts.len()),
+                )
             }
             (None, Some(a)) => {
-                let attempt = if attempts.len() > 1 { format!(" (attempt {})", attempts.len()) } else { String::new() };
-                paint(color, "36", &format!("running {}{attempt}", secs(now.saturating_sub(a.start))))
+                let attempt = if attempts.len() > 1 {
+                    format!(" (attempt {})", attempts.len())
+                } else {
+                    String::new()
+                };
+                paint(
+                    color,
+                    "36",
+                    &format!("running {}{attempt}", secs(now.saturating_sub(a.start))),
+                )
             }
             (None, None) => paint(color, "2", "waiting"),
         };

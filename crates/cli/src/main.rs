@@ -62,7 +62,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     telemetry::init_logs(cli.log_format, cli.verbose, validate::color());
@@ -94,7 +98,11 @@ fn schema(engine: &braid::Engine) -> anyhow::Result<u8> {
 }
 
 #[allow(clippy::print_stdout)]
-fn graph(engine: &braid::Engine, file: &std::path::Path, format: GraphFormat) -> anyhow::Result<u8> {
+fn graph(
+    engine: &braid::Engine,
+    file: &std::path::Path,
+    format: GraphFormat,
+) -> anyhow::Result<u8> {
     let workflow = match run::load(engine, file)? {
         Ok(w) => w,
         Err(code) => return Ok(code),

@@ -66,8 +66,10 @@ pub(crate) fn parse_inputs(
 ) -> anyhow::Result<Value> {
     let mut map = Map::new();
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        let v: Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("`{}` is not valid JSON", path.display()))?;
         let Value::Object(m) = v else {
             anyhow::bail!("`{}` must hold a JSON object of inputs", path.display());
         };
@@ -77,7 +79,9 @@ pub(crate) fn parse_inputs(
         let Some((key, raw)) = entry.split_once('=') else {
             anyhow::bail!("`--input {entry}` must be KEY=VALUE");
         };
-        let is_string = declared.iter().any(|d| &*d.name == key && d.ty == braid::ValueType::String);
+        let is_string = declared
+            .iter()
+            .any(|d| &*d.name == key && d.ty == braid::ValueType::String);
         let value = if is_string {
             Value::String(raw.to_owned())
         } else {
@@ -90,16 +94,35 @@ pub(crate) fn parse_inputs(
 
 /// Loads a workflow; when it is invalid, prints its diagnostics and gives the exit code.
 #[allow(clippy::print_stderr)]
-pub(crate) fn load(engine: &Engine, file: &std::path::Path) -> anyhow::Result<Result<braid::Workflow, u8>> {
+pub(crate) fn load(
+    engine: &Engine,
+    file: &std::path::Path,
+) -> anyhow::Result<Result<braid::Workflow, u8>> {
     match engine.load_file(file) {
         Ok(w) => {
             if !w.warnings().is_empty() {
-                eprint!("{}", render::human(&file.display().to_string(), &std::fs::read_to_string(file).unwrap_or_default(), w.warnings(), validate::color()));
+                eprint!(
+                    "{}",
+                    render::human(
+                        &file.display().to_string(),
+                        &std::fs::read_to_string(file).unwrap_or_default(),
+                        w.warnings(),
+                        validate::color()
+                    )
+                );
             }
             Ok(Ok(w))
         }
         Err(braid::Error::Invalid(inv)) => {
-            eprint!("{}", render::human(&inv.source.name, &inv.source.text, &inv.diagnostics, validate::color()));
+            eprint!(
+                "{}",
+                render::human(
+                    &inv.source.name,
+                    &inv.source.text,
+                    &inv.diagnostics,
+                    validate::color()
+                )
+            );
             Ok(Err(exit::INVALID))
         }
         Err(e) => Err(e.into()),
@@ -115,7 +138,11 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     if args.metrics_file.is_some() {
         crate::telemetry::init_metrics();
     }
-    let given = parse_inputs(workflow.plan().inputs(), &args.inputs, args.input_file.as_deref())?;
+    let given = parse_inputs(
+        workflow.plan().inputs(),
+        &args.inputs,
+        args.input_file.as_deref(),
+    )?;
     let resolved = match workflow.inputs(given) {
         Ok(v) => v,
         Err(braid::Error::Inputs(errors)) => {
@@ -137,11 +164,15 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     let display = if args.quiet {
         Display::Quiet
     } else if std::io::stderr().is_terminal() {
-        Display::Terminal { color: validate::color() }
+        Display::Terminal {
+            color: validate::color(),
+        }
     } else {
         Display::Lines
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let plan = workflow.plan().clone();
     let (result, record) = rt.block_on(async move {
         // The watcher ends when the run drops its event sender (finished or interrupted).
@@ -161,7 +192,10 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         write(path, &serde_json::to_string_pretty(&result.report)?)?;
     }
     if let Some(path) = &args.trace {
-        write(path, &serde_json::to_string(&timeline::chrome_trace(&result.report, &record))?)?;
+        write(
+            path,
+            &serde_json::to_string(&timeline::chrome_trace(&result.report, &record))?,
+        )?;
     }
     if let Some(path) = &args.timeline {
         write(path, &timeline::html(&result.report, &record))?;
@@ -191,7 +225,13 @@ fn ms(d: Duration) -> String {
 /// The human summary: header, one timeline row per node, critical path.
 pub(crate) fn summary(result: &RunResult, color: bool) -> String {
     let r = &result.report;
-    let paint = |code: &str, s: &str| if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() };
+    let paint = |code: &str, s: &str| {
+        if color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    };
     let status_color = |s: &str| match s {
         "succeeded" => "32",
         "degraded" | "fell_back" | "skipped" => "33",
@@ -228,16 +268,42 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(out, "{} {e}", paint("31", "error:"));
     }
-    let name_w = r.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    let name_w = r
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let width = 40usize;
     let total = r.wall_time.as_secs_f64().max(f64::EPSILON);
-    let _ = writeln!(out, "\n  {:<name_w$}  {:<11}  {:>8}  {:>8}  {:>3}  timeline 0 .. {} ms", "node", "status", "start", "end", "try", ms(r.wall_time));
+    let _ = writeln!(
+        out,
+        "\n  {:<name_w$}  {:<11}  {:>8}  {:>8}  {:>3}  timeline 0 .. {} ms",
+        "node",
+        "status",
+        "start",
+        "end",
+        "try",
+        ms(r.wall_time)
+    );
     for n in &r.nodes {
         let (start, end) = (n.start.unwrap_or_default(), n.end.unwrap_or_default());
         let a = ((start.as_secs_f64() / total) * width as f64).round() as usize;
-        let b = (((end.as_secs_f64() / total) * width as f64).round() as usize).max(a + usize::from(n.end.is_some() && n.status != NodeStatus::Skipped)).min(width);
-        let bar = format!("{}{}{}", " ".repeat(a.min(width)), "█".repeat(b.saturating_sub(a)), " ".repeat(width.saturating_sub(b.max(a))));
-        let times = if n.start.is_some() { (ms(start), ms(end)) } else { ("-".to_owned(), "-".to_owned()) };
+        let b = (((end.as_secs_f64() / total) * width as f64).round() as usize)
+            .max(a + usize::from(n.end.is_some() && n.status != NodeStatus::Skipped))
+            .min(width);
+        let bar = format!(
+            "{}{}{}",
+            " ".repeat(a.min(width)),
+            "█".repeat(b.saturating_sub(a)),
+            " ".repeat(width.saturating_sub(b.max(a)))
+        );
+        let times = if n.start.is_some() {
+            (ms(start), ms(end))
+        } else {
+            ("-".to_owned(), "-".to_owned())
+        };
         let st = n.status.as_str();
         let _ = writeln!(
             out,
@@ -250,11 +316,22 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
             paint("36", &bar)
         );
         if let Some(f) = &n.failure {
-            let _ = writeln!(out, "  {:<name_w$}    {} {}", "", paint("2", &format!("{}:", f.kind)), f.message);
+            let _ = writeln!(
+                out,
+                "  {:<name_w$}    {} {}",
+                "",
+                paint("2", &format!("{}:", f.kind)),
+                f.message
+            );
         }
     }
     if !r.critical_path.is_empty() && r.mode == "parallel" && r.status != RunStatus::Failed {
-        let _ = writeln!(out, "\ncritical path: {} ({} ms)", r.critical_path.join(" -> "), ms(r.wall_time));
+        let _ = writeln!(
+            out,
+            "\ncritical path: {} ({} ms)",
+            r.critical_path.join(" -> "),
+            ms(r.wall_time)
+        );
     }
     out
 }

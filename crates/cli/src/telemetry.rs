@@ -29,10 +29,16 @@ pub(crate) fn init_logs(format: LogFormat, verbose: u8, color: bool) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.with_ansi(color).try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
 }
 
@@ -44,7 +50,10 @@ pub(crate) fn init_metrics() {
         let mut builder = PrometheusBuilder::new();
         for (name, buckets) in braid::metrics::BUCKETS {
             builder = builder
-                .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Full((*name).to_owned()), buckets)
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full((*name).to_owned()),
+                    buckets,
+                )
                 .ok()?;
         }
         builder.install_recorder().ok()
@@ -53,7 +62,11 @@ pub(crate) fn init_metrics() {
 
 /// The exposition text of every metric recorded so far.
 pub(crate) fn metrics_text() -> String {
-    PROMETHEUS.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default()
+    PROMETHEUS
+        .get()
+        .and_then(Option::as_ref)
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
 }
 
 /// A panic in a node is caught and reported as that node's failure; the default hook would also

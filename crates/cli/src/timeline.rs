@@ -25,7 +25,9 @@ pub(crate) fn chrome_trace(report: &RunReport, rec: &Recorder) -> Value {
         "dur": us(report.wall_time),
         "args": { "status": report.status.as_str(), "speedup": report.speedup, "critical_path": report.critical_path }
     }));
-    events.push(json!({ "name": "thread_name", "ph": "M", "pid": 1, "tid": 0, "args": { "name": "run" } }));
+    events.push(
+        json!({ "name": "thread_name", "ph": "M", "pid": 1, "tid": 0, "args": { "name": "run" } }),
+    );
     for (i, node) in report.nodes.iter().enumerate() {
         let tid = i + 1;
         events.push(json!({ "name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": { "name": node.name } }));
@@ -62,7 +64,10 @@ pub(crate) fn chrome_trace(report: &RunReport, rec: &Recorder) -> Value {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn ms(d: Duration) -> String {
@@ -126,17 +131,30 @@ pub(crate) fn html(report: &RunReport, rec: &Recorder) -> String {
         esc(&report.critical_path.join(" → "))
     );
     if let Some(e) = &report.error {
-        let _ = writeln!(out, "<p class=\"sub\" style=\"color:#cf222e\">{}</p>", esc(&e.to_string()));
+        let _ = writeln!(
+            out,
+            "<p class=\"sub\" style=\"color:#cf222e\">{}</p>",
+            esc(&e.to_string())
+        );
     }
     out.push_str("<p class=\"legend\"><span><i class=\"succeeded\"></i>succeeded</span><span><i class=\"attempt-failed\"></i>failed attempt</span><span><i class=\"backoff\"></i>backoff</span><span><i class=\"fell_back\"></i>fell back</span><span><i class=\"failed\"></i>failed</span><span><i class=\"cancelled\"></i>cancelled</span><span>★ critical path</span></p>\n");
     out.push_str("<div class=\"chart\">\n<div></div><div class=\"axis\">");
     for i in 0..=5 {
         let t = report.wall_time.mul_f64(f64::from(i) / 5.0);
-        let _ = write!(out, "<span class=\"tick\" style=\"left:{:.2}%\">{} ms</span>", f64::from(i) * 20.0, ms(t));
+        let _ = write!(
+            out,
+            "<span class=\"tick\" style=\"left:{:.2}%\">{} ms</span>",
+            f64::from(i) * 20.0,
+            ms(t)
+        );
     }
     out.push_str("</div>\n");
     for (i, node) in report.nodes.iter().enumerate() {
-        let crit = if report.critical_path.contains(&node.name) { " crit" } else { "" };
+        let crit = if report.critical_path.contains(&node.name) {
+            " crit"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             "<div class=\"label{crit}\" title=\"{}\">{}</div><div class=\"track{crit}\" data-node=\"{}\">",
@@ -158,8 +176,18 @@ pub(crate) fn html(report: &RunReport, rec: &Recorder) -> String {
             }
             let end = attempt.end.or(node.end).unwrap_or(attempt.start);
             let last = a + 1 == attempts.len();
-            let class = if attempt.failure.is_some() || !last { "attempt-failed" } else { node.status.as_str() };
-            let mut title = format!("{} attempt {}: {}–{} ms", node.name, a + 1, ms(attempt.start), ms(end));
+            let class = if attempt.failure.is_some() || !last {
+                "attempt-failed"
+            } else {
+                node.status.as_str()
+            };
+            let mut title = format!(
+                "{} attempt {}: {}–{} ms",
+                node.name,
+                a + 1,
+                ms(attempt.start),
+                ms(end)
+            );
             if let Some((kind, message)) = &attempt.failure {
                 let _ = write!(title, " ({kind}: {message})");
             } else if let (true, Some(f)) = (last, &node.failure) {
@@ -184,7 +212,11 @@ pub(crate) fn html(report: &RunReport, rec: &Recorder) -> String {
     }
     out.push_str("</div>\n<table><tr><th>node</th><th>kind</th><th>status</th><th>attempts</th><th>start ms</th><th>end ms</th><th>duration ms</th><th>failure</th></tr>\n");
     for node in &report.nodes {
-        let failure = node.failure.as_ref().map(|f| format!("{}: {}", f.kind, f.message)).unwrap_or_default();
+        let failure = node
+            .failure
+            .as_ref()
+            .map(|f| format!("{}: {}", f.kind, f.message))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",

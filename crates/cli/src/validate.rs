@@ -35,8 +35,8 @@ pub(crate) fn color() -> bool {
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    if !meta.is_dir() {
+    // A path that cannot be read is kept: it is reported as an `io` problem with the others.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
         out.push(path.to_owned());
         return Ok(());
     }
@@ -62,34 +62,60 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         collect(p, &mut files)?;
     }
     if files.is_empty() {
-        anyhow::bail!("no `*.yaml` or `*.yml` files under {}", args.paths.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "no `*.yaml` or `*.yml` files under {}",
+            args.paths
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let (mut errors, mut warnings, mut invalid_files) = (0, 0, 0);
+    let mut unreadable = false;
     let mut json = Vec::new();
     let color = color();
     for file in &files {
         let name = file.display().to_string();
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read `{name}`"))?;
-        let source = Source::new(name.clone(), text);
-        let c = engine.compile(&source);
-        let e = c.diagnostics.iter().filter(|d| d.is_error()).count();
+        let (text, diagnostics) = match std::fs::read_to_string(file) {
+            Ok(text) => {
+                let source = Source::new(name.clone(), text);
+                let c = engine.compile(&source);
+                (source.text, c.diagnostics)
+            }
+            Err(e) => {
+                // Report it like any other problem, and go on with the other files.
+                unreadable = true;
+                let d = braid::Diagnostic::error(
+                    braid::Code::Io,
+                    braid::Span::default(),
+                    format!("cannot read `{name}`: {e}"),
+                )
+                .help("check the path and the file's permissions");
+                (String::new().into(), vec![d])
+            }
+        };
+        let e = diagnostics.iter().filter(|d| d.is_error()).count();
         errors += e;
-        warnings += c.diagnostics.len() - e;
+        warnings += diagnostics.len() - e;
         invalid_files += usize::from(e > 0);
         match args.format {
             Format::Human => {
-                eprint!("{}", render::human(&name, &source.text, &c.diagnostics, color));
+                eprint!("{}", render::human(&name, &text, &diagnostics, color));
                 if e == 0 {
                     eprintln!("{name}: ok");
                 }
             }
-            Format::Github => print!("{}", render::github(&name, &c.diagnostics)),
-            Format::Json => json.push(serde_json::to_value(render::json(&name, &c.diagnostics))?),
+            Format::Github => print!("{}", render::github(&name, &diagnostics)),
+            Format::Json => json.push(serde_json::to_value(render::json(&name, &diagnostics))?),
         }
     }
     match args.format {
         Format::Json => {
-            let diagnostics: Vec<serde_json::Value> = json.into_iter().flat_map(|v| v.as_array().cloned().unwrap_or_default()).collect();
+            let diagnostics: Vec<serde_json::Value> = json
+                .into_iter()
+                .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+                .collect();
             let doc = serde_json::json!({
                 "files": files.len(),
                 "invalid_files": invalid_files,
@@ -101,8 +127,18 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         }
         Format::Human | Format::Github => {
             let files_word = if files.len() == 1 { "file" } else { "files" };
-            eprintln!("{} in {} {files_word}", render::summary(errors, warnings), files.len());
+            eprintln!(
+                "{} in {} {files_word}",
+                render::summary(errors, warnings),
+                files.len()
+            );
         }
     }
-    Ok(if invalid_files > 0 { exit::FAILED } else { exit::OK })
+    Ok(if unreadable {
+        exit::USAGE
+    } else if invalid_files > 0 {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
 }

@@ -165,14 +165,20 @@ impl Diagnostic {
             code,
             severity: Severity::Error,
             message: message.into(),
-            labels: vec![Label { span, message: String::new() }],
+            labels: vec![Label {
+                span,
+                message: String::new(),
+            }],
             help: None,
         }
     }
 
     /// A warning at a span.
     pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
     }
 
     /// Sets the primary label's text.
@@ -187,7 +193,10 @@ impl Diagnostic {
     /// Adds a secondary label.
     #[must_use]
     pub fn with_label(mut self, span: Span, message: impl Into<String>) -> Self {
-        self.labels.push(Label { span, message: message.into() });
+        self.labels.push(Label {
+            span,
+            message: message.into(),
+        });
         self
     }
 
@@ -210,14 +219,45 @@ impl Diagnostic {
 }
 
 /// The closest of `candidates` to `name`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
-        .filter(|&(d, c)| d <= limit || (c.len() > 3 && c.starts_with(name)) || (name.len() > 3 && name.starts_with(c)))
+        .filter(|&(d, c)| {
+            d <= limit
+                || (c.len() > 3 && c.starts_with(name))
+                || (name.len() > 3 && name.starts_with(c))
+        })
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c)
+}
+
+/// "node `rag`'s `timeout`" style description of a pointer.
+pub(crate) fn describe(pointer: &str) -> String {
+    let segs: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    match segs.as_slice() {
+        [] => "the workflow".to_owned(),
+        [top] => format!("`{top}`"),
+        [top, name] if top == "nodes" => format!("node `{name}`"),
+        [top, name] if top == "inputs" => format!("input `{name}`"),
+        [top, name] if top == "state" => format!("state key `{name}`"),
+        [top, name, rest @ ..] if top == "nodes" => format!("node `{name}`'s `{}`", rest.join(".")),
+        [top, name, rest @ ..] if top == "inputs" => {
+            format!("input `{name}`'s `{}`", rest.join("."))
+        }
+        [top, name, rest @ ..] if top == "state" => {
+            format!("state key `{name}`'s `{}`", rest.join("."))
+        }
+        _ => format!("`{}`", segs.join(".")),
+    }
 }
 
 #[cfg(test)]
@@ -226,7 +266,10 @@ mod tests {
 
     #[test]
     fn did_you_mean_finds_typos_only() {
-        assert_eq!(did_you_mean("nedds", ["needs", "writes", "when"]), Some("needs"));
+        assert_eq!(
+            did_you_mean("nedds", ["needs", "writes", "when"]),
+            Some("needs")
+        );
         assert_eq!(did_you_mean("rga", ["rag", "tools"]), Some("rag"));
         assert_eq!(did_you_mean("banana", ["rag", "tools"]), None);
     }
@@ -234,7 +277,11 @@ mod tests {
     #[test]
     fn codes_are_unique_kebab_case() {
         let mut names: Vec<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        );
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Code::ALL.len());

@@ -15,7 +15,9 @@ pub enum GraphFormat {
 }
 
 fn mermaid_text(s: &str) -> String {
-    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+    s.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
 }
 
 fn dot_text(s: &str) -> String {
@@ -30,8 +32,17 @@ pub fn render(plan: &Plan, format: GraphFormat) -> String {
             out.push_str("flowchart TD\n");
             let mut conditional = Vec::new();
             for (i, n) in plan.nodes().iter().enumerate() {
-                let when = n.when.as_ref().map(|w| format!("<br/>when: {}", mermaid_text(w.source()))).unwrap_or_default();
-                let _ = writeln!(out, "    n{i}[\"<b>{}</b><br/>{}{when}\"]", mermaid_text(&n.name), mermaid_text(&n.kind));
+                let when = n
+                    .when
+                    .as_ref()
+                    .map(|w| format!("<br/>when: {}", mermaid_text(w.source())))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "    n{i}[\"<b>{}</b><br/>{}{when}\"]",
+                    mermaid_text(&n.name),
+                    mermaid_text(&n.kind)
+                );
                 if n.when.is_some() {
                     conditional.push(format!("n{i}"));
                 }
@@ -48,10 +59,15 @@ pub fn render(plan: &Plan, format: GraphFormat) -> String {
         }
         GraphFormat::Dot => {
             let _ = writeln!(out, "digraph \"{}\" {{", dot_text(plan.name()));
-            out.push_str("    rankdir=TB;\n    node [shape=box, style=rounded, fontname=\"Helvetica\"];\n");
+            out.push_str(
+                "    rankdir=TB;\n    node [shape=box, style=rounded, fontname=\"Helvetica\"];\n",
+            );
             for n in plan.nodes() {
                 let (when, style) = match &n.when {
-                    Some(w) => (format!("\\nwhen: {}", dot_text(w.source())), ", style=\"rounded,dashed\""),
+                    Some(w) => (
+                        format!("\\nwhen: {}", dot_text(w.source())),
+                        ", style=\"rounded,dashed\"",
+                    ),
                     None => (String::new(), ""),
                 };
                 let _ = writeln!(
@@ -64,7 +80,12 @@ pub fn render(plan: &Plan, format: GraphFormat) -> String {
             }
             for n in plan.nodes() {
                 for d in &n.dependents {
-                    let _ = writeln!(out, "    \"{}\" -> \"{}\";", dot_text(&n.name), dot_text(&plan.node(*d).name));
+                    let _ = writeln!(
+                        out,
+                        "    \"{}\" -> \"{}\";",
+                        dot_text(&n.name),
+                        dot_text(&plan.node(*d).name)
+                    );
                 }
             }
             out.push_str("}\n");

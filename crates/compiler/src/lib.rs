@@ -17,6 +17,7 @@
 pub mod check;
 pub mod diagnostic;
 pub mod graph;
+mod include;
 pub mod load;
 pub mod lower;
 pub mod render;
@@ -44,7 +45,10 @@ pub struct Source {
 impl Source {
     /// A source from a name and text.
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
-        Source { name: name.into(), text: text.into() }
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 }
 
@@ -86,7 +90,11 @@ impl Compiler {
     /// A compiler for the kinds and reducers in `registry`.
     pub fn new(registry: Registry, options: CompileOptions) -> Self {
         let validator = SchemaValidator::new(&registry);
-        Compiler { registry, validator, options }
+        Compiler {
+            registry,
+            validator,
+            options,
+        }
     }
 
     /// The registry workflows are compiled against.
@@ -101,10 +109,30 @@ impl Compiler {
 
     /// Compiles one source. Never panics, whatever the input.
     pub fn compile(&self, source: &Source) -> Compilation {
+        let chain = std::path::Path::new(&source.name)
+            .canonicalize()
+            .into_iter()
+            .collect();
+        self.compile_in(source, chain, &include::Cache::default())
+    }
+
+    /// Compiles one source as part of a chain of files (for cycle detection across files).
+    fn compile_in(
+        &self,
+        source: &Source,
+        chain: Vec<std::path::PathBuf>,
+        cache: &include::Cache,
+    ) -> Compilation {
         let mut diagnostics = Vec::new();
         let (doc, warnings) = match load::load(&source.text, self.options.limits) {
             Ok(ok) => ok,
-            Err(d) => return Compilation { plan: None, spec: None, diagnostics: d },
+            Err(d) => {
+                return Compilation {
+                    plan: None,
+                    spec: None,
+                    diagnostics: d,
+                };
+            }
         };
         diagnostics.extend(warnings);
         let schema_errors = self.validator.check(&doc.value, &doc.spans);
@@ -116,20 +144,46 @@ impl Compiler {
             Ok(spec) => spec,
             Err(e) => {
                 diagnostics.push(
-                    Diagnostic::error(Code::Internal, doc.spans.value(""), format!("the schema accepted a file the types reject: {e}"))
-                        .help("this is a bug in Braid; please report it with the file"),
+                    Diagnostic::error(
+                        Code::Internal,
+                        doc.spans.value(""),
+                        format!("the schema accepted a file the types reject: {e}"),
+                    )
+                    .help("this is a bug in Braid; please report it with the file"),
                 );
                 return finish(None, None, diagnostics);
             }
         };
-        let (plan, semantic) = lower::lower(&spec, &doc.spans, &self.registry);
+        let dir = std::path::Path::new(&source.name)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let loader = include::FileLoader {
+            compiler: self,
+            dir,
+            chain,
+            cache,
+        };
+        let (plan, semantic) = lower::lower(&spec, &doc.spans, &self.registry, &loader);
         diagnostics.extend(semantic);
-        let plan = if diagnostics.iter().any(Diagnostic::is_error) { None } else { plan };
+        let plan = if diagnostics.iter().any(Diagnostic::is_error) {
+            None
+        } else {
+            plan
+        };
         finish(plan, Some(spec), diagnostics)
     }
 }
 
-fn finish(plan: Option<Plan>, spec: Option<Workflow>, mut diagnostics: Vec<Diagnostic>) -> Compilation {
+fn finish(
+    plan: Option<Plan>,
+    spec: Option<Workflow>,
+    mut diagnostics: Vec<Diagnostic>,
+) -> Compilation {
     diagnostics.sort_by_key(|d| (d.span().start, d.code));
-    Compilation { plan, spec, diagnostics }
+    Compilation {
+        plan,
+        spec,
+        diagnostics,
+    }
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span as YSpan};
 use serde_json::{Map, Number, Value};
 
-use crate::diagnostic::{Code, Diagnostic, Pos, Span};
+use crate::diagnostic::{Code, Diagnostic, Pos, Span, describe};
 
 /// Bounds on what the loader accepts.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 8 * 1024 * 1024, max_depth: 64, max_nodes: 1_000_000 }
+        Limits {
+            max_bytes: 8 * 1024 * 1024,
+            max_depth: 64,
+            max_nodes: 1_000_000,
+        }
     }
 }
 
@@ -60,7 +64,12 @@ impl SpanMap {
             }
             match p.rfind('/') {
                 Some(i) => p = &p[..i],
-                None => return NodeSpan { key: None, value: Span::default() },
+                None => {
+                    return NodeSpan {
+                        key: None,
+                        value: Span::default(),
+                    };
+                }
             }
         }
     }
@@ -112,7 +121,11 @@ pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), V
             Diagnostic::error(
                 Code::YamlLimit,
                 Span::default(),
-                format!("the file is {} bytes; workflows are limited to {} bytes", text.len(), limits.max_bytes),
+                format!(
+                    "the file is {} bytes; workflows are limited to {} bytes",
+                    text.len(),
+                    limits.max_bytes
+                ),
             )
             .help("split the workflow into smaller files"),
         ]);
@@ -124,18 +137,37 @@ pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), V
         anchors: HashMap::new(),
         spans: SpanMap::default(),
         warnings: Vec::new(),
-        last_end: Pos { line: 1, column: 1, offset: 0 },
+        last_end: Pos {
+            line: 1,
+            column: 1,
+            offset: 0,
+        },
+        text,
+        open: Vec::new(),
     };
     let value = loader.document().map_err(|d| vec![d])?;
-    Ok((Document { value, spans: loader.spans }, loader.warnings))
+    Ok((
+        Document {
+            value,
+            spans: loader.spans,
+        },
+        loader.warnings,
+    ))
 }
 
 fn pos(m: &saphyr_parser::Marker) -> Pos {
-    Pos { line: m.line() as u32, column: m.col() as u32 + 1, offset: m.index() as u32 }
+    Pos {
+        line: m.line() as u32,
+        column: m.col() as u32 + 1,
+        offset: m.index() as u32,
+    }
 }
 
 fn span(s: &YSpan) -> Span {
-    Span { start: pos(&s.start), end: pos(&s.end) }
+    Span {
+        start: pos(&s.start),
+        end: pos(&s.end),
+    }
 }
 
 struct Anchor {
@@ -151,12 +183,62 @@ struct Loader<'a> {
     spans: SpanMap,
     warnings: Vec<Diagnostic>,
     last_end: Pos,
+    text: &'a str,
+    /// The collections being read, innermost last.
+    open: Vec<Span>,
 }
 
 fn syntax(e: &ScanError) -> Diagnostic {
     let p = pos(e.marker());
-    Diagnostic::error(Code::YamlSyntax, Span { start: p, end: p }, format!("invalid YAML: {}", e.info()))
-        .help("fix the YAML syntax at this position (check indentation, quotes and colons)")
+    Diagnostic::error(
+        Code::YamlSyntax,
+        Span { start: p, end: p },
+        format!("invalid YAML: {}", e.info()),
+    )
+    .help(syntax_help(e.info()))
+}
+
+/// A help line for a scanner error, from what the scanner says.
+fn syntax_help(info: &str) -> &'static str {
+    if info.contains("quoted scalar") {
+        "close the quoted string: it starts with a quote that is never closed (or a continuation line is not indented)"
+    } else if info.contains("tab") {
+        "indent with spaces: YAML does not allow tabs for indentation"
+    } else if info.contains("did not find expected key") || info.contains("indentation") {
+        "check the indentation: the entries of one mapping start in the same column"
+    } else {
+        "fix the YAML syntax at this position (check indentation, quotes, colons and brackets)"
+    }
+}
+
+/// Adds to a syntax error the flow collection (`[` or `{`) that is still open when it occurs:
+/// an unclosed bracket is usually reported lines later, where the parser gives up.
+fn unclosed(d: Diagnostic, text: &str, open: Option<Span>) -> Diagnostic {
+    // On the bracket's own line, the error is more likely inside the collection than its end.
+    let Some(open) = open.filter(|o| o.start.line < d.span().start.line) else {
+        return d;
+    };
+    let Some(bracket) = text.chars().nth(open.start.offset as usize) else {
+        return d;
+    };
+    let close = match bracket {
+        '[' => ']',
+        '{' => '}',
+        _ => return d,
+    };
+    let span = Span {
+        start: open.start,
+        end: Pos {
+            column: open.start.column + 1,
+            offset: open.start.offset + 1,
+            ..open.start
+        },
+    };
+    d.with_label(span, format!("this `{bracket}` is not closed"))
+        .help(format!(
+            "close the `{bracket}` opened on line {} with `{close}`",
+            open.start.line
+        ))
 }
 
 impl<'a> Loader<'a> {
@@ -167,10 +249,15 @@ impl<'a> Loader<'a> {
                 self.last_end = s.end;
                 Ok((ev, s))
             }
-            Some(Err(e)) => Err(syntax(&e)),
+            Some(Err(e)) => Err(unclosed(syntax(&e), self.text, self.open.last().copied())),
             None => {
                 let p = self.last_end;
-                Err(Diagnostic::error(Code::YamlSyntax, Span { start: p, end: p }, "unexpected end of the YAML stream"))
+                Err(Diagnostic::error(
+                    Code::YamlSyntax,
+                    Span { start: p, end: p },
+                    "unexpected end of the YAML stream",
+                )
+                .help("the file ends in the middle of a value: check the last lines"))
             }
         }
     }
@@ -181,11 +268,20 @@ impl<'a> Loader<'a> {
         let (ev, s) = self.next()?;
         match ev {
             Event::StreamEnd => {
-                return Err(Diagnostic::error(Code::MissingField, s, "the file is empty")
-                    .help("a workflow starts with `version: 1`, then `name:` and `nodes:`"));
+                return Err(Diagnostic::error(
+                    Code::MissingField,
+                    s,
+                    "the file holds no workflow: it is empty or only comments",
+                )
+                .help("a workflow starts with `version: 1`, then `name:` and `nodes:`"));
             }
             Event::DocumentStart(_) => {}
-            _ => return Err(Diagnostic::error(Code::YamlSyntax, s, "expected a YAML document")),
+            _ => {
+                return Err(
+                    Diagnostic::error(Code::YamlSyntax, s, "expected a YAML document")
+                        .help("a workflow file is one YAML mapping, starting with `version: 1`"),
+                );
+            }
         }
         let value = self.value(String::new(), None, 0)?;
         loop {
@@ -197,7 +293,14 @@ impl<'a> Loader<'a> {
                     return Err(Diagnostic::error(Code::YamlUnsupported, s, "a workflow file holds one YAML document")
                         .help("remove the `---` separator and everything after it, or move it to its own file"));
                 }
-                _ => return Err(Diagnostic::error(Code::YamlSyntax, s, "unexpected content after the document")),
+                _ => {
+                    return Err(Diagnostic::error(
+                        Code::YamlSyntax,
+                        s,
+                        "unexpected content after the document",
+                    )
+                    .help("remove everything after the workflow's mapping"));
+                }
             }
         }
         Ok(value)
@@ -217,7 +320,12 @@ impl<'a> Loader<'a> {
     }
 
     /// Reads one value (the next event starts it) at `pointer`.
-    fn value(&mut self, pointer: String, key: Option<Span>, depth: usize) -> Result<Value, Diagnostic> {
+    fn value(
+        &mut self,
+        pointer: String,
+        key: Option<Span>,
+        depth: usize,
+    ) -> Result<Value, Diagnostic> {
         let (ev, s) = self.next()?;
         let (value, vspan, anchor) = match ev {
             Event::Scalar(text, style, anchor, tag) => {
@@ -227,11 +335,20 @@ impl<'a> Loader<'a> {
             }
             Event::Alias(id) => {
                 let Some(a) = self.anchors.get(&id) else {
-                    return Err(Diagnostic::error(Code::YamlSyntax, s, "alias to an unknown anchor"));
+                    return Err(Diagnostic::error(
+                        Code::YamlSyntax,
+                        s,
+                        "alias to an unknown anchor",
+                    )
+                    .help("define the anchor (`&name`) before the alias (`*name`) that uses it"));
                 };
                 let size = a.size;
                 self.count(size, s)?;
-                let v = self.anchors.get(&id).map(|a| a.value.clone()).unwrap_or(Value::Null);
+                let v = self
+                    .anchors
+                    .get(&id)
+                    .map(|a| a.value.clone())
+                    .unwrap_or(Value::Null);
                 (v, s, 0)
             }
             Event::SequenceStart(anchor, tag) => {
@@ -240,12 +357,24 @@ impl<'a> Loader<'a> {
                 self.count(1, s)?;
                 let start_nodes = self.nodes;
                 let mut items = Vec::new();
+                self.open.push(s);
                 loop {
                     if let Some(Ok((Event::SequenceEnd, _))) = self.parser.peek() {
                         let (_, end) = self.next()?;
-                        let full = Span { start: s.start, end: end.end.max(s.end) };
+                        self.open.pop();
+                        let full = Span {
+                            start: s.start,
+                            end: end.end.max(s.end),
+                        };
                         let v = Value::Array(items);
-                        return self.finish(pointer, key, v, full, anchor, self.nodes - start_nodes + 1);
+                        return self.finish(
+                            pointer,
+                            key,
+                            v,
+                            full,
+                            anchor,
+                            self.nodes - start_nodes + 1,
+                        );
                     }
                     let p = format!("{pointer}/{}", items.len());
                     items.push(self.value(p, None, depth + 1)?);
@@ -258,13 +387,25 @@ impl<'a> Loader<'a> {
                 let start_nodes = self.nodes;
                 let mut map = Map::new();
                 let mut key_spans: HashMap<String, Span> = HashMap::new();
+                self.open.push(s);
                 loop {
                     let (kev, ks) = self.next()?;
                     let k = match kev {
                         Event::MappingEnd => {
-                            let full = Span { start: s.start, end: ks.end.max(s.end) };
+                            self.open.pop();
+                            let full = Span {
+                                start: s.start,
+                                end: ks.end.max(s.end),
+                            };
                             let v = Value::Object(map);
-                            return self.finish(pointer, key, v, full, anchor, self.nodes - start_nodes + 1);
+                            return self.finish(
+                                pointer,
+                                key,
+                                v,
+                                full,
+                                anchor,
+                                self.nodes - start_nodes + 1,
+                            );
                         }
                         Event::Scalar(text, style, _, tag) => {
                             let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
@@ -275,8 +416,12 @@ impl<'a> Loader<'a> {
                             }
                         }
                         Event::Alias(_) => {
-                            return Err(Diagnostic::error(Code::YamlUnsupported, ks, "an alias cannot be a mapping key")
-                                .help("write the key out"));
+                            return Err(Diagnostic::error(
+                                Code::YamlUnsupported,
+                                ks,
+                                "an alias cannot be a mapping key",
+                            )
+                            .help("write the key out"));
                         }
                         _ => {
                             return Err(Diagnostic::error(
@@ -291,13 +436,23 @@ impl<'a> Loader<'a> {
                     let v = self.value(p.clone(), Some(ks), depth + 1)?;
                     if let Some(first) = key_spans.get(&k) {
                         self.warnings.push(
-                            Diagnostic::error(Code::DuplicateKey, ks, format!("`{k}` is defined twice in this mapping"))
-                                .label("defined again here")
-                                .with_label(*first, "first defined here")
-                                .help(format!("remove or rename one of the two `{k}` entries")),
+                            Diagnostic::error(
+                                Code::DuplicateKey,
+                                ks,
+                                format!("`{k}` is defined twice in {}", describe(&pointer)),
+                            )
+                            .label("defined again here")
+                            .with_label(*first, "first defined here")
+                            .help(format!("remove or rename one of the two `{k}` entries")),
                         );
                         // Keep the first definition and its spans.
-                        self.spans.map.insert(p, NodeSpan { key: Some(*first), value: *first });
+                        self.spans.map.insert(
+                            p,
+                            NodeSpan {
+                                key: Some(*first),
+                                value: *first,
+                            },
+                        );
                         continue;
                     }
                     key_spans.insert(k.clone(), ks);
@@ -305,9 +460,19 @@ impl<'a> Loader<'a> {
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                return Err(Diagnostic::error(Code::YamlSyntax, s, "unexpected end of a collection"));
+                return Err(Diagnostic::error(
+                    Code::YamlSyntax,
+                    s,
+                    "unexpected end of a collection",
+                )
+                .help("check the brackets and indentation around this position"));
             }
-            _ => return Err(Diagnostic::error(Code::YamlSyntax, s, "unexpected YAML event")),
+            _ => {
+                return Err(
+                    Diagnostic::error(Code::YamlSyntax, s, "unexpected YAML event")
+                        .help("check the YAML syntax around this position"),
+                );
+            }
         };
         self.finish(pointer, key, value, vspan, anchor, 1)
     }
@@ -322,9 +487,17 @@ impl<'a> Loader<'a> {
         size: usize,
     ) -> Result<Value, Diagnostic> {
         if anchor != 0 {
-            self.anchors.insert(anchor, Anchor { value: value.clone(), size });
+            self.anchors.insert(
+                anchor,
+                Anchor {
+                    value: value.clone(),
+                    size,
+                },
+            );
         }
-        self.spans.map.insert(pointer, NodeSpan { key, value: span });
+        self.spans
+            .map
+            .insert(pointer, NodeSpan { key, value: span });
         Ok(value)
     }
 
@@ -340,7 +513,12 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    fn check_collection_tag(&self, tag: Option<&saphyr_parser::Tag>, expected: &str, s: Span) -> Result<(), Diagnostic> {
+    fn check_collection_tag(
+        &self,
+        tag: Option<&saphyr_parser::Tag>,
+        expected: &str,
+        s: Span,
+    ) -> Result<(), Diagnostic> {
         match tag {
             None => Ok(()),
             Some(t) if format!("{}{}", t.handle, t.suffix).ends_with(&expected[2..]) => Ok(()),
@@ -356,11 +534,17 @@ impl<'a> Loader<'a> {
 
 fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>, s: Span) -> Result<Value, Diagnostic> {
     let bad_tag = |t: &str| {
-        Diagnostic::error(Code::YamlUnsupported, s, format!("unsupported YAML tag `{t}`"))
-            .help("remove the tag; Braid reads plain YAML 1.2 values")
+        Diagnostic::error(
+            Code::YamlUnsupported,
+            s,
+            format!("unsupported YAML tag `{t}`"),
+        )
+        .help("remove the tag; Braid reads plain YAML 1.2 values")
     };
     if let Some(t) = tag {
-        let core = t.strip_prefix("tag:yaml.org,2002:").or_else(|| t.strip_prefix("!!"));
+        let core = t
+            .strip_prefix("tag:yaml.org,2002:")
+            .or_else(|| t.strip_prefix("!!"));
         return match core {
             Some("str") => Ok(Value::String(text.to_owned())),
             Some("null") => Ok(Value::Null),
@@ -370,7 +554,8 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>, s: Span) -> Result<
                     Code::WrongType,
                     s,
                     format!("`{text}` is not a valid `{t}`"),
-                )),
+                )
+                .help("remove the tag, or write a value of its type")),
             },
             _ => Err(bad_tag(t)),
         };
@@ -379,9 +564,26 @@ fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>, s: Span) -> Result<
         return Ok(Value::String(text.to_owned()));
     }
     match plain(text) {
-        Value::String(ref st) if st == ".nan" || st.ends_with(".inf") || st.ends_with(".Inf") || st.ends_with(".INF") => {
-            Err(Diagnostic::error(Code::InvalidValue, s, format!("`{text}` is not a number JSON can hold"))
-                .help("use a finite number, or quote the value to make it a string"))
+        Value::String(ref st)
+            if st == ".nan"
+                || st.ends_with(".inf")
+                || st.ends_with(".Inf")
+                || st.ends_with(".INF") =>
+        {
+            Err(Diagnostic::error(
+                Code::InvalidValue,
+                s,
+                format!("`{text}` is not a number JSON can hold"),
+            )
+            .help("use a finite number, or quote the value to make it a string"))
+        }
+        Value::String(ref st) if st.parse::<f64>().is_ok_and(f64::is_infinite) => {
+            Err(Diagnostic::error(
+                Code::InvalidValue,
+                s,
+                format!("`{text}` is too large for a number"),
+            )
+            .help("use a smaller number, or quote the value to make it a string"))
         }
         v => Ok(v),
     }
@@ -414,8 +616,13 @@ fn plain(text: &str) -> Value {
             return Value::Number(i.into());
         }
     }
-    let looks_float = digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
-        && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+    let looks_float = digits
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && digits.bytes().any(|b| b.is_ascii_digit());
     if looks_float {
         if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
@@ -439,7 +646,10 @@ mod tests {
     fn values_follow_the_core_schema() {
         let (d, w) = ok("a: 1\nb: 1.5\nc: yes\nd: true\ne: ~\nf: '1'\ng: [x, 2]\nh: 0x10\n");
         assert!(w.is_empty());
-        assert_eq!(d.value, json!({"a": 1, "b": 1.5, "c": "yes", "d": true, "e": null, "f": "1", "g": ["x", 2], "h": 16}));
+        assert_eq!(
+            d.value,
+            json!({"a": 1, "b": 1.5, "c": "yes", "d": true, "e": null, "f": "1", "g": ["x", 2], "h": 16})
+        );
     }
 
     #[test]
@@ -466,7 +676,9 @@ mod tests {
         let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
         for i in 1..10 {
             let p = i - 1;
-            text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
         }
         let err = load(&text, Limits::default()).unwrap_err();
         assert_eq!(err[0].code, Code::YamlLimit);

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid_core::plan::{ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, RetryPolicy, ValueType};
+use braid_core::plan::{
+    ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, RetryPolicy, ValueType,
+};
 use braid_core::{BuildContext, Channel, KeyId, Plan, PlanParts, Registry, TemplateEnv};
 use braid_spec::{DurationSpec, ExecutionMode as SpecMode, InputType, OnError, Workflow};
 
@@ -27,22 +29,57 @@ fn value_type(t: InputType) -> ValueType {
     }
 }
 
-fn duration(d: Option<&DurationSpec>, pointer: &str, spans: &SpanMap, out: &mut Vec<Diagnostic>) -> Option<Duration> {
+fn duration(
+    d: Option<&DurationSpec>,
+    pointer: &str,
+    spans: &SpanMap,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Duration> {
     let d = d?;
     match d.parse() {
         Ok(v) => Some(v),
         Err(e) => {
             out.push(
-                Diagnostic::error(Code::InvalidDuration, spans.value(pointer), format!("invalid duration `{}`: {e}", d.0))
-                    .help("write a number and a unit with no space: `800ms`, `2s`, `1m30s`"),
+                Diagnostic::error(
+                    Code::InvalidDuration,
+                    spans.value(pointer),
+                    format!("invalid duration `{}`: {e}", d.0),
+                )
+                .help("write a number and a unit with no space: `800ms`, `2s`, `1m30s`"),
             );
             None
         }
     }
 }
 
+/// How to fix a `when` that does not compile, from the mistakes people make most.
+fn expression_help(src: &str) -> String {
+    let trimmed = src.trim();
+    if trimmed.starts_with("{{") && trimmed.ends_with("}}") {
+        let inner = trimmed.trim_start_matches('{').trim_end_matches('}').trim();
+        return format!(
+            "`when` is an expression, not a template: write `{inner}` without `{{{{ }}}}`"
+        );
+    }
+    for (op, word) in [("&&", "and"), ("||", "or"), ("===", "==")] {
+        if src.contains(op) {
+            return format!("write `{word}` instead of `{op}`");
+        }
+    }
+    if src.trim_start().starts_with('!') {
+        return "write `not` instead of `!`".to_owned();
+    }
+    "write a Jinja expression such as `inputs.enable_rag` or `state.docs | length > 0`, without `{{ }}`".to_owned()
+}
+
 /// Checks `spec` and lowers it to a plan. The plan is `None` when any error was found.
-pub fn lower(spec: &Workflow, spans: &SpanMap, registry: &Registry) -> (Option<Plan>, Vec<Diagnostic>) {
+/// `loader` compiles other workflow files that nodes name (relative to this one).
+pub fn lower(
+    spec: &Workflow,
+    spans: &SpanMap,
+    registry: &Registry,
+    loader: &dyn braid_core::WorkflowLoader,
+) -> (Option<Plan>, Vec<Diagnostic>) {
     let m = Model::new(spec, spans, registry);
     let mut out = Vec::new();
     if spec.nodes.len() > MAX_NODES {
@@ -50,7 +87,10 @@ pub fn lower(spec: &Workflow, spans: &SpanMap, registry: &Registry) -> (Option<P
             Diagnostic::error(
                 Code::TooLarge,
                 spans.key("/nodes"),
-                format!("the workflow has {} nodes; Braid accepts at most {MAX_NODES}", spec.nodes.len()),
+                format!(
+                    "the workflow has {} nodes; Braid accepts at most {MAX_NODES}",
+                    spec.nodes.len()
+                ),
             )
             .help("split it into several workflows"),
         );
@@ -81,23 +121,35 @@ pub fn lower(spec: &Workflow, spans: &SpanMap, registry: &Registry) -> (Option<P
             reads.extend(r);
             for e in errors {
                 out.push(
-                    Diagnostic::error(Code::ExpressionSyntax, spans.value(&e.pointer), format!("node `{name}`'s `when` does not compile: {}", e.message))
-                        .help("write a Jinja expression such as `inputs.enable_rag` or `state.docs | length > 0`, without `{{ }}`"),
+                    Diagnostic::error(
+                        Code::ExpressionSyntax,
+                        spans.value(&e.pointer),
+                        format!("node `{name}`'s `when` does not compile: {}", e.message),
+                    )
+                    .help(expression_help(src)),
                 );
             }
         }
         let mut handler = None;
         if let Some(kind) = registry.kind(&node.kind) {
-            let mut cx = BuildContext::new(&mut templates, format!("{base}/with"));
+            let mut cx = BuildContext::new(&mut templates, format!("{base}/with"))
+                .with_registry(registry)
+                .with_loader(loader);
             match kind.build(node.with.as_ref(), &mut cx) {
                 Ok(h) => handler = Some(h),
                 Err(e) => out.push(
                     Diagnostic::error(
                         Code::InvalidParams,
                         spans.value(&format!("{base}/with{}", e.pointer)),
-                        format!("node `{name}`'s `with` does not fit kind `{}`: {}", node.kind, e.message),
+                        format!(
+                            "node `{name}`'s `with` does not fit kind `{}`: {}",
+                            node.kind, e.message
+                        ),
                     )
-                    .help(format!("see the `{}` kind's parameters in docs/workflow-format.md", node.kind)),
+                    .help(format!(
+                        "see the `{}` kind's parameters in docs/workflow-format.md",
+                        node.kind
+                    )),
                 ),
             }
             let (r, errors) = cx.finish();
@@ -128,18 +180,44 @@ pub fn lower(spec: &Workflow, spans: &SpanMap, registry: &Registry) -> (Option<P
         check::concurrent_replace(&m, anc, &reducers, &writers, &mut out);
     }
 
-    let run_timeout = duration(spec.execution.timeout.as_ref(), "/execution/timeout", spans, &mut out);
+    let run_timeout = duration(
+        spec.execution.timeout.as_ref(),
+        "/execution/timeout",
+        spans,
+        &mut out,
+    );
     let mut nodes = Vec::with_capacity(spec.nodes.len());
-    for (i, ((name, node), (handler, when))) in spec.nodes.iter().zip(handlers.into_iter().zip(whens)).enumerate() {
+    for (i, ((name, node), (handler, when))) in spec
+        .nodes
+        .iter()
+        .zip(handlers.into_iter().zip(whens))
+        .enumerate()
+    {
         let base = format!("/nodes/{}", escape(name));
-        let timeout = duration(node.timeout.as_ref(), &format!("{base}/timeout"), spans, &mut out);
+        let timeout = duration(
+            node.timeout.as_ref(),
+            &format!("{base}/timeout"),
+            spans,
+            &mut out,
+        );
         let retry = match &node.retry {
             None => RetryPolicy::default(),
             Some(r) => RetryPolicy {
                 attempts: r.attempts.max(1),
-                backoff: duration(r.backoff.as_ref(), &format!("{base}/retry/backoff"), spans, &mut out).unwrap_or(Duration::ZERO),
+                backoff: duration(
+                    r.backoff.as_ref(),
+                    &format!("{base}/retry/backoff"),
+                    spans,
+                    &mut out,
+                )
+                .unwrap_or(Duration::ZERO),
                 multiplier: r.multiplier.unwrap_or(2.0),
-                max_backoff: duration(r.max_backoff.as_ref(), &format!("{base}/retry/max_backoff"), spans, &mut out),
+                max_backoff: duration(
+                    r.max_backoff.as_ref(),
+                    &format!("{base}/retry/max_backoff"),
+                    spans,
+                    &mut out,
+                ),
                 jitter: r.jitter.unwrap_or(0.0).clamp(0.0, 1.0),
             },
         };
@@ -178,14 +256,23 @@ pub fn lower(spec: &Workflow, spans: &SpanMap, registry: &Registry) -> (Option<P
         inputs: spec
             .inputs
             .iter()
-            .map(|(n, i)| InputDecl { name: Arc::from(n.as_str()), ty: value_type(i.ty), default: i.default.clone() })
+            .map(|(n, i)| InputDecl {
+                name: Arc::from(n.as_str()),
+                ty: value_type(i.ty),
+                default: i.default.clone(),
+            })
             .collect(),
         keys: spec
             .state
             .iter()
             .zip(reducers)
             .filter_map(|((n, c), r)| {
-                Some(Channel { name: Arc::from(n.as_str()), reducer: r?, default: c.default.clone(), writers: Vec::new() })
+                Some(Channel {
+                    name: Arc::from(n.as_str()),
+                    reducer: r?,
+                    default: c.default.clone(),
+                    writers: Vec::new(),
+                })
             })
             .collect(),
         nodes,
@@ -201,8 +288,12 @@ pub fn lower(spec: &Workflow, spans: &SpanMap, registry: &Registry) -> (Option<P
         Ok(plan) => (Some(plan), out),
         Err(e) => {
             out.push(
-                Diagnostic::error(Code::Internal, spans.value(""), format!("the checks passed but the plan was refused: {e}"))
-                    .help("this is a bug in Braid; please report it with the file"),
+                Diagnostic::error(
+                    Code::Internal,
+                    spans.value(""),
+                    format!("the checks passed but the plan was refused: {e}"),
+                )
+                .help("this is a bug in Braid; please report it with the file"),
             );
             (None, out)
         }

@@ -23,23 +23,40 @@ struct Paint {
 
 impl Paint {
     fn p(&self, style: &'static str, text: &str) -> String {
-        if self.color { format!("{style}{text}{RESET}") } else { text.to_owned() }
+        if self.color {
+            format!("{style}{text}{RESET}")
+        } else {
+            text.to_owned()
+        }
     }
 }
 
 /// Renders diagnostics for a terminal, rustc-style. `source` is the file's text.
 pub fn human(file: &str, source: &str, diagnostics: &[Diagnostic], color: bool) -> String {
     let paint = Paint { color };
-    let lines: Vec<&str> = source.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
+    let lines: Vec<&str> = source
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
     let mut out = String::new();
     for d in diagnostics {
         let (word, style) = match d.severity {
             Severity::Error => ("error", RED),
             Severity::Warning => ("warning", YELLOW),
         };
-        let _ = writeln!(out, "{}{}", paint.p(style, &format!("{word}[{}]", d.code)), paint.p(BOLD, &format!(": {}", d.message)));
+        let _ = writeln!(
+            out,
+            "{}{}",
+            paint.p(style, &format!("{word}[{}]", d.code)),
+            paint.p(BOLD, &format!(": {}", d.message))
+        );
         let primary = d.span();
-        let mut label_lines: Vec<u32> = d.labels.iter().map(|l| l.span.start.line).filter(|&l| l > 0).collect();
+        let mut label_lines: Vec<u32> = d
+            .labels
+            .iter()
+            .map(|l| l.span.start.line)
+            .filter(|&l| l > 0)
+            .collect();
         label_lines.sort_unstable();
         label_lines.dedup();
         let width = label_lines.last().map_or(1, |l| l.to_string().len());
@@ -61,19 +78,38 @@ pub fn human(file: &str, source: &str, diagnostics: &[Diagnostic], color: bool) 
             }
             previous = Some(ln);
             let text = lines.get(ln as usize - 1).copied().unwrap_or("");
-            let _ = writeln!(out, "{} {} {text}", paint.p(BLUE, &format!("{ln:>width$}")), paint.p(BLUE, "|"));
-            for (i, label) in d.labels.iter().enumerate().filter(|(_, l)| l.span.start.line == ln) {
+            let _ = writeln!(
+                out,
+                "{} {} {text}",
+                paint.p(BLUE, &format!("{ln:>width$}")),
+                paint.p(BLUE, "|")
+            );
+            for (i, label) in d
+                .labels
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.span.start.line == ln)
+            {
                 let start = label.span.start.column.max(1) as usize - 1;
                 let line_len = text.chars().count();
-                let end = if label.span.end.line == ln && label.span.end.column > label.span.start.column {
+                let point = label.span.end == label.span.start;
+                let end = if label.span.end.line == ln
+                    && label.span.end.column > label.span.start.column
+                {
                     label.span.end.column as usize - 1
+                } else if point {
+                    start + 1
                 } else {
                     line_len.max(start + 1)
                 };
                 let len = end.saturating_sub(start).max(1);
                 let (mark, st) = if i == 0 { ("^", style) } else { ("-", BLUE) };
                 let underline = mark.repeat(len);
-                let msg = if label.message.is_empty() { String::new() } else { format!(" {}", label.message) };
+                let msg = if label.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", label.message)
+                };
                 let _ = writeln!(
                     out,
                     "{pad} {} {}{}",
@@ -96,7 +132,13 @@ pub fn human(file: &str, source: &str, diagnostics: &[Diagnostic], color: bool) 
 
 /// A one-line summary such as `error: 3 errors and 1 warning in 2 files`.
 pub fn summary(errors: usize, warnings: usize) -> String {
-    let plural = |n: usize, w: &str| if n == 1 { format!("1 {w}") } else { format!("{n} {w}s") };
+    let plural = |n: usize, w: &str| {
+        if n == 1 {
+            format!("1 {w}")
+        } else {
+            format!("{n} {w}s")
+        }
+    };
     match (errors, warnings) {
         (0, 0) => "no problems".to_owned(),
         (e, 0) => plural(e, "error"),
@@ -106,7 +148,9 @@ pub fn summary(errors: usize, warnings: usize) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -136,9 +180,19 @@ pub fn github(file: &str, diagnostics: &[Diagnostic]) -> String {
             s.start.column.max(1)
         );
         if s.end.line >= s.start.line && s.end.line > 0 {
-            let _ = write!(out, ",endLine={},endColumn={}", s.end.line, s.end.column.max(1));
+            let _ = write!(
+                out,
+                ",endLine={},endColumn={}",
+                s.end.line,
+                s.end.column.max(1)
+            );
         }
-        let _ = writeln!(out, ",title={}::{}", escape_property(&format!("braid {}", d.code)), escape_data(&message));
+        let _ = writeln!(
+            out,
+            ",title={}::{}",
+            escape_property(&format!("braid {}", d.code)),
+            escape_data(&message)
+        );
     }
     out
 }
@@ -163,7 +217,12 @@ pub fn json<'a>(file: &'a str, diagnostics: &'a [Diagnostic]) -> Vec<JsonDiagnos
         .iter()
         .map(|d| {
             let s = d.span();
-            JsonDiagnostic { file, line: s.start.line.max(1), column: s.start.column.max(1), diagnostic: d }
+            JsonDiagnostic {
+                file,
+                line: s.start.line.max(1),
+                column: s.start.column.max(1),
+                diagnostic: d,
+            }
         })
         .collect()
 }
@@ -175,8 +234,16 @@ mod tests {
 
     fn span(line: u32, col: u32, len: u32) -> Span {
         Span {
-            start: Pos { line, column: col, offset: 0 },
-            end: Pos { line, column: col + len, offset: 0 },
+            start: Pos {
+                line,
+                column: col,
+                offset: 0,
+            },
+            end: Pos {
+                line,
+                column: col + len,
+                offset: 0,
+            },
         }
     }
 

@@ -14,7 +14,7 @@ use jsonschema::error::ValidationErrorKind;
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
-use crate::diagnostic::{Code, Diagnostic, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, describe, did_you_mean};
 use crate::load::{SpanMap, escape};
 
 /// The workflow JSON Schema for the kinds and reducers in `registry`.
@@ -35,7 +35,9 @@ pub fn workflow_schema(registry: &Registry) -> Value {
     node["properties"]["kind"]["examples"] = json!(names);
     let mut branches = Vec::new();
     for (name, description, schema) in &kinds {
-        let Some(mut schema) = schema.clone() else { continue };
+        let Some(mut schema) = schema.clone() else {
+            continue;
+        };
         if !description.is_empty() && schema.get("$ref").is_some() {
             schema = json!({ "allOf": [schema], "description": description });
         }
@@ -52,9 +54,18 @@ pub fn workflow_schema(registry: &Registry) -> Value {
     if let Some(branches) = root["definitions"]["NodeSpec"]["allOf"].as_array_mut() {
         for b in branches {
             let with = &b["then"]["properties"]["with"];
-            let target = with.get("$ref").or_else(|| with.pointer("/allOf/0/$ref")).and_then(Value::as_str);
-            let def = target.and_then(|r| r.strip_prefix("#/definitions/")).and_then(|n| defs.get(n));
-            if def.and_then(|d| d.get("required")).and_then(Value::as_array).is_some_and(|r| !r.is_empty()) {
+            let target = with
+                .get("$ref")
+                .or_else(|| with.pointer("/allOf/0/$ref"))
+                .and_then(Value::as_str);
+            let def = target
+                .and_then(|r| r.strip_prefix("#/definitions/"))
+                .and_then(|n| defs.get(n));
+            if def
+                .and_then(|d| d.get("required"))
+                .and_then(Value::as_array)
+                .is_some_and(|r| !r.is_empty())
+            {
                 b["then"]["required"] = json!(["with"]);
             }
         }
@@ -99,9 +110,29 @@ impl SchemaValidator {
     pub fn check(&self, value: &Value, spans: &SpanMap) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for e in self.validator.iter_errors(value) {
+            if let ValidationErrorKind::FalseSchema = e.kind() {
+                out.extend(no_fields(
+                    value,
+                    e.instance_path().as_str(),
+                    e.instance(),
+                    spans,
+                ));
+                continue;
+            }
             let pointer = e.instance_path().as_str().to_owned();
             let schema_path = e.schema_path().as_str().to_owned();
-            self.convert(&pointer, &schema_path, e.kind(), e.instance(), &e.to_string(), spans, &mut out);
+            self.convert(
+                &pointer,
+                &schema_path,
+                e.kind(),
+                e.instance(),
+                &e.to_string(),
+                spans,
+                &mut out,
+            );
+        }
+        if out.is_empty() {
+            integers(&self.schema, &self.schema, value, "", spans, &mut out);
         }
         out.sort_by_key(|d| (d.span().start, d.code));
         out.dedup();
@@ -139,7 +170,9 @@ impl SchemaValidator {
                     d = match did_you_mean(name, allowed.iter().copied()) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None if allowed.is_empty() => d.help("remove it"),
-                        None => d.help(format!("remove it; the fields here are {}", list(&allowed))),
+                        None => {
+                            d.help(format!("remove it; the fields here are {}", list(&allowed)))
+                        }
                     };
                     out.push(d);
                 }
@@ -149,17 +182,45 @@ impl SchemaValidator {
                 let help = match name {
                     "version" => "add `version: 1` at the top of the file".to_owned(),
                     "nodes" => "add a `nodes:` mapping with at least one node".to_owned(),
-                    "kind" => "add `kind:` with a node kind such as `mock` or `transform`".to_owned(),
+                    "kind" => {
+                        "add `kind:` with a node kind such as `mock` or `transform`".to_owned()
+                    }
+                    "type" => format!("add `type:`, one of {}", list(INPUT_TYPES)),
+                    "with" => match required_params(&self.schema, schema_path) {
+                        Some(params) => format!(
+                            "add a `with:` block giving this kind's required {}",
+                            list(&params)
+                        ),
+                        None => "add a `with:` block with this kind's parameters".to_owned(),
+                    },
                     _ => format!("add `{name}:`"),
                 };
-                let span = if pointer.is_empty() { spans.value("") } else { spans.key(pointer) };
+                let span = if pointer.is_empty() {
+                    spans.value("")
+                } else {
+                    spans.key(pointer)
+                };
                 out.push(
-                    Diagnostic::error(Code::MissingField, span, format!("missing field `{name}` in {at}")).help(help),
+                    Diagnostic::error(
+                        Code::MissingField,
+                        span,
+                        format!("missing field `{name}` in {at}"),
+                    )
+                    .help(help),
                 );
             }
             ValidationErrorKind::Type { kind } => {
                 let expected = format!("{kind:?}");
                 let expected = type_words(&expected);
+                let is_duration = resolve(&self.schema, parent_path(schema_path))
+                    .and_then(|s| s.get("pattern"))
+                    .is_some_and(|p| p == DURATION_PATTERN);
+                let (expected, help) = if is_duration {
+                    ("a duration".to_owned(), duration_help(instance))
+                } else {
+                    let help = type_help(&expected, instance);
+                    (expected, help)
+                };
                 out.push(
                     Diagnostic::error(
                         Code::WrongType,
@@ -167,15 +228,76 @@ impl SchemaValidator {
                         format!("{at} must be {expected}, found {}", json_type(instance)),
                     )
                     .label(format!("expected {expected}"))
-                    .help(type_help(&expected, instance)),
+                    .help(help),
                 );
             }
             ValidationErrorKind::Pattern { pattern } if pattern == DURATION_PATTERN => {
                 let text = instance.as_str().unwrap_or_default();
-                let why = braid_spec::parse_duration(text).err().map(|e| e.message).unwrap_or_default();
+                let why = braid_spec::parse_duration(text)
+                    .err()
+                    .map(|e| e.message)
+                    .unwrap_or_default();
                 out.push(
-                    Diagnostic::error(Code::InvalidDuration, spans.value(pointer), format!("invalid duration `{text}` in {at}: {why}"))
-                        .help("write a number and a unit with no space: `800ms`, `2s`, `1.5s`, `1m30s`"),
+                    Diagnostic::error(
+                        Code::InvalidDuration,
+                        spans.value(pointer),
+                        format!("invalid duration `{text}` in {at}: {why}"),
+                    )
+                    .help(
+                        "write a number and a unit with no space: `800ms`, `2s`, `1.5s`, `1m30s`",
+                    ),
+                );
+            }
+            ValidationErrorKind::Pattern { pattern } => {
+                let text = instance.as_str().unwrap_or_default();
+                let d = if pointer == "/name" {
+                    Diagnostic::error(Code::InvalidName, spans.value(pointer), format!("invalid workflow name `{text}`"))
+                        .label("not a valid name")
+                        .help("start with a letter or digit, then use letters, digits, `_`, `.` or `-` (the name is a metric label)")
+                } else {
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        spans.value(pointer),
+                        format!("`{text}` is not a valid value for {at}"),
+                    )
+                    .help(format!(
+                        "write a value that matches the pattern `{pattern}`"
+                    ))
+                };
+                out.push(d);
+            }
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => {
+                let bound = if matches!(kind, ValidationErrorKind::Minimum { .. }) {
+                    "at least"
+                } else {
+                    "above"
+                };
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        spans.value(pointer),
+                        format!("{at} must be {bound} {limit}, found {instance}"),
+                    )
+                    .label("too small")
+                    .help(range_help(resolve(&self.schema, parent_path(schema_path)))),
+                );
+            }
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => {
+                let bound = if matches!(kind, ValidationErrorKind::Maximum { .. }) {
+                    "at most"
+                } else {
+                    "below"
+                };
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        spans.value(pointer),
+                        format!("{at} must be {bound} {limit}, found {instance}"),
+                    )
+                    .label("too large")
+                    .help(range_help(resolve(&self.schema, parent_path(schema_path)))),
                 );
             }
             ValidationErrorKind::PropertyNames { error } => {
@@ -186,9 +308,20 @@ impl SchemaValidator {
                 } else {
                     "a letter or `_`, then letters, digits or `_` (it is read as a template variable)"
                 };
+                let what = match pointer {
+                    "/nodes" => "node name",
+                    "/inputs" => "input name",
+                    "/state" => "state key",
+                    _ => "name",
+                };
                 out.push(
-                    Diagnostic::error(Code::InvalidName, spans.key(&p), format!("invalid name `{name}` in {at}"))
-                        .help(format!("names start with {rule}")),
+                    Diagnostic::error(
+                        Code::InvalidName,
+                        spans.key(&p),
+                        format!("invalid {what} `{name}`"),
+                    )
+                    .label("not a valid name")
+                    .help(format!("names start with {rule}")),
                 );
             }
             ValidationErrorKind::Constant { expected_value } if pointer == "/version" => {
@@ -203,30 +336,31 @@ impl SchemaValidator {
             }
             ValidationErrorKind::MinProperties { .. } if pointer == "/nodes" => {
                 out.push(
-                    Diagnostic::error(Code::NoNodes, spans.value(pointer), "the workflow has no nodes")
-                        .help("add at least one node under `nodes:`"),
+                    Diagnostic::error(
+                        Code::NoNodes,
+                        spans.value(pointer),
+                        "the workflow has no nodes",
+                    )
+                    .help("add at least one node under `nodes:`"),
                 );
             }
             ValidationErrorKind::Enum { options } => {
-                let opts: Vec<String> =
-                    options.as_array().map(|a| a.iter().map(|v| v.to_string().trim_matches('"').to_owned()).collect()).unwrap_or_default();
-                let got = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
-                let mut d = Diagnostic::error(
-                    Code::InvalidValue,
-                    spans.value(pointer),
-                    format!("`{got}` is not a valid value for {at}"),
-                )
-                .label(format!("expected one of {}", list(&opts.iter().map(String::as_str).collect::<Vec<_>>())));
-                if let Some(s) = did_you_mean(&got, opts.iter().map(String::as_str)) {
-                    d = d.help(format!("did you mean `{s}`?"));
-                } else {
-                    d = d.help(format!("use one of {}", list(&opts.iter().map(String::as_str).collect::<Vec<_>>())));
-                }
-                out.push(d);
+                let opts: Vec<String> = options
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| v.to_string().trim_matches('"').to_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(not_one_of(&at, instance, &opts, spans.value(pointer)));
             }
-            ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
-                // Report the branch that got furthest (the one with the fewest errors).
-                if let Some(best) = context.iter().filter(|c| !c.is_empty()).min_by_key(|c| c.len()) {
+            ValidationErrorKind::AnyOf { context }
+            | ValidationErrorKind::OneOfNotValid { context } => {
+                if let Some(opts) = constants(context, pointer) {
+                    // An enum written as `oneOf` constants (each with its own description).
+                    out.push(not_one_of(&at, instance, &opts, spans.value(pointer)));
+                } else if let Some(best) = best_branch(context, pointer) {
                     for e in best {
                         self.convert(
                             e.instance_path().as_str(),
@@ -239,22 +373,264 @@ impl SchemaValidator {
                         );
                     }
                 } else {
-                    out.push(Diagnostic::error(Code::InvalidValue, spans.value(pointer), format!("invalid value for {at}: {fallback}")));
+                    out.push(Diagnostic::error(
+                        Code::InvalidValue,
+                        spans.value(pointer),
+                        format!("invalid value for {at}: {fallback}"),
+                    ));
                 }
             }
             ValidationErrorKind::UniqueItems => {
                 out.push(
-                    Diagnostic::error(Code::InvalidValue, spans.value(pointer), format!("{at} lists the same item twice"))
-                        .help("remove the repeated item"),
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        spans.value(pointer),
+                        format!("{at} lists the same item twice"),
+                    )
+                    .help("remove the repeated item"),
                 );
             }
             _ => {
                 out.push(
-                    Diagnostic::error(Code::InvalidValue, spans.value(pointer), format!("invalid value for {at}: {fallback}"))
-                        .help("see docs/workflow-format.md for what this field takes"),
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        spans.value(pointer),
+                        format!("invalid value for {at}: {fallback}"),
+                    )
+                    .help("see docs/workflow-format.md for what this field takes"),
                 );
             }
         }
+    }
+}
+
+/// Fields of a block that takes none (`additionalProperties: false` and no `properties`, such as
+/// `noop`'s `with:`). The validator reports the block's location and the offending value, so the
+/// field is found by its value.
+fn no_fields(root: &Value, pointer: &str, instance: &Value, spans: &SpanMap) -> Vec<Diagnostic> {
+    let Some(Value::Object(block)) = root.pointer(pointer) else {
+        return Vec::new();
+    };
+    let at = describe(pointer);
+    block
+        .iter()
+        .filter(|(_, v)| *v == instance)
+        .map(|(name, _)| {
+            Diagnostic::error(
+                Code::UnknownField,
+                spans.key(&format!("{pointer}/{}", escape(name))),
+                format!("unknown field `{name}` in {at}"),
+            )
+            .label("not a field here")
+            .help(format!("remove it: {at} takes no fields"))
+        })
+        .collect()
+}
+
+/// Integer fields hold integers that fit their format. The validator counts `2.0` as an integer
+/// (as JSON Schema says) and does not check `format: uint32`, but serde refuses both: without this
+/// check, `max_concurrency: 2.0` would pass the schema and fail as an internal error.
+///
+/// Walks the document beside its schema (`properties`, `additionalProperties`, `items`, `$ref` and
+/// the `allOf`/`anyOf`/`oneOf` branches; kind parameters, under `if`/`then`, are checked by their kind).
+fn integers(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    pointer: &str,
+    spans: &SpanMap,
+    out: &mut Vec<Diagnostic>,
+) {
+    if let Some(target) = schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+    {
+        if let Some(s) = root.pointer(target) {
+            integers(root, s, value, pointer, spans, out);
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        for branch in schema
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            integers(root, branch, value, pointer, spans, out);
+        }
+    }
+    let integer = match schema.get("type") {
+        Some(Value::String(t)) => t == "integer",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+        _ => false,
+    };
+    match value {
+        Value::Number(n) if integer => {
+            let at = describe(pointer);
+            if n.is_f64() {
+                out.push(
+                    Diagnostic::error(
+                        Code::WrongType,
+                        spans.value(pointer),
+                        format!("{at} must be an integer, found {n}"),
+                    )
+                    .label("expected an integer")
+                    .help(format!(
+                        "write a whole number without a fraction, such as `{}`",
+                        n.as_f64().unwrap_or(0.0).trunc()
+                    )),
+                );
+            } else if schema.get("format").and_then(Value::as_str) == Some("uint32")
+                && n.as_u64().is_none_or(|v| v > u64::from(u32::MAX))
+            {
+                let min = schema
+                    .get("minimum")
+                    .map_or_else(|| "0".to_owned(), Value::to_string);
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        spans.value(pointer),
+                        format!("{at} must be from {min} to {}, found {n}", u32::MAX),
+                    )
+                    .label("out of range")
+                    .help("use a smaller value"),
+                );
+            }
+        }
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, v) in map {
+                let sub = props.and_then(|p| p.get(k)).or(extra);
+                if let Some(sub) = sub {
+                    integers(
+                        root,
+                        sub,
+                        v,
+                        &format!("{pointer}/{}", escape(k)),
+                        spans,
+                        out,
+                    );
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items").filter(|i| i.is_object()) {
+                for (i, v) in items.iter().enumerate() {
+                    integers(root, sub, v, &format!("{pointer}/{i}"), spans, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The input types, for help lines.
+const INPUT_TYPES: &[&str] = &[
+    "string", "number", "integer", "boolean", "object", "array", "any",
+];
+
+type Branches = [Vec<jsonschema::ValidationError<'static>>];
+
+/// When every branch of an `anyOf`/`oneOf` failed on a `const` at `pointer`, the constants: the
+/// branches were an enum's values.
+fn constants(context: &Branches, pointer: &str) -> Option<Vec<String>> {
+    context
+        .iter()
+        .map(|branch| {
+            branch.iter().find_map(|e| match e.kind() {
+                ValidationErrorKind::Constant { expected_value }
+                    if e.instance_path().as_str() == pointer =>
+                {
+                    Some(
+                        expected_value
+                            .as_str()
+                            .map_or_else(|| expected_value.to_string(), str::to_owned),
+                    )
+                }
+                _ => None,
+            })
+        })
+        .collect::<Option<Vec<String>>>()
+        .filter(|opts| !opts.is_empty())
+}
+
+/// The branch of an `anyOf`/`oneOf` that got furthest: one whose type fits the value (a mapping
+/// given for `retry` is checked as a retry policy, not reported as "not null"), then the one with
+/// the fewest errors, then the first.
+fn best_branch<'c>(
+    context: &'c Branches,
+    pointer: &str,
+) -> Option<&'c Vec<jsonschema::ValidationError<'static>>> {
+    let wrong_type = |branch: &Vec<jsonschema::ValidationError<'static>>| {
+        branch.iter().any(|e| {
+            matches!(e.kind(), ValidationErrorKind::Type { .. })
+                && e.instance_path().as_str() == pointer
+        })
+    };
+    context
+        .iter()
+        .filter(|c| !c.is_empty())
+        .min_by_key(|c| (wrong_type(c), c.len()))
+}
+
+/// "`x` is not a valid value for …", with a did-you-mean or the list of values.
+fn not_one_of(
+    at: &str,
+    instance: &Value,
+    opts: &[String],
+    span: crate::diagnostic::Span,
+) -> Diagnostic {
+    let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+    let got = instance
+        .as_str()
+        .map_or_else(|| instance.to_string(), str::to_owned);
+    let d = Diagnostic::error(
+        Code::InvalidValue,
+        span,
+        format!("`{got}` is not a valid value for {at}"),
+    )
+    .label(format!("expected one of {}", list(&opts)));
+    match did_you_mean(&got, opts.iter().copied()) {
+        Some(s) => d.help(format!("did you mean `{s}`?")),
+        None => d.help(format!("use one of {}", list(&opts))),
+    }
+}
+
+/// "use a value from 0 to 1", from a schema's bounds.
+fn range_help(schema: Option<&Value>) -> String {
+    let bound = |k: &str| schema.and_then(|s| s.get(k)).map(Value::to_string);
+    match (bound("minimum"), bound("maximum")) {
+        (Some(min), Some(max)) => format!("use a value from {min} to {max}"),
+        (Some(min), None) => format!("use a value of at least {min}"),
+        (None, Some(max)) => format!("use a value of at most {max}"),
+        (None, None) => "see docs/workflow-format.md for what this field takes".to_owned(),
+    }
+}
+
+/// The required parameters of the kind whose `then` branch requires `with`.
+fn required_params<'a>(root: &'a Value, schema_path: &str) -> Option<Vec<&'a str>> {
+    let then = resolve(root, parent_path(schema_path))?;
+    let with = then.pointer("/properties/with")?;
+    let target = with
+        .get("$ref")
+        .or_else(|| with.pointer("/allOf/0/$ref"))?
+        .as_str()?;
+    let def = root.pointer(target.strip_prefix('#')?)?;
+    let required: Vec<&str> = def
+        .get("required")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    Some(required).filter(|r| !r.is_empty())
+}
+
+fn duration_help(found: &Value) -> String {
+    match found {
+        Value::Number(n) => format!("write the duration with its unit, such as `{n}ms` or `{n}s`"),
+        _ => "write a duration with its unit, such as `800ms`, `2s` or `1m30s`".to_owned(),
     }
 }
 
@@ -286,25 +662,12 @@ fn resolve<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// "node `rag`'s `timeout`" style description of a pointer.
-pub(crate) fn describe(pointer: &str) -> String {
-    let segs: Vec<String> =
-        pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
-    match segs.as_slice() {
-        [] => "the workflow".to_owned(),
-        [top] => format!("`{top}`"),
-        [top, name] if top == "nodes" => format!("node `{name}`"),
-        [top, name] if top == "inputs" => format!("input `{name}`"),
-        [top, name] if top == "state" => format!("state key `{name}`"),
-        [top, name, rest @ ..] if top == "nodes" => format!("node `{name}`'s `{}`", rest.join(".")),
-        [top, name, rest @ ..] if top == "inputs" => format!("input `{name}`'s `{}`", rest.join(".")),
-        [top, name, rest @ ..] if top == "state" => format!("state key `{name}`'s `{}`", rest.join(".")),
-        _ => format!("`{}`", segs.join(".")),
-    }
-}
-
 fn list(items: &[&str]) -> String {
-    items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -332,7 +695,9 @@ fn type_words(debug: &str) -> String {
         ("array", "a list"),
         ("null", "null"),
     ] {
-        if lower.contains(t) && !(t == "number" && lower.contains("integer") && !lower.contains("number")) {
+        if lower.contains(t)
+            && !(t == "number" && lower.contains("integer") && !lower.contains("number"))
+        {
             words.push(w);
         }
     }
@@ -344,10 +709,23 @@ fn type_words(debug: &str) -> String {
 }
 
 fn type_help(expected: &str, found: &Value) -> String {
+    let numeric = |s: &str| s.trim().parse::<f64>().is_ok();
     match (expected, found) {
-        ("a string", Value::Number(_) | Value::Bool(_)) => "quote the value to make it a string".to_owned(),
+        ("a string", Value::Number(_) | Value::Bool(_)) => {
+            "quote the value to make it a string".to_owned()
+        }
+        ("a boolean", Value::String(s)) if matches!(s.as_str(), "true" | "false") => {
+            format!("remove the quotes: `{s}`")
+        }
+        ("a boolean", _) => "write `true` or `false`, without quotes".to_owned(),
+        ("an integer" | "a number", Value::String(s)) if numeric(s) => {
+            format!("remove the quotes: `{}`", s.trim())
+        }
+        ("an integer", _) => "write a whole number, such as `2`, without quotes".to_owned(),
         ("a list", Value::String(s)) => format!("write a list: `[{s}]`"),
-        ("a mapping", Value::Null) => "give the mapping's entries, indented under the key, or `{}`".to_owned(),
+        ("a mapping", Value::Null) => {
+            "give the mapping's entries, indented under the key, or `{}`".to_owned()
+        }
         _ => format!("write {expected} here"),
     }
 }

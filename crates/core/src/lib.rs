@@ -13,11 +13,13 @@ pub mod rng;
 pub mod template;
 
 pub use id::{KeyId, NodeId};
-pub use node::{FailureKind, Node, NodeContext, NodeError, NodeFuture, StateUpdate};
+pub use node::{Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, StateUpdate};
 pub use plan::{
     Channel, ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, Plan, PlanError, PlanNode,
     PlanParts, RetryPolicy, ValueType,
 };
 pub use reducer::{Reducer, ReducerError};
-pub use registry::{BuildContext, BuildError, BuildErrorKind, NodeKind, Registry, TemplateRead};
+pub use registry::{
+    BuildContext, BuildError, BuildErrorKind, NodeKind, Registry, TemplateRead, WorkflowLoader,
+};
 pub use template::{Expr, TemplateEnv, TemplateError, TemplateId, Templated};

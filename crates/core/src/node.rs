@@ -96,12 +96,22 @@ pub struct NodeError {
 impl NodeError {
     /// A retryable error of kind [`FailureKind::Error`].
     pub fn new(message: impl Into<String>) -> Self {
-        NodeError { kind: FailureKind::Error, message: message.into(), retryable: true, retry_after: None }
+        NodeError {
+            kind: FailureKind::Error,
+            message: message.into(),
+            retryable: true,
+            retry_after: None,
+        }
     }
 
     /// An error of the given kind.
     pub fn of_kind(kind: FailureKind, message: impl Into<String>) -> Self {
-        NodeError { kind, message: message.into(), retryable: true, retry_after: None }
+        NodeError {
+            kind,
+            message: message.into(),
+            retryable: true,
+            retry_after: None,
+        }
     }
 
     /// Marks the error as permanent: no retry.
@@ -121,7 +131,6 @@ impl From<TemplateError> for NodeError {
 /// What a node attempt sees: the inputs, the state its upstream nodes wrote, and where it is.
 ///
 /// Cheap to build: everything inside is shared; the template context is made on first use.
-#[derive(Debug)]
 pub struct NodeContext {
     node: Arc<str>,
     attempt: u32,
@@ -129,7 +138,25 @@ pub struct NodeContext {
     inputs: Arc<Value>,
     state: Arc<Value>,
     templates: Arc<TemplateEnv>,
+    vars: Option<Value>,
+    emitter: Option<Emitter>,
     template_ctx: OnceLock<minijinja::Value>,
+}
+
+/// Receives what a node streams while it runs (such as an LLM's tokens): the node's name and a
+/// JSON payload. The runtime turns each into a run event.
+pub type Emitter = Arc<dyn Fn(&Arc<str>, Value) + Send + Sync>;
+
+impl std::fmt::Debug for NodeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeContext")
+            .field("node", &self.node)
+            .field("attempt", &self.attempt)
+            .field("inputs", &self.inputs)
+            .field("state", &self.state)
+            .field("vars", &self.vars)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeContext {
@@ -142,7 +169,87 @@ impl NodeContext {
         state: Arc<Value>,
         templates: Arc<TemplateEnv>,
     ) -> Self {
-        NodeContext { node, attempt, seed, inputs, state, templates, template_ctx: OnceLock::new() }
+        NodeContext {
+            node,
+            attempt,
+            seed,
+            inputs,
+            state,
+            templates,
+            vars: None,
+            emitter: None,
+            template_ctx: OnceLock::new(),
+        }
+    }
+
+    /// Adds template variables besides `inputs` and `state` (a JSON object, such as
+    /// `{"item": .., "index": ..}` for a map's inner node).
+    #[must_use]
+    pub fn with_vars(mut self, vars: Value) -> Self {
+        self.vars = Some(vars);
+        self.template_ctx = OnceLock::new();
+        self
+    }
+
+    /// Sets where [`emit`](Self::emit) sends.
+    #[must_use]
+    pub fn with_emitter(mut self, emitter: Option<Emitter>) -> Self {
+        self.emitter = emitter;
+        self
+    }
+
+    /// The emitter, to hand on to inner nodes.
+    pub fn emitter(&self) -> Option<&Emitter> {
+        self.emitter.as_ref()
+    }
+
+    /// Streams a payload as a run event (a no-op when nobody listens).
+    pub fn emit(&self, payload: Value) {
+        if let Some(e) = &self.emitter {
+            e(&self.node, payload);
+        }
+    }
+
+    /// The extra template variables given by [`with_vars`](Self::with_vars).
+    pub fn vars(&self) -> Option<&Value> {
+        self.vars.as_ref()
+    }
+
+    /// The plan's compiled templates.
+    pub fn templates(&self) -> &Arc<TemplateEnv> {
+        &self.templates
+    }
+
+    /// Renders a compiled value with `extra` variables (a JSON object) on top of the context's.
+    ///
+    /// # Errors
+    ///
+    /// As [`render`](Self::render).
+    pub fn render_with(&self, value: &Templated, extra: &Value) -> Result<Value, NodeError> {
+        if let Templated::Literal(v) = value {
+            return Ok(v.clone());
+        }
+        let ctx = minijinja::context! {
+            ..minijinja::Value::from_serialize(extra),
+            ..self.template_context().clone()
+        };
+        Ok(value.render(&self.templates, &ctx)?)
+    }
+
+    /// A context for an inner node run on this node's behalf (such as one item of a `map`): the
+    /// same node name, attempt, inputs, state, templates and emitter, with its own `seed` and its
+    /// own template variables `vars` (a JSON object, replacing any this context has).
+    pub fn inner(&self, seed: u64, vars: Value) -> NodeContext {
+        NodeContext::new(
+            self.node.clone(),
+            self.attempt,
+            seed,
+            self.inputs.clone(),
+            self.state.clone(),
+            self.templates.clone(),
+        )
+        .with_vars(vars)
+        .with_emitter(self.emitter.clone())
     }
 
     /// The node's name.
@@ -182,7 +289,13 @@ impl NodeContext {
 
     /// The context templates and expressions are evaluated in: `{ inputs, state }`.
     pub fn template_context(&self) -> &minijinja::Value {
-        self.template_ctx.get_or_init(|| template::context(&self.inputs, &self.state))
+        self.template_ctx.get_or_init(|| match &self.vars {
+            None => template::context(&self.inputs, &self.state),
+            Some(vars) => minijinja::context! {
+                ..minijinja::Value::from_serialize(vars),
+                ..template::context(&self.inputs, &self.state)
+            },
+        })
     }
 
     /// Renders a compiled templated value against this context.

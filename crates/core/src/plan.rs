@@ -129,20 +129,29 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 1, backoff: Duration::ZERO, multiplier: 2.0, max_backoff: None, jitter: 0.0 }
+        RetryPolicy {
+            attempts: 1,
+            backoff: Duration::ZERO,
+            multiplier: 2.0,
+            max_backoff: None,
+            jitter: 0.0,
+        }
     }
 }
 
 impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (from 1) before the next one.
     pub fn delay(&self, attempt: u32, rng: &mut Rng) -> Duration {
-        let exp = self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
+        let exp = self
+            .multiplier
+            .powi(attempt.saturating_sub(1).min(64) as i32);
         let mut secs = self.backoff.as_secs_f64() * exp;
-        if let Some(cap) = self.max_backoff {
-            secs = secs.min(cap.as_secs_f64());
-        }
         if self.jitter > 0.0 {
             secs *= 1.0 + self.jitter * (2.0 * rng.next_f64() - 1.0);
+        }
+        // The cap applies last, so no wait ever exceeds `max_backoff`, jitter included.
+        if let Some(cap) = self.max_backoff {
+            secs = secs.min(cap.as_secs_f64());
         }
         Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
     }
@@ -312,8 +321,11 @@ pub fn find_cycle(needs: &[Vec<usize>]) -> Option<Vec<usize>> {
         let mut queue = std::collections::VecDeque::from([start]);
         let mut found = false;
         'bfs: while let Some(u) = queue.pop_front() {
-            let mut succ: Vec<usize> =
-                graph.neighbors(NodeIndex::new(u)).map(|n| n.index()).filter(|v| in_scc.contains(v)).collect();
+            let mut succ: Vec<usize> = graph
+                .neighbors(NodeIndex::new(u))
+                .map(|n| n.index())
+                .filter(|v| in_scc.contains(v))
+                .collect();
             succ.sort_unstable();
             for v in succ {
                 if v == start {
@@ -353,7 +365,16 @@ impl Plan {
     ///
     /// [`PlanError`] when a node needs itself or forms a cycle, or an index is out of range.
     pub fn new(parts: PlanParts) -> Result<Plan, PlanError> {
-        let PlanParts { name, inputs, mut keys, nodes, mode, max_concurrency, timeout, templates } = parts;
+        let PlanParts {
+            name,
+            inputs,
+            mut keys,
+            nodes,
+            mode,
+            max_concurrency,
+            timeout,
+            templates,
+        } = parts;
         let n = nodes.len();
         if n == 0 {
             return Err(PlanError::Empty);
@@ -363,11 +384,17 @@ impl Plan {
         }
         for node in &nodes {
             if let Some(&bad) = node.needs.iter().find(|&&i| i >= n) {
-                return Err(PlanError::Unresolved(format!("node `{}` needs index {bad}", node.name)));
+                return Err(PlanError::Unresolved(format!(
+                    "node `{}` needs index {bad}",
+                    node.name
+                )));
             }
             for k in node.reads.iter().chain(&node.writes) {
                 if k.index() >= keys.len() {
-                    return Err(PlanError::Unresolved(format!("node `{}` uses key index {}", node.name, k.0)));
+                    return Err(PlanError::Unresolved(format!(
+                        "node `{}` uses key index {}",
+                        node.name, k.0
+                    )));
                 }
             }
             if let OnErrorPolicy::Continue { fallback } = &node.on_error {
@@ -403,7 +430,12 @@ impl Plan {
         if order.len() < n {
             let needs: Vec<Vec<usize>> = nodes.iter().map(|p| p.needs.clone()).collect();
             let cycle = find_cycle(&needs).unwrap_or_default();
-            return Err(PlanError::Cycle(cycle.into_iter().map(|i| nodes[i].name.to_string()).collect()));
+            return Err(PlanError::Cycle(
+                cycle
+                    .into_iter()
+                    .map(|i| nodes[i].name.to_string())
+                    .collect(),
+            ));
         }
         let mut new_id = vec![NodeId(0); n];
         for (pos, &file) in order.iter().enumerate() {
@@ -498,7 +530,10 @@ impl Plan {
 
     /// The node of that name.
     pub fn node_by_name(&self, name: &str) -> Option<NodeId> {
-        self.nodes.iter().position(|n| &*n.name == name).map(|i| NodeId(i as u32))
+        self.nodes
+            .iter()
+            .position(|n| &*n.name == name)
+            .map(|i| NodeId(i as u32))
     }
 
     /// Parallel or sequential, as the file says.
@@ -551,7 +586,11 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_its_fraction() {
-        let p = RetryPolicy { backoff: Duration::from_millis(100), jitter: 0.5, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            backoff: Duration::from_millis(100),
+            jitter: 0.5,
+            ..RetryPolicy::default()
+        };
         let mut rng = Rng::new(3);
         for _ in 0..1000 {
             let d = p.delay(1, &mut rng).as_secs_f64();

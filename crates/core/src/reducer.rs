@@ -50,7 +50,9 @@ fn expect(reducer: &str, what: &str, ok: bool, got: &Value) -> Result<(), Reduce
     if ok {
         Ok(())
     } else {
-        Err(ReducerError { message: format!("`{reducer}` takes {what}, got {}", type_name(got)) })
+        Err(ReducerError {
+            message: format!("`{reducer}` takes {what}, got {}", type_name(got)),
+        })
     }
 }
 
@@ -240,17 +242,42 @@ mod tests {
 
     #[test]
     fn each_builtin_folds_as_documented() {
-        assert_eq!(fold(&Replace, Some(json!(1)), &[json!(2), json!("x")]), Some(json!("x")));
-        assert_eq!(fold(&Append, Some(json!([1])), &[json!([2, 3]), json!([])]), Some(json!([1, 2, 3])));
-        assert_eq!(fold(&Union, Some(json!([1])), &[json!([1, 2, 2]), json!([3, 2])]), Some(json!([1, 2, 3])));
         assert_eq!(
-            fold(&Merge, Some(json!({"a": {"x": 1}, "b": 1})), &[json!({"a": {"y": 2}, "b": {"z": 3}})]),
+            fold(&Replace, Some(json!(1)), &[json!(2), json!("x")]),
+            Some(json!("x"))
+        );
+        assert_eq!(
+            fold(&Append, Some(json!([1])), &[json!([2, 3]), json!([])]),
+            Some(json!([1, 2, 3]))
+        );
+        assert_eq!(
+            fold(&Union, Some(json!([1])), &[json!([1, 2, 2]), json!([3, 2])]),
+            Some(json!([1, 2, 3]))
+        );
+        assert_eq!(
+            fold(
+                &Merge,
+                Some(json!({"a": {"x": 1}, "b": 1})),
+                &[json!({"a": {"y": 2}, "b": {"z": 3}})]
+            ),
             Some(json!({"a": {"x": 1, "y": 2}, "b": {"z": 3}}))
         );
-        assert_eq!(fold(&Numeric::SUM, Some(json!(0)), &[json!(2), json!(3)]), Some(json!(5)));
-        assert_eq!(fold(&Numeric::SUM, None, &[json!(0.5), json!(1)]), Some(json!(1.5)));
-        assert_eq!(fold(&Numeric::MIN, None, &[json!(4), json!(-1), json!(2)]), Some(json!(-1)));
-        assert_eq!(fold(&Numeric::MAX, None, &[json!(4), json!(9.5), json!(2)]), Some(json!(9.5)));
+        assert_eq!(
+            fold(&Numeric::SUM, Some(json!(0)), &[json!(2), json!(3)]),
+            Some(json!(5))
+        );
+        assert_eq!(
+            fold(&Numeric::SUM, None, &[json!(0.5), json!(1)]),
+            Some(json!(1.5))
+        );
+        assert_eq!(
+            fold(&Numeric::MIN, None, &[json!(4), json!(-1), json!(2)]),
+            Some(json!(-1))
+        );
+        assert_eq!(
+            fold(&Numeric::MAX, None, &[json!(4), json!(9.5), json!(2)]),
+            Some(json!(9.5))
+        );
     }
 
     #[test]
@@ -261,8 +288,17 @@ mod tests {
 
     #[test]
     fn check_names_what_was_expected() {
-        assert_eq!(Append.check(&json!("x")).unwrap_err().message, "`append` takes a list, got a string");
-        assert_eq!(Merge.check(&json!([])).unwrap_err().message, "`merge` takes an object, got a list");
-        assert_eq!(Numeric::SUM.check(&json!({})).unwrap_err().message, "`sum` takes a number, got an object");
+        assert_eq!(
+            Append.check(&json!("x")).unwrap_err().message,
+            "`append` takes a list, got a string"
+        );
+        assert_eq!(
+            Merge.check(&json!([])).unwrap_err().message,
+            "`merge` takes an object, got a list"
+        );
+        assert_eq!(
+            Numeric::SUM.check(&json!({})).unwrap_err().message,
+            "`sum` takes a number, got an object"
+        );
     }
 }

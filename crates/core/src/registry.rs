@@ -35,7 +35,11 @@ pub trait NodeKind: Send + Sync + 'static {
     ///
     /// A [`BuildError`] when the parameters are invalid. Template errors are recorded in the
     /// context instead, so that all of them are reported at once.
-    fn build(&self, params: Option<&Value>, cx: &mut BuildContext<'_>) -> Result<Arc<dyn Node>, BuildError>;
+    fn build(
+        &self,
+        params: Option<&Value>,
+        cx: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError>;
 }
 
 /// What part of a node's definition a [`BuildError`] is about.
@@ -64,7 +68,11 @@ pub struct BuildError {
 impl BuildError {
     /// A parameter error at a pointer relative to `with:`.
     pub fn params(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        BuildError { pointer: pointer.into(), message: message.into(), kind: BuildErrorKind::Params }
+        BuildError {
+            pointer: pointer.into(),
+            message: message.into(),
+            kind: BuildErrorKind::Params,
+        }
     }
 }
 
@@ -87,6 +95,19 @@ pub struct TemplateRead {
     pub path: String,
 }
 
+/// Loads another workflow file for a node that runs it (the `workflow` and `map` kinds). The
+/// compiler provides one: it resolves paths against the referring file, caches plans, and reports
+/// cycles across files.
+pub trait WorkflowLoader {
+    /// Compiles the workflow at `path` (relative to the file being compiled).
+    ///
+    /// # Errors
+    ///
+    /// A message saying why it cannot be used: unreadable, invalid (with its first diagnostics),
+    /// or part of a cycle of files (printed as `a.yaml -> b.yaml -> a.yaml`).
+    fn load(&self, path: &str) -> Result<Arc<crate::Plan>, String>;
+}
+
 /// Handed to [`NodeKind::build`]: compiles templates and records what they read.
 ///
 /// Pointers given to its methods are relative to its base (the node's `with:` block); the reads
@@ -96,13 +117,108 @@ pub struct BuildContext<'a> {
     base: String,
     reads: Vec<TemplateRead>,
     errors: Vec<BuildError>,
+    registry: Option<&'a Registry>,
+    loader: Option<&'a dyn WorkflowLoader>,
+    extra_roots: Vec<&'static str>,
 }
 
 impl<'a> BuildContext<'a> {
     /// A context that adds templates to `templates`; `base` is the JSON pointer of the block
     /// being built, such as `/nodes/llm/with`.
     pub fn new(templates: &'a mut TemplateEnv, base: impl Into<String>) -> Self {
-        BuildContext { templates, base: base.into(), reads: Vec::new(), errors: Vec::new() }
+        BuildContext {
+            templates,
+            base: base.into(),
+            reads: Vec::new(),
+            errors: Vec::new(),
+            registry: None,
+            loader: None,
+            extra_roots: Vec::new(),
+        }
+    }
+
+    /// Gives the context the registry, so kinds can build inner nodes ([`build_node`](Self::build_node)).
+    #[must_use]
+    pub fn with_registry(mut self, registry: &'a Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Gives the context a loader for other workflow files ([`load_workflow`](Self::load_workflow)).
+    #[must_use]
+    pub fn with_loader(mut self, loader: &'a dyn WorkflowLoader) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// Compiles `f`'s templates with extra variables available besides `inputs` and `state` (such
+    /// as `item` for a map's inner node, or `secrets` for an HTTP node). Reads of these roots are
+    /// not recorded: the kind provides their values at run time (see
+    /// [`NodeContext::with_vars`](crate::NodeContext::with_vars)).
+    pub fn with_roots<T>(&mut self, roots: &[&'static str], f: impl FnOnce(&mut Self) -> T) -> T {
+        let before = self.extra_roots.len();
+        self.extra_roots.extend_from_slice(roots);
+        let out = f(self);
+        self.extra_roots.truncate(before);
+        out
+    }
+
+    /// Builds an inner node of kind `kind` from `params`, located at `pointer` (relative to this
+    /// context's base), sharing this context's templates, reads and errors.
+    ///
+    /// # Errors
+    ///
+    /// When the kind is unknown, the context has no registry, or the kind rejects its parameters;
+    /// the error's pointer is relative to this context's base.
+    pub fn build_node(
+        &mut self,
+        pointer: &str,
+        kind: &str,
+        params: Option<&Value>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
+        let Some(registry) = self.registry else {
+            return Err(BuildError::params(
+                pointer,
+                "inner nodes cannot be built here",
+            ));
+        };
+        let Some(k) = registry.kind(kind) else {
+            let names: Vec<&str> = registry.kind_names().collect();
+            return Err(BuildError::params(
+                format!("{pointer}/kind"),
+                format!("unknown kind `{kind}`; the kinds are {}", names.join(", ")),
+            ));
+        };
+        let k = k.clone();
+        let outer = std::mem::take(&mut self.base);
+        self.base = format!("{outer}{pointer}/with");
+        let built = k.build(params, self);
+        self.base = outer;
+        built.map_err(|e| BuildError {
+            pointer: format!("{pointer}/with{}", e.pointer),
+            ..e
+        })
+    }
+
+    /// Compiles another workflow file, for a node that runs it.
+    ///
+    /// # Errors
+    ///
+    /// When there is no loader, or the file cannot be used (unreadable, invalid, a cycle).
+    pub fn load_workflow(
+        &mut self,
+        pointer: &str,
+        path: &str,
+    ) -> Result<Arc<crate::Plan>, BuildError> {
+        let Some(loader) = self.loader else {
+            return Err(BuildError::params(
+                pointer,
+                "workflow files cannot be loaded here",
+            ));
+        };
+        loader
+            .load(path)
+            .map_err(|m| BuildError::params(pointer, m))
     }
 
     /// Compiles a JSON value whose strings may be templates. `pointer` is where the value is,
@@ -180,7 +296,14 @@ impl<'a> BuildContext<'a> {
 
     fn record_reads(&mut self, pointer: &str, vars: impl IntoIterator<Item = String>) {
         for path in vars {
-            self.reads.push(TemplateRead { pointer: format!("{}{pointer}", self.base), path });
+            let root = path.split('.').next().unwrap_or_default();
+            if self.extra_roots.contains(&root) {
+                continue;
+            }
+            self.reads.push(TemplateRead {
+                pointer: format!("{}{pointer}", self.base),
+                path,
+            });
         }
     }
 
@@ -223,8 +346,14 @@ impl Default for Registry {
 impl Registry {
     /// A registry with the built-in reducers and no node kinds.
     pub fn new() -> Self {
-        let reducers = reducer::builtins().into_iter().map(|r| (r.name().to_owned(), r)).collect();
-        Registry { kinds: BTreeMap::new(), reducers }
+        let reducers = reducer::builtins()
+            .into_iter()
+            .map(|r| (r.name().to_owned(), r))
+            .collect();
+        Registry {
+            kinds: BTreeMap::new(),
+            reducers,
+        }
     }
 
     /// Adds a node kind, replacing any kind of the same name.

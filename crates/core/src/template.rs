@@ -4,7 +4,7 @@
 //! diagnostic rather than a run-time surprise, and its variables are known (the compiler uses them to
 //! prove a node reads only state written upstream of it). At run time they are evaluated with
 //! bounded fuel ([`FUEL`]) and strict undefined handling: reading a value that is not there is an
-//! error naming it, never a silent empty string.
+//! error (naming the expression, for single-expression strings), never a silent empty string.
 //!
 //! A string that is exactly one `{{ expression }}` keeps the expression's type (`"{{ state.docs |
 //! length }}"` is the number `3`, not the string `"3"`); any other string with `{{`/`{%` renders to a
@@ -49,7 +49,10 @@ impl From<minijinja::Error> for TemplateError {
             Some(detail) => format!("{}: {detail}", e.kind()),
             None => e.kind().to_string(),
         };
-        TemplateError { message, range: e.range() }
+        TemplateError {
+            message,
+            range: e.range(),
+        }
     }
 }
 
@@ -73,7 +76,10 @@ impl Expr {
     /// When the expression does not parse.
     pub fn compile(source: &str) -> Result<Expr, TemplateError> {
         let compiled = EXPR_ENV.compile_expression_owned(source.to_owned())?;
-        Ok(Expr { source: source.into(), compiled })
+        Ok(Expr {
+            source: source.into(),
+            compiled,
+        })
     }
 
     /// The expression's source text.
@@ -101,7 +107,10 @@ impl Expr {
 
     /// The variables the expression reads, as dotted paths (`inputs.query`, `state.docs`).
     pub fn variables(&self) -> BTreeSet<String> {
-        self.compiled.undeclared_variables(true).into_iter().collect()
+        self.compiled
+            .undeclared_variables(true)
+            .into_iter()
+            .collect()
     }
 }
 
@@ -117,7 +126,9 @@ pub struct TemplateEnv {
 
 impl std::fmt::Debug for TemplateEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TemplateEnv").field("templates", &self.count).finish()
+        f.debug_struct("TemplateEnv")
+            .field("templates", &self.count)
+            .finish()
     }
 }
 
@@ -142,7 +153,8 @@ impl TemplateEnv {
     /// When the template does not parse.
     pub fn add(&mut self, source: &str) -> Result<TemplateId, TemplateError> {
         let id = TemplateId(self.count);
-        self.env.add_template_owned(id.0.to_string(), source.to_owned())?;
+        self.env
+            .add_template_owned(id.0.to_string(), source.to_owned())?;
         self.count += 1;
         Ok(id)
     }
@@ -216,7 +228,11 @@ impl Templated {
     /// # Errors
     ///
     /// When any template or expression inside fails to evaluate.
-    pub fn render(&self, env: &TemplateEnv, ctx: &minijinja::Value) -> Result<Value, TemplateError> {
+    pub fn render(
+        &self,
+        env: &TemplateEnv,
+        ctx: &minijinja::Value,
+    ) -> Result<Value, TemplateError> {
         Ok(match self {
             Templated::Literal(v) => v.clone(),
             Templated::Template(id) => Value::String(env.render(*id, ctx)?),
@@ -233,9 +249,12 @@ impl Templated {
                     range: None,
                 })?
             }
-            Templated::Array(items) => {
-                Value::Array(items.iter().map(|t| t.render(env, ctx)).collect::<Result<_, _>>()?)
-            }
+            Templated::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|t| t.render(env, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             Templated::Object(fields) => Value::Object(
                 fields
                     .iter()
@@ -254,13 +273,18 @@ mod tests {
 
     #[test]
     fn single_expression_keeps_type() {
-        assert_eq!(single_expression("{{ state.docs | length }}"), Some("state.docs | length"));
+        assert_eq!(
+            single_expression("{{ state.docs | length }}"),
+            Some("state.docs | length")
+        );
         assert_eq!(single_expression("  {{x}} "), Some("x"));
         assert_eq!(single_expression("a {{x}}"), None);
         assert_eq!(single_expression("{{ a }} {{ b }}"), None);
         let e = Expr::compile("state.docs | length").unwrap();
         let ctx = context(&json!({}), &json!({"docs": [1, 2, 3]}));
-        let v = Templated::Expr(Arc::new(e)).render(&TemplateEnv::new(), &ctx).unwrap();
+        let v = Templated::Expr(Arc::new(e))
+            .render(&TemplateEnv::new(), &ctx)
+            .unwrap();
         assert_eq!(v, json!(3));
     }
 
@@ -270,7 +294,9 @@ mod tests {
         let vars: Vec<_> = e.variables().into_iter().collect();
         assert_eq!(vars, ["inputs.enable_rag", "state.docs"]);
         let mut env = TemplateEnv::new();
-        let t = env.add("Answer to {{ inputs.query }}{% for d in state.docs %} {{ d }}{% endfor %}").unwrap();
+        let t = env
+            .add("Answer to {{ inputs.query }}{% for d in state.docs %} {{ d }}{% endfor %}")
+            .unwrap();
         let vars: Vec<_> = env.variables(t).into_iter().collect();
         assert_eq!(vars, ["inputs.query", "state.docs"]);
     }
@@ -280,13 +306,21 @@ mod tests {
         let mut env = TemplateEnv::new();
         let t = env.add("x={{ state.missing.deeper }}").unwrap();
         let err = env.render(t, &context(&json!({}), &json!({}))).unwrap_err();
-        assert!(err.message.starts_with("undefined value"), "{}", err.message);
+        assert!(
+            err.message.starts_with("undefined value"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn fuel_bounds_loops() {
         let mut env = TemplateEnv::new();
-        let t = env.add("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}").unwrap();
+        let t = env
+            .add(
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            )
+            .unwrap();
         let err = env.render(t, &context(&json!({}), &json!({}))).unwrap_err();
         assert!(err.message.contains("fuel"), "{}", err.message);
     }

@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use braid_core::registry::parse_params;
 use braid_core::rng::Rng;
-use braid_core::{BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind, Templated};
+use braid_core::{
+    BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind,
+    Templated,
+};
 use braid_spec::DurationSpec;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
@@ -119,10 +122,14 @@ impl Node for Mock {
     fn call(&self, ctx: NodeContext) -> NodeFuture {
         let mut rng = Rng::derive(ctx.seed(), &[u64::from(ctx.attempt())]);
         let delay = self.sample(&mut rng);
-        let fail = ctx.attempt() <= self.fail_first || (self.fail_rate > 0.0 && rng.next_f64() < self.fail_rate);
+        let fail = ctx.attempt() <= self.fail_first
+            || (self.fail_rate > 0.0 && rng.next_f64() < self.fail_rate);
         // Render now: the context is this attempt's, and rendering needs no waiting.
         let result = if fail {
-            Err(NodeError::of_kind(FailureKind::Error, self.error.to_string()))
+            Err(NodeError::of_kind(
+                FailureKind::Error,
+                self.error.to_string(),
+            ))
         } else {
             ctx.render(&self.output)
         };
@@ -130,7 +137,7 @@ impl Node for Mock {
         let node = ctx.node().to_owned();
         Box::pin(async move {
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                precise_sleep(delay).await;
             }
             if hang {
                 std::future::pending::<()>().await;
@@ -143,8 +150,22 @@ impl Node for Mock {
     }
 }
 
+/// Sleeps for `d`, ending as close to `d` as tokio's millisecond timer allows.
+///
+/// Tokio rounds every deadline *up* to its next millisecond tick, so a plain `sleep(d)` ends up
+/// to a millisecond late, and along a chain of mocks the lateness adds up (the seed workflow's
+/// three-node critical path would end 2–4 ms late). Aiming half a millisecond early rounds to
+/// the *nearest* tick instead: each mock ends within ±0.5 ms of its latency, errors no longer
+/// accumulate in one direction, and on a paused (virtual) clock, where every instant is a whole
+/// tick, the sleep is exact.
+async fn precise_sleep(d: Duration) {
+    let aim = d.saturating_sub(Duration::from_micros(500));
+    tokio::time::sleep_until(tokio::time::Instant::now() + aim).await;
+}
+
 fn parse(d: &DurationSpec, pointer: &str) -> Result<Duration, BuildError> {
-    d.parse().map_err(|e| BuildError::params(pointer, format!("invalid duration `{}`: {e}", d.0)))
+    d.parse()
+        .map_err(|e| BuildError::params(pointer, format!("invalid duration `{}`: {e}", d.0)))
 }
 
 impl NodeKind for MockKind {
@@ -157,7 +178,11 @@ impl NodeKind for MockKind {
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema> {
         Some(generator.subschema_for::<MockParams>())
     }
-    fn build(&self, params: Option<&Value>, cx: &mut BuildContext<'_>) -> Result<Arc<dyn Node>, BuildError> {
+    fn build(
+        &self,
+        params: Option<&Value>,
+        cx: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
         let p: MockParams = parse_params(params)?;
         let delay = match &p.latency {
             None => Delay::None,
@@ -166,14 +191,23 @@ impl NodeKind for MockKind {
                 let p50 = parse(&s.p50, "/latency/p50")?.as_secs_f64();
                 let p95 = parse(&s.p95, "/latency/p95")?.as_secs_f64();
                 if p50 <= 0.0 || p95 < p50 {
-                    return Err(BuildError::params("/latency", "`p95` must be at least `p50`, and `p50` above zero"));
+                    return Err(BuildError::params(
+                        "/latency",
+                        "`p95` must be at least `p50`, and `p50` above zero",
+                    ));
                 }
                 // p95 = exp(mu + 1.6449 sigma) for a lognormal with median exp(mu).
-                Delay::LogNormal { mu: p50.ln(), sigma: (p95.ln() - p50.ln()) / 1.644_853_6 }
+                Delay::LogNormal {
+                    mu: p50.ln(),
+                    sigma: (p95.ln() - p50.ln()) / 1.644_853_6,
+                }
             }
         };
         if !(0.0..=1.0).contains(&p.fail_rate) {
-            return Err(BuildError::params("/fail_rate", "`fail_rate` is a probability, from 0 to 1"));
+            return Err(BuildError::params(
+                "/fail_rate",
+                "`fail_rate` is a probability, from 0 to 1",
+            ));
         }
         let output = match (&p.raw_output, p.output) {
             (Some(raw), _) => Templated::Literal(raw.clone()),
@@ -206,10 +240,15 @@ mod tests {
         let mut cx = BuildContext::new(&mut env, "/with");
         let params = json!({ "latency": { "p50": "100ms", "p95": "300ms" } });
         let p: MockParams = parse_params(Some(&params)).unwrap();
-        let Some(Latency::Sampled(_)) = p.latency else { panic!("sampled") };
+        let Some(Latency::Sampled(_)) = p.latency else {
+            panic!("sampled")
+        };
         let _ = MockKind.build(Some(&params), &mut cx).unwrap();
         let mock = Mock {
-            delay: Delay::LogNormal { mu: 0.1f64.ln(), sigma: (3.0f64).ln() / 1.644_853_6 },
+            delay: Delay::LogNormal {
+                mu: 0.1f64.ln(),
+                sigma: (3.0f64).ln() / 1.644_853_6,
+            },
             output: Templated::Literal(json!({})),
             fail_first: 0,
             fail_rate: 0.0,
@@ -218,7 +257,9 @@ mod tests {
             hang: false,
         };
         let mut rng = Rng::new(42);
-        let mut samples: Vec<f64> = (0..20_001).map(|_| mock.sample(&mut rng).as_secs_f64()).collect();
+        let mut samples: Vec<f64> = (0..20_001)
+            .map(|_| mock.sample(&mut rng).as_secs_f64())
+            .collect();
         samples.sort_by(f64::total_cmp);
         let (p50, p95) = (samples[10_000], samples[19_000]);
         assert!((p50 - 0.1).abs() < 0.005, "p50 {p50}");

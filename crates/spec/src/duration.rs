@@ -92,8 +92,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(err(format!("`{number}` has no unit; write `{number}ms` or `{number}s`"))),
-            other => return Err(err(format!("unknown unit `{other}`; use `ms`, `s`, `m` or `h`"))),
+            "" => {
+                return Err(err(format!(
+                    "`{number}` has no unit; write `{number}ms` or `{number}s`"
+                )));
+            }
+            other => {
+                return Err(err(format!(
+                    "unknown unit `{other}`; use `ms`, `s`, `m` or `h`"
+                )));
+            }
         };
         let part = Duration::try_from_secs_f64(value * seconds_per_unit)
             .map_err(|_| err(format!("`{text}` is too long")))?;

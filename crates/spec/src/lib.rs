@@ -95,7 +95,12 @@ pub struct InputSpec {
     #[serde(rename = "type")]
     pub ty: InputType,
     /// The value used when the caller gives none. Without it, the input is required.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (`default: null` is a default of `null`, not an absent default.)
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default: Option<Value>,
     /// What the input means, for people reading the workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,11 +166,20 @@ pub struct ChannelSpec {
     #[schemars(extend("examples" = BUILTIN_REDUCERS))]
     pub reducer: String,
     /// The value before any node writes. Nodes that are skipped leave it in place.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default: Option<Value>,
     /// What the key holds, for people reading the workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// A field that is present is `Some`, even when its value is `null`.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 fn default_reducer() -> String {
@@ -220,8 +234,9 @@ pub struct NodeSpec {
     /// keys keep their defaults, and nodes that need it still run. Example: `inputs.enable_rag`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
-    /// State keys the node reads, for handlers whose reads cannot be seen in templates. Every writer
-    /// of a key read must be upstream of this node. Keys read by templates need not be listed.
+    /// State keys the node reads, for handlers whose reads cannot be seen in templates. No writer of
+    /// a key read may run concurrently with this node: each must be upstream (or downstream) of it.
+    /// Keys read by templates need not be listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("uniqueItems" = true))]
     pub reads: Vec<String>,

@@ -60,7 +60,8 @@ pub fn cycles(m: &Model<'_>, needs: &[Vec<usize>], out: &mut Sink) -> Option<Vec
             dependents[d].push(i);
         }
     }
-    let mut heap: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+    let mut heap: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(Reverse(i)) = heap.pop() {
         order.push(i);
@@ -78,21 +79,34 @@ pub fn cycles(m: &Model<'_>, needs: &[Vec<usize>], out: &mut Sink) -> Option<Vec
     let names: Vec<&str> = cycle.iter().map(|&i| m.node_name(i)).collect();
     let first = cycle.first().copied().unwrap_or(0);
     // Point at the `needs` entry that closes the cycle: the first node needs the one before it.
-    let closer = cycle.len().checked_sub(2).map(|i| cycle[i]).unwrap_or(first);
+    let closer = cycle
+        .len()
+        .checked_sub(2)
+        .map(|i| cycle[i])
+        .unwrap_or(first);
     let first_name = m.node_name(first);
     let closer_name = m.node_name(closer);
-    let pos = m.spec.nodes[first].needs.iter().position(|x| x == closer_name).unwrap_or(0);
+    let pos = m.spec.nodes[first]
+        .needs
+        .iter()
+        .position(|x| x == closer_name)
+        .unwrap_or(0);
     let mut d = Diagnostic::error(
         Code::Cycle,
         m.node_field(first_name, &format!("needs/{pos}")),
-        format!("the nodes form a cycle: {}", names.join(" -> ")),
+        format!("the nodes form a cycle: `{}`", names.join(" -> ")),
     )
-    .label(format!("`{first_name}` needs `{closer_name}`, which needs `{first_name}`"));
+    .label(format!(
+        "`{first_name}` needs `{closer_name}`, which needs `{first_name}`"
+    ));
     // Every other edge of the cycle: `w[1]` needs `w[0]` (the last edge is the primary label).
     for w in cycle.windows(2).take(cycle.len().saturating_sub(2)) {
         let (from, to) = (m.node_name(w[0]), m.node_name(w[1]));
         if let Some(p) = m.spec.nodes[w[1]].needs.iter().position(|x| x == from) {
-            d = d.with_label(m.node_field(to, &format!("needs/{p}")), format!("`{to}` needs `{from}`"));
+            d = d.with_label(
+                m.node_field(to, &format!("needs/{p}")),
+                format!("`{to}` needs `{from}`"),
+            );
         }
     }
     out.push(d.help("remove one of these `needs` entries to break the cycle"));

@@ -38,9 +38,25 @@ pub struct Model<'a> {
 impl<'a> Model<'a> {
     /// Resolves the names of `spec`.
     pub fn new(spec: &'a Workflow, spans: &'a SpanMap, registry: &'a Registry) -> Self {
-        let node_index = spec.nodes.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
-        let key_index = spec.state.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
-        Model { spec, spans, registry, node_index, key_index }
+        let node_index = spec
+            .nodes
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let key_index = spec
+            .state
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        Model {
+            spec,
+            spans,
+            registry,
+            node_index,
+            key_index,
+        }
     }
 
     /// The name of the node at file position `i`.
@@ -50,7 +66,8 @@ impl<'a> Model<'a> {
 
     /// The span of a node's field value (`field` may be a pointer tail such as `needs/0`).
     pub fn node_field(&self, node: &str, field: &str) -> Span {
-        self.spans.value(&format!("/nodes/{}/{field}", escape(node)))
+        self.spans
+            .value(&format!("/nodes/{}/{field}", escape(node)))
     }
 
     /// The span of a node's name (its key).

@@ -28,7 +28,11 @@ pub fn channels(m: &Model<'_>, out: &mut Sink) -> Vec<Option<Arc<dyn Reducer>>> 
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!(
                     "use one of {} or register a reducer named `{}` from Rust",
-                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     ch.reducer
                 )),
             };
@@ -44,7 +48,10 @@ pub fn channels(m: &Model<'_>, out: &mut Sink) -> Vec<Option<Arc<dyn Reducer>>> 
                         m.spans.value(&format!("{base}/default")),
                         format!("state key `{key}` cannot start from this default: {e}"),
                     )
-                    .help(format!("give a default the `{}` reducer takes, or change the reducer", r.name())),
+                    .help(format!(
+                        "give a default the `{}` reducer takes, or change the reducer",
+                        r.name()
+                    )),
                 );
             }
         }
@@ -94,19 +101,24 @@ pub fn writes(m: &Model<'_>, out: &mut Sink) {
 /// whose failure ends the run is never used.
 pub fn fallbacks(m: &Model<'_>, reducers: &[Option<Arc<dyn Reducer>>], out: &mut Sink) {
     for (name, node) in &m.spec.nodes {
-        let Some(fallback) = &node.fallback else { continue };
+        let Some(fallback) = &node.fallback else {
+            continue;
+        };
         if node.on_error == OnError::Fail && !fallback.is_empty() {
             out.push(
                 Diagnostic::warning(
                     Code::UnusedFallback,
-                    m.node_key(name),
+                    m.spans.key(&format!("/nodes/{}/fallback", escape(name))),
                     format!("node `{name}` has a `fallback` but `on_error: fail`, so it is never written"),
                 )
+                .label("never written")
                 .help("add `on_error: continue` to write the fallback and go on when the node fails"),
             );
         }
         for (key, value) in fallback {
-            let span = m.spans.key(&format!("/nodes/{}/fallback/{}", escape(name), escape(key)));
+            let span = m
+                .spans
+                .key(&format!("/nodes/{}/fallback/{}", escape(name), escape(key)));
             if !node.writes.contains(key) {
                 out.push(
                     Diagnostic::error(
@@ -118,13 +130,19 @@ pub fn fallbacks(m: &Model<'_>, reducers: &[Option<Arc<dyn Reducer>>], out: &mut
                 );
                 continue;
             }
-            let Some(&k) = m.key_index.get(key.as_str()) else { continue };
+            let Some(&k) = m.key_index.get(key.as_str()) else {
+                continue;
+            };
             if let Some(Some(r)) = reducers.get(k) {
                 if let Err(e) = r.check(value) {
                     out.push(
                         Diagnostic::error(
                             Code::InvalidFallback,
-                            m.spans.value(&format!("/nodes/{}/fallback/{}", escape(name), escape(key))),
+                            m.spans.value(&format!(
+                                "/nodes/{}/fallback/{}",
+                                escape(name),
+                                escape(key)
+                            )),
                             format!("node `{name}`'s fallback for `{key}` cannot be folded: {e}"),
                         )
                         .help(format!("give a value the `{}` reducer takes", r.name())),
@@ -136,7 +154,16 @@ pub fn fallbacks(m: &Model<'_>, reducers: &[Option<Arc<dyn Reducer>>], out: &mut
 }
 
 /// Names the engine provides to every template: not references to inputs or state.
-const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "true", "false", "none"];
+const TEMPLATE_GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "true",
+    "false",
+    "none",
+];
 
 /// Checks what each node reads (its `reads`, its templates and its `when`): inputs must be
 /// declared, keys declared, and no writer of a key read may run concurrently with the reader.
@@ -153,9 +180,16 @@ pub fn reads(
         let mut keys: BTreeSet<usize> = BTreeSet::new();
         let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
         let declared = node.reads.iter().enumerate().map(|(i, k)| {
-            (format!("/nodes/{}/reads/{i}", escape(name)), format!("state.{k}"))
+            (
+                format!("/nodes/{}/reads/{i}", escape(name)),
+                format!("state.{k}"),
+            )
         });
-        let templated = template_reads.get(n).into_iter().flatten().map(|r| (r.pointer.clone(), r.path.clone()));
+        let templated = template_reads
+            .get(n)
+            .into_iter()
+            .flatten()
+            .map(|r| (r.pointer.clone(), r.path.clone()));
         for (pointer, path) in declared.chain(templated) {
             let span = m.spans.value(&pointer);
             let mut parts = path.splitn(3, '.');
@@ -168,11 +202,15 @@ pub fn reads(
                         let mut d = Diagnostic::error(
                             Code::UnknownReference,
                             span,
-                            format!("node `{name}` reads `inputs.{input}`, which `inputs` does not declare"),
+                            format!(
+                                "node `{name}` reads `inputs.{input}`, which `inputs` does not declare"
+                            ),
                         );
                         d = match did_you_mean(input, m.spec.inputs.keys().map(String::as_str)) {
                             Some(s) => d.help(format!("did you mean `inputs.{s}`?")),
-                            None => d.help(format!("declare `{input}` under `inputs:`, with a type")),
+                            None => {
+                                d.help(format!("declare `{input}` under `inputs:`, with a type"))
+                            }
                         };
                         out.push(d);
                     }
@@ -183,7 +221,9 @@ pub fn reads(
                         span,
                         format!("node `{name}` reads the whole `state`; name the keys it reads"),
                     )
-                    .help("write `state.KEY` for each key, so Braid can check it is written upstream"),
+                    .help(
+                        "write `state.KEY` for each key, so Braid can check it is written upstream",
+                    ),
                 ),
                 ("state", Some(key)) => {
                     let Some(&k) = m.key_index.get(key) else {
@@ -207,6 +247,11 @@ pub fn reads(
                             continue;
                         }
                         let writer = m.node_name(w);
+                        let at = m.spec.nodes[w]
+                            .writes
+                            .iter()
+                            .position(|x| x == key)
+                            .unwrap_or(0);
                         out.push(
                             Diagnostic::error(
                                 Code::NonUpstreamRead,
@@ -216,7 +261,7 @@ pub fn reads(
                                 ),
                             )
                             .label(format!("`{writer}` may still be running when `{name}` reads this"))
-                            .with_label(m.node_key(writer), format!("`{writer}` writes `{key}`"))
+                            .with_label(m.node_field(writer, &format!("writes/{at}")), format!("`{writer}` writes `{key}`"))
                             .help(format!("add `{writer}` to the `needs` of `{name}`")),
                         );
                     }
@@ -228,13 +273,24 @@ pub fn reads(
                         span,
                         format!("node `{name}` uses unknown variable `{other}`"),
                     )
-                    .help("templates and `when` read `inputs.NAME` and `state.NAME`"),
+                    .help(unknown_variable_help(m, other)),
                 ),
             }
         }
         all.push(keys.into_iter().collect());
     }
     all
+}
+
+/// A bare variable is most often an input or a state key written without its prefix.
+fn unknown_variable_help(m: &Model<'_>, variable: &str) -> String {
+    if m.spec.inputs.contains_key(variable) {
+        format!("did you mean `inputs.{variable}`?")
+    } else if m.key_index.contains_key(variable) {
+        format!("did you mean `state.{variable}`?")
+    } else {
+        "templates and `when` read `inputs.NAME` and `state.NAME`".to_owned()
+    }
 }
 
 /// Two writers of a `replace` key must never run concurrently: whichever finished last would win.
@@ -246,7 +302,11 @@ pub fn concurrent_replace(
     out: &mut Sink,
 ) {
     for (k, (key, _)) in m.spec.state.iter().enumerate() {
-        if !reducers.get(k).and_then(Option::as_ref).is_some_and(|r| r.name() == "replace") {
+        if reducers
+            .get(k)
+            .and_then(Option::as_ref)
+            .is_none_or(|r| r.name() != "replace")
+        {
             continue;
         }
         let ws = &writers[k];
@@ -257,7 +317,11 @@ pub fn concurrent_replace(
                 }
                 let (an, bn) = (m.node_name(a), m.node_name(b));
                 let pos = |node: &str| {
-                    m.spec.nodes[node].writes.iter().position(|x| x == key).unwrap_or(0)
+                    m.spec.nodes[node]
+                        .writes
+                        .iter()
+                        .position(|x| x == key)
+                        .unwrap_or(0)
                 };
                 out.push(
                     Diagnostic::error(

@@ -1,0 +1,21 @@
+//! The compiler's integration tests: one test binary, one module per concern (ripgrep's
+//! `tests/tests.rs` layout), so the crate links once.
+//! The modules live in `tests/compiler/`, named by `#[path]` so that cargo
+//! does not take each for a test binary of its own.
+//!
+//! * `fixtures`: every file in `tests/fixtures/invalid/` renders the diagnostics its snapshot holds,
+//!   every file in `tests/fixtures/valid/` and `workflows/` compiles cleanly, every code is covered.
+//! * `schema_drift`: the committed `schemas/workflow.schema.json` is what the types generate.
+//! * `limits`: inputs too large to keep as fixtures, generated in code.
+//! * `no_panic`: mutated variants of the valid fixtures never panic the compiler.
+
+#[path = "compiler/common.rs"]
+mod common;
+#[path = "compiler/fixtures.rs"]
+mod fixtures;
+#[path = "compiler/limits.rs"]
+mod limits;
+#[path = "compiler/no_panic.rs"]
+mod no_panic;
+#[path = "compiler/schema_drift.rs"]
+mod schema_drift;

@@ -1,0 +1,175 @@
+//! `workflow`: runs another workflow file as one node.
+//!
+//! ```yaml
+//! retrieve:
+//!   kind: workflow
+//!   writes: [rag_results]
+//!   with:
+//!     path: retrieval.yaml                 # relative to this file
+//!     inputs: { query: "{{ inputs.query }}", top_k: 5 }
+//!     outputs: { rag_results: documents }  # this node's key <- the sub-workflow's final key
+//! ```
+//!
+//! The file is compiled with this one (`braid validate` follows the reference and reports cycles
+//! across files, and the sub-workflow's own errors), and run on each call with its own scheduler:
+//! its nodes run in parallel as usual, and cancelling this node (timeout, fail-fast) cancels the
+//! whole sub-run. A sub-run that fails is this node's failure; a degraded one still succeeds.
+
+use std::sync::Arc;
+
+use braid_core::registry::parse_params;
+use braid_core::{
+    BuildContext, BuildError, Node, NodeContext, NodeError, NodeFuture, NodeKind, Plan, Templated,
+};
+use braid_runtime::{RunOptions, RunStatus};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Parameters of the `workflow` kind.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowParams {
+    /// The workflow file to run, relative to the file that names it.
+    pub path: String,
+    /// The sub-workflow's inputs: its input name → value. Strings may be templates over this
+    /// workflow's `inputs` and `state`. Inputs left out take their defaults.
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+    /// What this node writes: one of its `writes` → the name of a key of the sub-workflow's final
+    /// state. Keys not listed are not written.
+    #[serde(default)]
+    pub outputs: Map<String, Value>,
+}
+
+/// The `workflow` kind.
+#[derive(Debug)]
+pub struct WorkflowKind;
+
+struct SubWorkflow {
+    plan: Arc<Plan>,
+    inputs: Templated,
+    /// (this node's key, the sub-workflow's key).
+    outputs: Vec<(String, String)>,
+}
+
+impl Node for SubWorkflow {
+    fn call(&self, ctx: NodeContext) -> NodeFuture {
+        let plan = self.plan.clone();
+        let outputs = self.outputs.clone();
+        let given = ctx.render(&self.inputs);
+        let seed = ctx.seed();
+        Box::pin(async move {
+            let Value::Object(given) = given? else {
+                return Err(
+                    NodeError::new("the sub-workflow's `inputs` must be a mapping").permanent(),
+                );
+            };
+            let inputs = braid_runtime::resolve_inputs(&plan, given).map_err(|errors| {
+                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                NodeError::new(format!(
+                    "inputs of workflow `{}`: {}",
+                    plan.name(),
+                    list.join("; ")
+                ))
+                .permanent()
+            })?;
+            let options = RunOptions {
+                seed,
+                ..RunOptions::default()
+            };
+            let result = braid_runtime::run(plan.clone(), inputs, options).await;
+            if result.status == RunStatus::Failed {
+                let why = result
+                    .report
+                    .error
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "it failed".to_owned());
+                return Err(NodeError::new(format!(
+                    "workflow `{}` failed: {why}",
+                    plan.name()
+                )));
+            }
+            let Value::Object(mut state) = result.state else {
+                return Ok(Value::Object(Map::new()));
+            };
+            let mut update = Map::with_capacity(outputs.len());
+            for (mine, theirs) in outputs {
+                update.insert(mine, state.remove(&theirs).unwrap_or(Value::Null));
+            }
+            Ok(Value::Object(update))
+        })
+    }
+}
+
+impl NodeKind for WorkflowKind {
+    fn name(&self) -> &str {
+        "workflow"
+    }
+    fn description(&self) -> &str {
+        "Runs another workflow file as one node."
+    }
+    fn params_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema> {
+        Some(generator.subschema_for::<WorkflowParams>())
+    }
+    fn build(
+        &self,
+        params: Option<&Value>,
+        cx: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
+        let p: WorkflowParams = parse_params(params)?;
+        let plan = cx.load_workflow("/path", &p.path)?;
+        for name in p.inputs.keys() {
+            if !plan.inputs().iter().any(|i| &*i.name == name) {
+                let known: Vec<String> = plan
+                    .inputs()
+                    .iter()
+                    .map(|i| format!("`{}`", i.name))
+                    .collect();
+                return Err(BuildError::params(
+                    format!("/inputs/{name}"),
+                    format!(
+                        "workflow `{}` has no input `{name}`; its inputs are {}",
+                        plan.name(),
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        let mut outputs = Vec::with_capacity(p.outputs.len());
+        for (mine, theirs) in p.outputs {
+            let Some(theirs) = theirs.as_str() else {
+                return Err(BuildError::params(
+                    format!("/outputs/{mine}"),
+                    "name a key of the sub-workflow's state",
+                ));
+            };
+            if !plan.keys().iter().any(|k| &*k.name == theirs) {
+                let known: Vec<String> = plan
+                    .keys()
+                    .iter()
+                    .map(|k| format!("`{}`", k.name))
+                    .collect();
+                return Err(BuildError::params(
+                    format!("/outputs/{mine}"),
+                    format!(
+                        "workflow `{}` has no state key `{theirs}`; its keys are {}",
+                        plan.name(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            outputs.push((mine, theirs.to_owned()));
+        }
+        let inputs = cx.templated("/inputs", &Value::Object(p.inputs));
+        Ok(Arc::new(SubWorkflow {
+            plan,
+            inputs,
+            outputs,
+        }))
+    }
+}
