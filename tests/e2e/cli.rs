@@ -34,17 +34,34 @@ fn every_example_workflow_is_valid() {
 fn every_example_workflow_declares_the_schema_for_editors() {
     for entry in std::fs::read_dir(root().join("workflows")).unwrap() {
         let path = entry.unwrap().path();
-        let first = std::fs::read_to_string(&path).unwrap().lines().next().unwrap_or_default().to_owned();
-        assert_eq!(first, "# yaml-language-server: $schema=../schemas/workflow.schema.json", "{}", path.display());
+        let first = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(
+            first,
+            "# yaml-language-server: $schema=../schemas/workflow.schema.json",
+            "{}",
+            path.display()
+        );
     }
 }
 
 #[test]
 fn invalid_files_exit_1_with_located_diagnostics() {
-    let out = braid(&["validate", "tests/workflows/fails.yaml", "tests/fixtures/invalid/"]);
+    let out = braid(&[
+        "validate",
+        "tests/workflows/fails.yaml",
+        "tests/fixtures/invalid/",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("tests/workflows/fails.yaml: ok"), "{stderr}");
+    assert!(
+        stderr.contains("tests/workflows/fails.yaml: ok"),
+        "{stderr}"
+    );
     assert!(stderr.contains("error["), "{stderr}");
     assert!(stderr.contains(" --> tests/fixtures/invalid/"), "{stderr}");
 }
@@ -57,28 +74,51 @@ fn github_format_annotates_each_problem() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() >= 25, "{stdout}");
     for line in lines {
-        assert!(line.starts_with("::error file=tests/fixtures/invalid/") || line.starts_with("::warning file="), "{line}");
-        assert!(line.contains(",line=") && line.contains(",col=") && line.contains("::"), "{line}");
+        assert!(
+            line.starts_with("::error file=tests/fixtures/invalid/")
+                || line.starts_with("::warning file="),
+            "{line}"
+        );
+        assert!(
+            line.contains(",line=") && line.contains(",col=") && line.contains("::"),
+            "{line}"
+        );
     }
 }
 
 #[test]
 fn json_format_is_one_document_for_tools() {
-    let out = braid(&["validate", "--format", "json", "tests/fixtures/invalid/", "workflows/"]);
+    let out = braid(&[
+        "validate",
+        "--format",
+        "json",
+        "tests/fixtures/invalid/",
+        "workflows/",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert!(doc["errors"].as_u64().unwrap() >= 25);
     let first = &doc["diagnostics"][0];
-    for field in ["file", "line", "column", "code", "severity", "message", "labels"] {
+    for field in [
+        "file", "line", "column", "code", "severity", "message", "labels",
+    ] {
         assert!(first.get(field).is_some(), "missing `{field}` in {first}");
     }
 }
 
 #[test]
 fn usage_and_io_errors_exit_2() {
-    assert_eq!(braid(&["validate", "no/such/file.yaml"]).status.code(), Some(2));
+    assert_eq!(
+        braid(&["validate", "no/such/file.yaml"]).status.code(),
+        Some(2)
+    );
     assert_eq!(braid(&["frobnicate"]).status.code(), Some(2));
-    assert_eq!(braid(&["run", "workflows/mode1-manual.yaml", "--input", "nonsense"]).status.code(), Some(2));
+    assert_eq!(
+        braid(&["run", "workflows/mode1-manual.yaml", "--input", "nonsense"])
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -99,7 +139,10 @@ fn graph_renders_mermaid_and_dot() {
     let mermaid = text(&out.stdout);
     assert!(mermaid.starts_with("flowchart TD\n"), "{mermaid}");
     assert_eq!(mermaid.matches(" --> ").count(), 6, "{mermaid}");
-    assert!(mermaid.contains("class n0,n1 conditional"), "rag and tools are conditional: {mermaid}");
+    assert!(
+        mermaid.contains("class n0,n1 conditional"),
+        "rag and tools are conditional: {mermaid}"
+    );
     let out = braid(&["graph", "--format", "dot", "workflows/mode1-manual.yaml"]);
     let dot = text(&out.stdout);
     assert!(dot.contains("\"rag\" -> \"llm\";"), "{dot}");
@@ -122,10 +165,21 @@ fn run_prints_state_on_stdout_and_summary_on_stderr() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let state: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["rag_results"], serde_json::json!([]));
-    assert!(state["response"].as_str().unwrap().contains("what is braid?"));
+    assert!(
+        state["response"]
+            .as_str()
+            .unwrap()
+            .contains("what is braid?")
+    );
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("mode1-manual succeeded (parallel)"), "{stderr}");
-    assert!(stderr.contains("critical path: tools -> llm -> citations"), "{stderr}");
+    assert!(
+        stderr.contains("mode1-manual succeeded (parallel)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("critical path: tools -> llm -> citations"),
+        "{stderr}"
+    );
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["nodes"].as_array().unwrap().len(), 7);
@@ -143,18 +197,76 @@ fn run_exit_codes_tell_degraded_failed_and_invalid_apart() {
     let out = braid(&["run", "tests/workflows/fails.yaml", "--input", "n=7"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let state: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(state["done"], serde_json::json!(["first 7"]), "completed results are kept");
+    assert_eq!(
+        state["done"],
+        serde_json::json!(["first 7"]),
+        "completed results are kept"
+    );
     assert!(text(&out.stderr).contains("node `broken` failed (error): the service said no"));
 
     let out = braid(&["run", "tests/workflows/fails.yaml"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("missing input `n`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing input `n`"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = braid(&["run", "tests/workflows/fails.yaml", "--input", "n=seven"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("input `n` must be of type `integer`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("input `n` must be of type `integer`"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = braid(&["run", "tests/fixtures/invalid/cycle-two-nodes.yaml"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("error[cycle]"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error[cycle]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_still_writes_state_and_report() {
+    let report =
+        std::env::temp_dir().join(format!("braid-e2e-interrupt-{}.json", std::process::id()));
+    let child = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args([
+            "run",
+            "workflows/mode1-manual.yaml",
+            "--quiet",
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // rag, tools and memory finish within 500 ms; llm is running until 2.5 s.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        state["suggested_tools"],
+        serde_json::json!(["secrets_manager", "audit_log"]),
+        "completed results kept"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["error"]["kind"], "cancelled");
+    let llm = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "llm")
+        .unwrap();
+    assert_eq!(llm["status"], "cancelled");
 }

@@ -1,4 +1,6 @@
 //! End-to-end tests over the `braid` binary and the files in `workflows/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 mod cli;
 mod observability;

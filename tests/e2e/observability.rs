@@ -24,15 +24,26 @@ fn run_writes_trace_timeline_and_prometheus_metrics() {
 
     // Not a terminal: one plain line per event.
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("] code_exec: attempt 1 failed (error: sandbox was not ready); retrying in 0.10s"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "] code_exec: attempt 1 failed (error: sandbox was not ready); retrying in 0.10s"
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("] synthesize: succeeded"), "{stderr}");
 
     // Chrome trace: one complete event per attempt, one named row per node.
     let trace: Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
-    let complete: Vec<&Value> = events.iter().filter(|e| e["ph"] == "X" && e["cat"] == "node").collect();
+    let complete: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["cat"] == "node")
+        .collect();
     assert_eq!(complete.len(), 7, "6 nodes, code_exec twice");
-    let code_exec: Vec<&&Value> = complete.iter().filter(|e| e["name"].as_str().unwrap().starts_with("code_exec")).collect();
+    let code_exec: Vec<&&Value> = complete
+        .iter()
+        .filter(|e| e["name"].as_str().unwrap().starts_with("code_exec"))
+        .collect();
     assert_eq!(code_exec[0]["args"]["outcome"], "error");
     assert_eq!(code_exec[1]["args"]["outcome"], "succeeded");
     assert!(code_exec[1]["ts"].as_u64() > code_exec[0]["ts"].as_u64());
@@ -44,24 +55,44 @@ fn run_writes_trace_timeline_and_prometheus_metrics() {
     assert_eq!(html.matches("data-attempt=\"").count(), 7);
     assert_eq!(html.matches("class=\"bar backoff\"").count(), 1);
     assert_eq!(html.matches("class=\"label crit\"").count(), 4);
-    assert!(!html.contains("http://") && !html.contains("https://"), "self-contained");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
 
     // Prometheus exposition text, parsed as a scraper would.
     let text = std::fs::read_to_string(&prom).unwrap();
-    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition format");
+    let scrape =
+        Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition format");
     let find = |name: &'static str| scrape.samples.iter().filter(move |s| s.metric == name);
     let failures: Vec<_> = find("parallel_task_failures_total").collect();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].labels.get("task_name"), Some("code_exec"));
     assert_eq!(failures[0].labels.get("failure_type"), Some("error"));
     assert!(matches!(failures[0].value, Metric::Counter(c) if c == 1.0));
-    let histogram = find("parallel_execution_duration_ms").next().expect("the origin document's histogram");
-    let Metric::Histogram(buckets) = &histogram.value else { panic!("{:?}", histogram.value) };
-    let bounds: Vec<f64> = buckets.iter().map(|b| b.less_than).filter(|b| b.is_finite()).collect();
+    let histogram = find("parallel_execution_duration_ms")
+        .next()
+        .expect("the origin document's histogram");
+    let Metric::Histogram(buckets) = &histogram.value else {
+        panic!("{:?}", histogram.value)
+    };
+    let bounds: Vec<f64> = buckets
+        .iter()
+        .map(|b| b.less_than)
+        .filter(|b| b.is_finite())
+        .collect();
     assert_eq!(bounds, [100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0]);
-    let speedup = find("parallel_speedup_ratio").next().expect("speedup gauge");
+    let speedup = find("parallel_speedup_ratio")
+        .next()
+        .expect("speedup gauge");
     assert!(matches!(speedup.value, Metric::Gauge(g) if g > 1.2));
-    for name in ["braid_runs_total", "braid_run_duration_ms", "braid_node_duration_ms", "braid_node_attempts_total", "braid_nodes_in_flight"] {
+    for name in [
+        "braid_runs_total",
+        "braid_run_duration_ms",
+        "braid_node_duration_ms",
+        "braid_node_attempts_total",
+        "braid_nodes_in_flight",
+    ] {
         assert!(find(name).next().is_some(), "missing {name}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -69,7 +100,14 @@ fn run_writes_trace_timeline_and_prometheus_metrics() {
 
 #[test]
 fn bench_reports_percentiles_speedup_and_the_critical_path() {
-    let out = braid(&["bench", "workflows/mode1-manual.yaml", "-n", "30", "--simulate", "--json"]);
+    let out = braid(&[
+        "bench",
+        "workflows/mode1-manual.yaml",
+        "-n",
+        "30",
+        "--simulate",
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["runs"], 30);
@@ -77,20 +115,47 @@ fn bench_reports_percentiles_speedup_and_the_critical_path() {
     assert_eq!(doc["parallel"]["p99_ms"], 2650.0);
     assert_eq!(doc["sequential"]["p50_ms"], 3300.0);
     assert!((doc["saved_percent_p50"].as_f64().unwrap() - 19.6969).abs() < 0.01);
-    assert_eq!(doc["critical_path"]["nodes"], serde_json::json!(["rag", "llm", "citations"]));
-    let llm = doc["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "llm").unwrap();
+    assert_eq!(
+        doc["critical_path"]["nodes"],
+        serde_json::json!(["rag", "llm", "citations"])
+    );
+    let llm = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "llm")
+        .unwrap();
     assert_eq!(llm["p95_ms"], 2000.0);
     assert_eq!(llm["failure_rate"], 0.0);
 
-    let out = braid(&["bench", "workflows/mode1-manual.yaml", "-n", "5", "--simulate"]);
+    let out = braid(&[
+        "bench",
+        "workflows/mode1-manual.yaml",
+        "-n",
+        "5",
+        "--simulate",
+    ]);
     let table = text(&out.stdout);
-    assert!(table.contains("speedup 1.25x at p50: parallel saves 19.7% of the sequential time"), "{table}");
-    assert!(table.contains("critical path: rag -> llm -> citations (in 5 of 5 runs)"), "{table}");
+    assert!(
+        table.contains("speedup 1.25x at p50: parallel saves 19.7% of the sequential time"),
+        "{table}"
+    );
+    assert!(
+        table.contains("critical path: rag -> llm -> citations (in 5 of 5 runs)"),
+        "{table}"
+    );
 }
 
 #[test]
 fn json_logs_carry_the_run_span() {
-    let out = braid(&["--log-format", "json", "-v", "run", "--quiet", "tests/workflows/degrades.yaml"]);
+    let out = braid(&[
+        "--log-format",
+        "json",
+        "-v",
+        "run",
+        "--quiet",
+        "tests/workflows/degrades.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(4));
     let stderr = text(&out.stderr);
     let finished = stderr

@@ -66,8 +66,8 @@ pub use braid_core::{
 pub use braid_runtime::metrics;
 pub use braid_runtime::run as run_plan;
 pub use braid_runtime::{
-    Event, EventReceiver, InputError, NodeReport, NodeStatus, RunError, RunOptions, RunReport,
-    RunResult, RunStatus,
+    CancelToken, Event, EventReceiver, InputError, NodeReport, NodeStatus, RunError, RunOptions,
+    RunReport, RunResult, RunStatus,
 };
 pub use braid_spec::parse_duration;
 

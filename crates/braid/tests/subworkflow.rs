@@ -1,5 +1,7 @@
 //! The `workflow` kind: another file run as one node, checked with its parent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use braid::{Code, Engine, RunOptions, RunStatus, Source};

@@ -1,6 +1,8 @@
 //! Every workflow in `workflows/` loads through the facade and runs, on virtual time, at exactly
 //! its critical path: a node on the critical path starts the instant the node before it ends.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use braid::{Engine, ExecutionMode, RunOptions, RunStatus};

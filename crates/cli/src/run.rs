@@ -154,12 +154,14 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         Err(e) => return Err(e.into()),
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = braid::CancelToken::new();
     let options = RunOptions {
         mode: args.sequential.then_some(ExecutionMode::Sequential),
         max_concurrency: args.max_concurrency,
         timeout: args.timeout,
         seed: args.seed,
         events: Some(tx),
+        cancel: Some(cancel.clone()),
     };
     let display = if args.quiet {
         Display::Quiet
@@ -174,19 +176,21 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let plan = workflow.plan().clone();
-    let (result, record) = rt.block_on(async move {
-        // The watcher ends when the run drops its event sender (finished or interrupted).
+    let (result, record, interrupted) = rt.block_on(async move {
+        // The watcher ends when the run drops its event sender.
         let watcher = tokio::spawn(live::watch(plan.clone(), rx, display));
-        let result = tokio::select! {
-            r = braid::run_plan(plan, resolved, options) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+        let run = braid::run_plan(plan, resolved, options);
+        tokio::pin!(run);
+        // Ctrl-C cancels the run, which still reports every node and keeps what completed.
+        let (result, interrupted) = tokio::select! {
+            r = &mut run => (r, false),
+            _ = tokio::signal::ctrl_c() => {
+                cancel.cancel();
+                (run.await, true)
+            }
         };
-        (result, watcher.await)
+        (result, watcher.await, interrupted)
     });
-    let Some(result) = result else {
-        eprintln!("interrupted: every running node was cancelled");
-        return Ok(130);
-    };
     let record = record.context("the live view failed")?;
     if let Some(path) = &args.report {
         write(path, &serde_json::to_string_pretty(&result.report)?)?;
@@ -206,6 +210,9 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     println!("{}", serde_json::to_string_pretty(&result.state)?);
     if !args.quiet {
         eprint!("{}", summary(&result, validate::color()));
+    }
+    if interrupted {
+        return Ok(exit::INTERRUPTED);
     }
     Ok(match result.status {
         RunStatus::Succeeded => exit::OK,

@@ -51,9 +51,44 @@ pub struct NodeSpan {
 #[derive(Debug, Clone, Default)]
 pub struct SpanMap {
     map: HashMap<String, NodeSpan>,
+    text: std::sync::Arc<str>,
 }
 
 impl SpanMap {
+    /// Narrows a one-line span to the first occurrence of `needle` inside it (such as the
+    /// variable a template reads), or returns it unchanged.
+    pub fn narrow(&self, span: Span, needle: &str) -> Span {
+        if span.start.line != span.end.line || span.start.line == 0 || needle.is_empty() {
+            return span;
+        }
+        let Some(line) = self.text.split('\n').nth(span.start.line as usize - 1) else {
+            return span;
+        };
+        let chars: Vec<char> = line.chars().collect();
+        let (from, to) = (
+            span.start.column as usize - 1,
+            (span.end.column as usize - 1).min(chars.len()),
+        );
+        if from >= to {
+            return span;
+        }
+        let hay: String = chars[from..to].iter().collect();
+        let Some(byte) = hay.find(needle) else {
+            return span;
+        };
+        let col = from + hay[..byte].chars().count();
+        let len = needle.chars().count();
+        let pos = |c: usize| Pos {
+            line: span.start.line,
+            column: c as u32 + 1,
+            offset: span.start.offset + (c - from) as u32,
+        };
+        Span {
+            start: pos(col),
+            end: pos(col + len),
+        }
+    }
+
     /// The spans of the value at `pointer`, or of its nearest ancestor that has them (values
     /// produced by an alias have only the alias's span).
     pub fn lookup(&self, pointer: &str) -> NodeSpan {
@@ -135,7 +170,10 @@ pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), V
         limits,
         nodes: 0,
         anchors: HashMap::new(),
-        spans: SpanMap::default(),
+        spans: SpanMap {
+            map: HashMap::new(),
+            text: text.into(),
+        },
         warnings: Vec::new(),
         last_end: Pos {
             line: 1,

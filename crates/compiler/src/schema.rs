@@ -169,6 +169,11 @@ impl SchemaValidator {
                     .label("not a field here");
                     d = match did_you_mean(name, allowed.iter().copied()) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
+                        // `{ description: a, b }` parses as `description: a` and a field `b`.
+                        None if name.contains(' ') => d.help(
+                            "inside `{ ... }` a comma ends a value: quote the value that \
+                             contains this comma, such as `description: \"a, b\"`",
+                        ),
                         None if allowed.is_empty() => d.help("remove it"),
                         None => {
                             d.help(format!("remove it; the fields here are {}", list(&allowed)))

@@ -9,6 +9,8 @@
 //! * `limits`: inputs too large to keep as fixtures, generated in code.
 //! * `no_panic`: mutated variants of the valid fixtures never panic the compiler.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
 #[path = "compiler/common.rs"]
 mod common;
 #[path = "compiler/fixtures.rs"]

@@ -5,10 +5,20 @@
 //!   scripted misbehaviour (fail the first N attempts, fail at random, panic, hang).
 //! * [`transform`]: computes its update from templates over inputs and state, with no latency.
 //! * [`noop`]: does nothing; a join point or a placeholder.
+//! * [`http`]: calls an HTTP service; the JSON response is mapped onto the node's writes.
+//! * [`llm`]: a chat completion from an OpenAI-compatible server, optionally streamed token by token.
+//! * [`exec`]: runs a program (never through a shell): JSON input on stdin, an update on stdout.
+//! * [`map`]: a dynamic fan-out, one inner node of any kind per item of a run-time list.
+//! * [`workflow`]: runs another workflow file as one node.
 
+pub mod exec;
+pub mod http;
+pub mod llm;
+pub mod map;
 pub mod mock;
 pub mod noop;
 pub mod transform;
+pub mod workflow;
 
 use std::sync::Arc;
 
@@ -20,6 +30,11 @@ pub fn register_builtins(registry: &mut Registry) -> &mut Registry {
         .register_kind(Arc::new(mock::MockKind))
         .register_kind(Arc::new(transform::TransformKind))
         .register_kind(Arc::new(noop::NoopKind))
+        .register_kind(Arc::new(http::HttpKind))
+        .register_kind(Arc::new(llm::LlmKind))
+        .register_kind(Arc::new(exec::ExecKind))
+        .register_kind(Arc::new(map::MapKind))
+        .register_kind(Arc::new(workflow::WorkflowKind))
 }
 
 /// A registry with the built-in reducers and kinds.

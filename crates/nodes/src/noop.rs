@@ -20,7 +20,9 @@ struct Noop;
 
 impl Node for Noop {
     fn call(&self, _: NodeContext) -> NodeFuture {
-        Box::pin(std::future::ready(Ok(serde_json::Value::Object(Default::default()))))
+        Box::pin(std::future::ready(Ok(serde_json::Value::Object(
+            Default::default(),
+        ))))
     }
 }
 
@@ -34,7 +36,11 @@ impl NodeKind for NoopKind {
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema> {
         Some(generator.subschema_for::<NoopParams>())
     }
-    fn build(&self, params: Option<&serde_json::Value>, _: &mut BuildContext<'_>) -> Result<Arc<dyn Node>, BuildError> {
+    fn build(
+        &self,
+        params: Option<&serde_json::Value>,
+        _: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
         let _: NoopParams = parse_params(params)?;
         Ok(Arc::new(Noop))
     }

@@ -51,7 +51,11 @@ impl NodeKind for TransformKind {
     fn params_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema> {
         Some(generator.subschema_for::<TransformParams>())
     }
-    fn build(&self, params: Option<&Value>, cx: &mut BuildContext<'_>) -> Result<Arc<dyn Node>, BuildError> {
+    fn build(
+        &self,
+        params: Option<&Value>,
+        cx: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
         let p: TransformParams = parse_params(params)?;
         let output = cx.templated("/output", &Value::Object(p.output));
         Ok(Arc::new(Transform { output }))

@@ -67,6 +67,16 @@ pub enum Event {
         #[serde(serialize_with = "crate::report::ms")]
         at: Duration,
     },
+    /// A node streamed something while running (an LLM's tokens, progress).
+    NodeMessage {
+        /// The node.
+        node: Arc<str>,
+        /// What it streamed.
+        payload: serde_json::Value,
+        /// When, from the run's start.
+        #[serde(serialize_with = "crate::report::ms")]
+        at: Duration,
+    },
     /// The run finished.
     RunFinished {
         /// How it ended.

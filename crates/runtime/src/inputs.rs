@@ -58,17 +58,31 @@ pub fn resolve_inputs(plan: &Plan, given: Map<String, Value>) -> Result<Value, V
                 Some(d) => {
                     out.insert(decl.name.to_string(), d.clone());
                 }
-                None => errors.push(InputError::Missing { name: decl.name.to_string(), ty: decl.ty.as_str() }),
+                None => errors.push(InputError::Missing {
+                    name: decl.name.to_string(),
+                    ty: decl.ty.as_str(),
+                }),
             },
         }
     }
     let known = if plan.inputs().is_empty() {
         "no inputs".to_owned()
     } else {
-        plan.inputs().iter().map(|i| format!("`{}`", i.name)).collect::<Vec<_>>().join(", ")
+        plan.inputs()
+            .iter()
+            .map(|i| format!("`{}`", i.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     for name in given.keys() {
-        errors.push(InputError::Unknown { name: name.clone(), known: known.clone() });
+        errors.push(InputError::Unknown {
+            name: name.clone(),
+            known: known.clone(),
+        });
     }
-    if errors.is_empty() { Ok(Value::Object(out)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Value::Object(out))
+    } else {
+        Err(errors)
+    }
 }

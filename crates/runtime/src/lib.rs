@@ -23,4 +23,4 @@ pub mod task;
 pub use event::{Event, EventReceiver, EventSender};
 pub use inputs::{InputError, resolve_inputs};
 pub use report::{NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus};
-pub use scheduler::{RunOptions, run};
+pub use scheduler::{CancelToken, RunOptions, run};

@@ -30,9 +30,22 @@ pub const NODES_IN_FLIGHT: &str = "braid_nodes_in_flight";
 
 /// Histogram buckets, in milliseconds, by metric name. The first is the origin document's.
 pub const BUCKETS: &[(&str, &[f64])] = &[
-    (PARALLEL_EXECUTION_DURATION_MS, &[100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0]),
-    (RUN_DURATION_MS, &[10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10_000.0, 30_000.0]),
-    (NODE_DURATION_MS, &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10_000.0]),
+    (
+        PARALLEL_EXECUTION_DURATION_MS,
+        &[100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
+    ),
+    (
+        RUN_DURATION_MS,
+        &[
+            10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10_000.0, 30_000.0,
+        ],
+    ),
+    (
+        NODE_DURATION_MS,
+        &[
+            1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10_000.0,
+        ],
+    ),
 ];
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -45,7 +58,8 @@ pub(crate) fn record_run(report: &RunReport) {
     let status = report.status.as_str();
     let wall = ms(report.wall_time);
     if report.mode == "parallel" {
-        metrics::histogram!(PARALLEL_EXECUTION_DURATION_MS, "workflow" => workflow.clone()).record(wall);
+        metrics::histogram!(PARALLEL_EXECUTION_DURATION_MS, "workflow" => workflow.clone())
+            .record(wall);
     }
     metrics::gauge!(PARALLEL_SPEEDUP_RATIO, "workflow" => workflow.clone()).set(report.speedup);
     metrics::histogram!(RUN_DURATION_MS, "workflow" => workflow.clone(), "mode" => report.mode, "status" => status)
@@ -64,7 +78,11 @@ pub(crate) fn record_run(report: &RunReport) {
         .record(ms(node.duration()));
         metrics::counter!(NODE_ATTEMPTS_TOTAL, "workflow" => workflow.clone(), "node" => node.name.clone())
             .increment(u64::from(node.attempts));
-        let failures = node.retries.iter().map(|r| r.failure.kind).chain(node.failure.as_ref().map(|f| f.kind));
+        let failures = node
+            .retries
+            .iter()
+            .map(|r| r.failure.kind)
+            .chain(node.failure.as_ref().map(|f| f.kind));
         for kind in failures {
             failure(&workflow, &node.name, kind);
         }

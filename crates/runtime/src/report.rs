@@ -91,11 +91,11 @@ pub struct Failure {
 pub struct AttemptReport {
     /// The attempt number, from 1.
     pub attempt: u32,
-    /// When it started, from the run's start.
-    #[serde(serialize_with = "ms")]
+    /// When it started, from the run's start, in milliseconds.
+    #[serde(serialize_with = "ms", rename = "start_ms")]
     pub start: Duration,
-    /// When it ended.
-    #[serde(serialize_with = "ms")]
+    /// When it ended, in milliseconds.
+    #[serde(serialize_with = "ms", rename = "end_ms")]
     pub end: Duration,
     /// Why it failed.
     pub failure: Failure,
@@ -110,7 +110,7 @@ pub struct NodeReport {
     pub kind: String,
     /// How it ended.
     pub status: NodeStatus,
-    /// Attempts made (0 if it never started).
+    /// Attempts made: 0 if none began (not started, skipped, or cancelled before its first attempt).
     pub attempts: u32,
     /// When it started (its first attempt), from the run's start, in milliseconds.
     #[serde(serialize_with = "opt_ms", rename = "start_ms")]
@@ -153,13 +153,20 @@ pub enum RunError {
         #[serde(serialize_with = "ms", rename = "timeout_ms")]
         timeout: Duration,
     },
+    /// The run was cancelled from outside (its [`CancelToken`](crate::CancelToken), Ctrl-C).
+    Cancelled,
 }
 
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RunError::Cancelled => write!(f, "the run was cancelled"),
             RunError::NodeFailed { node, failure } => {
-                write!(f, "node `{node}` failed ({}): {}", failure.kind, failure.message)
+                write!(
+                    f,
+                    "node `{node}` failed ({}): {}",
+                    failure.kind, failure.message
+                )
             }
             RunError::Timeout { timeout } => write!(f, "the run's timeout of {timeout:?} expired"),
         }

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,9 +30,14 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::event::{Event, EventSender};
-use crate::report::{AttemptReport, Failure, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus};
+use crate::report::{
+    AttemptReport, Failure, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus,
+};
 use crate::store::Store;
 use crate::task::{self, Job, Outcome};
+
+/// The failure message of a node cut short by the run's deadline.
+pub(crate) const DEADLINE: &str = "the run's timeout expired while the node was running";
 
 /// How to run a plan; anything left `None` comes from the workflow file.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +52,43 @@ pub struct RunOptions {
     pub seed: u64,
     /// Where to send the run's events; `None` sends none.
     pub events: Option<EventSender>,
+    /// Cancels the run from outside; the run then ends `failed` with [`RunError::Cancelled`],
+    /// reporting every node and keeping what completed.
+    pub cancel: Option<CancelToken>,
+}
+
+/// Cancels a run from outside, such as on Ctrl-C or when the request it serves went away.
+/// Cheap to clone; every clone cancels the same runs.
+#[derive(Debug, Clone)]
+pub struct CancelToken(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for CancelToken {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Self {
+        CancelToken(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+
+    /// Cancels every run given this token (now or later).
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes when the token is cancelled.
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
 }
 
 /// Polls a future, turning a panic into `Err`. Used around each node's whole task so that even a
@@ -84,10 +127,14 @@ struct Scheduler<'a> {
     ready: BinaryHeap<Reverse<NodeId>>,
     join: JoinSet<(NodeId, Result<Outcome, String>)>,
     in_flight: usize,
+    /// Each node's current attempt, written by its task: a task that is aborted reports nothing,
+    /// and the report must still say how many attempts a cancelled node made.
+    attempts: Arc<[AtomicU32]>,
     run_start: Instant,
     deadline: Option<Instant>,
     seed: u64,
     events: Option<EventSender>,
+    cancel: Option<CancelToken>,
     error: Option<RunError>,
     degraded: bool,
     in_flight_gauge: metrics::Gauge,
@@ -103,7 +150,10 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
     let mode = options.mode.unwrap_or(plan.mode());
     let limit = match mode {
         ExecutionMode::Sequential => 1,
-        ExecutionMode::Parallel => options.max_concurrency.or(plan.max_concurrency()).map_or(usize::MAX, |n| n.max(1) as usize),
+        ExecutionMode::Parallel => options
+            .max_concurrency
+            .or(plan.max_concurrency())
+            .map_or(usize::MAX, |n| n.max(1) as usize),
     };
     let timeout = options.timeout.or(plan.timeout());
     let span = tracing::info_span!("run", workflow = %plan.name(), mode = ?mode, status = tracing::field::Empty);
@@ -121,15 +171,21 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
             ready: plan.roots().iter().map(|&r| Reverse(r)).collect(),
             join: JoinSet::new(),
             in_flight: 0,
+            attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
             run_start,
-            deadline: timeout.map(|t| run_start + t),
+            // A timeout too large to add (`Duration::MAX`) is no deadline at all.
+            deadline: timeout.and_then(|t| run_start.checked_add(t)),
             seed: options.seed,
             events: options.events,
+            cancel: options.cancel,
             error: None,
             degraded: false,
             in_flight_gauge: crate::metrics::in_flight(plan.name()),
         };
-        s.emit(|| Event::RunStarted { workflow: plan.name().clone(), nodes: n });
+        s.emit(|| Event::RunStarted {
+            workflow: plan.name().clone(),
+            nodes: n,
+        });
         s.drive(limit, timeout).await;
         let result = s.finish(mode);
         crate::metrics::record_run(&result.report);
@@ -160,28 +216,60 @@ impl Scheduler<'_> {
     async fn drive(&mut self, limit: usize, timeout: Option<Duration>) {
         loop {
             while self.error.is_none() && self.in_flight < limit {
-                let Some(Reverse(id)) = self.ready.pop() else { break };
+                let Some(Reverse(id)) = self.ready.pop() else {
+                    break;
+                };
                 self.start(id);
             }
-            // A node can fail as it starts (its `when` does not evaluate): fail fast then too.
-            if self.error.is_some() {
-                self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled because another node failed").await;
-                return;
+            // Fail fast, also when a node failed as it started (its `when` did not evaluate) or
+            // a node's task saw the run's deadline before this loop did.
+            match self.error {
+                None => {}
+                Some(RunError::Timeout { .. }) => {
+                    self.cancel_in_flight(FailureKind::Timeout, DEADLINE).await;
+                    return;
+                }
+                Some(_) => {
+                    self.cancel_in_flight(
+                        FailureKind::Cancelled,
+                        "the run was cancelled because another node failed",
+                    )
+                    .await;
+                    return;
+                }
             }
             if self.in_flight == 0 {
                 return;
             }
-            let next = match self.deadline {
-                Some(d) => tokio::select! {
-                    biased;
-                    r = self.join.join_next() => r,
-                    () = tokio::time::sleep_until(d) => {
-                        self.error = Some(RunError::Timeout { timeout: timeout.unwrap_or_default() });
-                        self.cancel_in_flight(FailureKind::Timeout, "the run's timeout expired while the node was running").await;
-                        return;
+            let next = match (self.deadline, &self.cancel) {
+                (None, None) => self.join.join_next().await,
+                (deadline, cancel) => {
+                    let cancel = cancel.clone();
+                    tokio::select! {
+                        biased;
+                        r = self.join.join_next() => r,
+                        () = async {
+                            match deadline {
+                                Some(d) => tokio::time::sleep_until(d).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            self.error = Some(RunError::Timeout { timeout: timeout.unwrap_or_default() });
+                            self.cancel_in_flight(FailureKind::Timeout, DEADLINE).await;
+                            return;
+                        }
+                        () = async {
+                            match &cancel {
+                                Some(c) => c.cancelled().await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            self.error = Some(RunError::Cancelled);
+                            self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled").await;
+                            return;
+                        }
                     }
-                },
-                None => self.join.join_next().await,
+                }
             };
             match next {
                 Some(Ok((_, Ok(outcome)))) => self.complete(outcome),
@@ -191,8 +279,15 @@ impl Scheduler<'_> {
                     self.in_flight_gauge.decrement(1.0);
                     let rec = &mut self.records[id.index()];
                     rec.end = Some(now);
-                    rec.attempts = rec.attempts.max(1);
-                    self.fail(id, Failure { kind: FailureKind::Panic, message: panic }, now);
+                    rec.attempts = self.attempts[id.index()].load(Ordering::Relaxed).max(1);
+                    self.fail(
+                        id,
+                        Failure {
+                            kind: FailureKind::Panic,
+                            message: panic,
+                        },
+                        now,
+                    );
                 }
                 // A task can only be cancelled by us, and we stop polling before cancelling.
                 Some(Err(_)) | None => return,
@@ -230,7 +325,11 @@ impl Scheduler<'_> {
                     rec.end = Some(now);
                     rec.status = Some(NodeStatus::Skipped);
                     self.settle(id, None);
-                    self.emit(|| Event::NodeFinished { node: node.name.clone(), status: NodeStatus::Skipped, at: self.at(now) });
+                    self.emit(|| Event::NodeFinished {
+                        node: node.name.clone(),
+                        status: NodeStatus::Skipped,
+                        at: self.at(now),
+                    });
                     tracing::debug!(node = %node.name, "node skipped");
                     return;
                 }
@@ -239,7 +338,10 @@ impl Scheduler<'_> {
                     rec.start = Some(now);
                     rec.end = Some(now);
                     rec.attempts = 1;
-                    let failure = Failure { kind: FailureKind::Error, message: format!("`when` failed: {}", e.message) };
+                    let failure = Failure {
+                        kind: FailureKind::Error,
+                        message: format!("`when` failed: {}", e.message),
+                    };
                     self.fail(id, failure, now);
                     return;
                 }
@@ -255,6 +357,7 @@ impl Scheduler<'_> {
             seed,
             run_start: self.run_start,
             deadline: self.deadline,
+            attempts: self.attempts.clone(),
             events: self.events.clone(),
         };
         let span = tracing::info_span!("node", node = %node.name, kind = %node.kind);
@@ -284,17 +387,38 @@ impl Scheduler<'_> {
                 self.settle(id, Some(update));
                 let node = &self.plan.node(id).name;
                 tracing::debug!(node = %node, attempts = outcome.attempts, "node succeeded");
-                self.emit(|| Event::NodeFinished { node: node.clone(), status: NodeStatus::Succeeded, at: self.at(outcome.end) });
+                self.emit(|| Event::NodeFinished {
+                    node: node.clone(),
+                    status: NodeStatus::Succeeded,
+                    at: self.at(outcome.end),
+                });
             }
             Err(e) if outcome.hit_deadline => {
                 rec.status = Some(NodeStatus::Cancelled);
-                rec.failure = Some(Failure { kind: e.kind, message: e.message });
-                let timeout = self.deadline.map(|d| d - self.run_start).unwrap_or_default();
+                rec.failure = Some(Failure {
+                    kind: e.kind,
+                    message: e.message,
+                });
+                let timeout = self
+                    .deadline
+                    .map(|d| d - self.run_start)
+                    .unwrap_or_default();
                 self.error = Some(RunError::Timeout { timeout });
                 let node = &self.plan.node(id).name;
-                self.emit(|| Event::NodeFinished { node: node.clone(), status: NodeStatus::Cancelled, at: self.at(outcome.end) });
+                self.emit(|| Event::NodeFinished {
+                    node: node.clone(),
+                    status: NodeStatus::Cancelled,
+                    at: self.at(outcome.end),
+                });
             }
-            Err(e) => self.fail(id, Failure { kind: e.kind, message: e.message }, outcome.end),
+            Err(e) => self.fail(
+                id,
+                Failure {
+                    kind: e.kind,
+                    message: e.message,
+                },
+                outcome.end,
+            ),
         }
     }
 
@@ -305,14 +429,22 @@ impl Scheduler<'_> {
         tracing::warn!(node = %node.name, failure = failure.kind.as_str(), message = %failure.message, "node failed");
         let status = match &node.on_error {
             OnErrorPolicy::Fail => {
-                self.error = Some(RunError::NodeFailed { node: node.name.to_string(), failure: failure.clone() });
+                self.error = Some(RunError::NodeFailed {
+                    node: node.name.to_string(),
+                    failure: failure.clone(),
+                });
                 NodeStatus::Failed
             }
             OnErrorPolicy::Continue { fallback } => {
                 let update: Vec<Option<Value>> = node
                     .writes
                     .iter()
-                    .map(|(k, _)| fallback.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone()))
+                    .map(|(k, _)| {
+                        fallback
+                            .iter()
+                            .find(|(f, _)| f == k)
+                            .map(|(_, v)| v.clone())
+                    })
                     .collect();
                 self.degraded = true;
                 self.settle(id, Some(update));
@@ -322,7 +454,11 @@ impl Scheduler<'_> {
         let rec = &mut self.records[id.index()];
         rec.status = Some(status);
         rec.failure = Some(failure);
-        self.emit(|| Event::NodeFinished { node: node.name.clone(), status, at: self.at(at) });
+        self.emit(|| Event::NodeFinished {
+            node: node.name.clone(),
+            status,
+            at: self.at(at),
+        });
     }
 
     /// Folds a settled node's contributions (`None`: it wrote nothing) and releases its dependents.
@@ -349,11 +485,19 @@ impl Scheduler<'_> {
             if rec.status.is_none() && rec.start.is_some() {
                 rec.status = Some(NodeStatus::Cancelled);
                 rec.end = Some(now);
-                rec.attempts = rec.attempts.max(1);
-                rec.failure = Some(Failure { kind, message: message.to_owned() });
+                // 0 when its task was cancelled before its first attempt began.
+                rec.attempts = self.attempts[i].load(Ordering::Relaxed);
+                rec.failure = Some(Failure {
+                    kind,
+                    message: message.to_owned(),
+                });
                 if let Some(tx) = &self.events {
                     let node = self.plan.nodes()[i].name.clone();
-                    let _ = tx.send(Event::NodeFinished { node, status: NodeStatus::Cancelled, at: now - self.run_start });
+                    let _ = tx.send(Event::NodeFinished {
+                        node,
+                        status: NodeStatus::Cancelled,
+                        at: now - self.run_start,
+                    });
                 }
             }
         }
@@ -387,10 +531,16 @@ impl Scheduler<'_> {
             .collect();
         let wall_time = end.saturating_duration_since(self.run_start);
         let node_time_sum: Duration = nodes.iter().map(NodeReport::duration).sum();
-        let speedup = if wall_time.is_zero() { 1.0 } else { node_time_sum.as_secs_f64() / wall_time.as_secs_f64() };
+        let speedup = if wall_time.is_zero() {
+            1.0
+        } else {
+            node_time_sum.as_secs_f64() / wall_time.as_secs_f64()
+        };
         let critical_path = critical_path(plan, &nodes);
         let state = self.store.finish(plan);
-        self.events.as_ref().map(|tx| tx.send(Event::RunFinished { status, wall_time }));
+        self.events
+            .as_ref()
+            .map(|tx| tx.send(Event::RunFinished { status, wall_time }));
         RunResult {
             status,
             state,
@@ -415,8 +565,15 @@ impl Scheduler<'_> {
 /// The chain of nodes that set the wall time: from the node that ended last, back through the
 /// need that ended last, to a node that needed nothing that ran.
 fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<String> {
-    let end = |i: usize| nodes[i].end.filter(|_| nodes[i].status != NodeStatus::NotStarted);
-    let Some(mut cur) = (0..nodes.len()).filter(|&i| end(i).is_some()).max_by_key(|&i| (end(i), i)) else {
+    let end = |i: usize| {
+        nodes[i]
+            .end
+            .filter(|_| nodes[i].status != NodeStatus::NotStarted)
+    };
+    let Some(mut cur) = (0..nodes.len())
+        .filter(|&i| end(i).is_some())
+        .max_by_key(|&i| (end(i), i))
+    else {
         return Vec::new();
     };
     let mut path = vec![nodes[cur].name.clone()];

@@ -41,7 +41,11 @@ impl Store {
             slots: plan
                 .keys()
                 .iter()
-                .map(|k| Slot { value: k.default.clone(), next: 0, parked: Vec::new() })
+                .map(|k| Slot {
+                    value: k.default.clone(),
+                    next: 0,
+                    parked: Vec::new(),
+                })
                 .collect(),
         }
     }
@@ -68,7 +72,11 @@ impl Store {
             channel.reducer.reduce(&mut slot.value, v);
         }
         slot.next += 1;
-        while let Some(c) = slot.parked.get_mut(slot.next as usize).and_then(Option::take) {
+        while let Some(c) = slot
+            .parked
+            .get_mut(slot.next as usize)
+            .and_then(Option::take)
+        {
             if let Contribution::Write(v) = c {
                 channel.reducer.reduce(&mut slot.value, v);
             }
@@ -86,7 +94,10 @@ impl Store {
                     channel.reducer.reduce(&mut slot.value, v);
                 }
             }
-            out.insert(channel.name.to_string(), slot.value.take().unwrap_or(Value::Null));
+            out.insert(
+                channel.name.to_string(),
+                slot.value.take().unwrap_or(Value::Null),
+            );
         }
         Value::Object(out)
     }

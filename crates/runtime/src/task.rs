@@ -10,6 +10,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
 use braid_core::rng::Rng;
@@ -55,6 +56,8 @@ pub(crate) struct Job {
     pub seed: u64,
     pub run_start: Instant,
     pub deadline: Option<Instant>,
+    /// Where the node's current attempt number is published, by node index.
+    pub attempts: Arc<[AtomicU32]>,
     pub events: Option<EventSender>,
 }
 
@@ -73,7 +76,11 @@ pub(crate) struct Outcome {
 
 /// Checks a node's returned value: an object whose keys are among its `writes`, each value one
 /// the key's reducer takes. Returns the contributions aligned with `writes`.
-pub(crate) fn check_output(plan: &Plan, id: NodeId, value: Value) -> Result<Vec<Option<Value>>, NodeError> {
+pub(crate) fn check_output(
+    plan: &Plan,
+    id: NodeId,
+    value: Value,
+) -> Result<Vec<Option<Value>>, NodeError> {
     let node = plan.node(id);
     let invalid = |m: String| NodeError::of_kind(FailureKind::InvalidOutput, m).permanent();
     let Value::Object(map) = value else {
@@ -91,12 +98,23 @@ pub(crate) fn check_output(plan: &Plan, id: NodeId, value: Value) -> Result<Vec<
     };
     let mut out: Vec<Option<Value>> = vec![None; node.writes.len()];
     for (key, v) in map {
-        let Some(i) = node.writes.iter().position(|(k, _)| *plan.keys()[k.index()].name == *key) else {
-            let declared: Vec<String> =
-                node.writes.iter().map(|(k, _)| format!("`{}`", plan.keys()[k.index()].name)).collect();
+        let Some(i) = node
+            .writes
+            .iter()
+            .position(|(k, _)| *plan.keys()[k.index()].name == *key)
+        else {
+            let declared: Vec<String> = node
+                .writes
+                .iter()
+                .map(|(k, _)| format!("`{}`", plan.keys()[k.index()].name))
+                .collect();
             return Err(invalid(format!(
                 "the node wrote `{key}`, which is not in its `writes` ({})",
-                if declared.is_empty() { "it declares none".to_owned() } else { declared.join(", ") }
+                if declared.is_empty() {
+                    "it declares none".to_owned()
+                } else {
+                    declared.join(", ")
+                }
             )));
         };
         let channel = &plan.keys()[node.writes[i].0.index()];
@@ -115,17 +133,42 @@ fn elapsed(start: Instant, at: Instant) -> std::time::Duration {
 /// Runs a node's attempts until one succeeds, the failure is permanent, attempts run out, or the
 /// run's deadline leaves no time.
 pub(crate) async fn run_node(job: Job) -> Outcome {
-    let Job { plan, id, inputs, state, seed, run_start, deadline, events } = job;
+    let Job {
+        plan,
+        id,
+        inputs,
+        state,
+        seed,
+        run_start,
+        deadline,
+        attempts,
+        events,
+    } = job;
     let node = plan.node(id);
     let start = Instant::now();
     let mut rng = Rng::derive(seed, &[0x7e7e]);
     let mut retries = Vec::new();
+    let emitter: Option<braid_core::Emitter> = events.clone().map(|tx| -> braid_core::Emitter {
+        Arc::new(move |node: &Arc<str>, payload| {
+            let at = elapsed(run_start, Instant::now());
+            let _ = tx.send(Event::NodeMessage {
+                node: node.clone(),
+                payload,
+                at,
+            });
+        })
+    });
     let mut attempt = 0;
     loop {
         attempt += 1;
+        attempts[id.index()].store(attempt, Ordering::Relaxed);
         let attempt_start = Instant::now();
         if let Some(tx) = &events {
-            let _ = tx.send(Event::NodeStarted { node: node.name.clone(), attempt, at: elapsed(run_start, attempt_start) });
+            let _ = tx.send(Event::NodeStarted {
+                node: node.name.clone(),
+                attempt,
+                at: elapsed(run_start, attempt_start),
+            });
         }
         let ctx = NodeContext::new(
             node.name.clone(),
@@ -134,8 +177,9 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
             inputs.clone(),
             state.clone(),
             plan.templates().clone(),
-        );
-        let node_deadline = node.timeout.map(|t| attempt_start + t);
+        )
+        .with_emitter(emitter.clone());
+        let node_deadline = node.timeout.and_then(|t| attempt_start.checked_add(t));
         let (attempt_deadline, is_run_deadline) = match (node_deadline, deadline) {
             (Some(n), Some(r)) if r <= n => (Some(r), true),
             (Some(n), _) => (Some(n), false),
@@ -143,7 +187,10 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
             (None, None) => (None, false),
         };
         let result = match catch_unwind(AssertUnwindSafe(|| node.handler.call(ctx))) {
-            Err(payload) => Err(NodeError::of_kind(FailureKind::Panic, panic_message(&*payload))),
+            Err(payload) => Err(NodeError::of_kind(
+                FailureKind::Panic,
+                panic_message(&*payload),
+            )),
             Ok(fut) => {
                 let fut = CatchUnwind(fut);
                 let polled = match attempt_deadline {
@@ -152,15 +199,30 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
                 };
                 match polled {
                     Some(Ok(r)) => r.and_then(|v| check_output(&plan, id, v)),
-                    Some(Err(payload)) => Err(NodeError::of_kind(FailureKind::Panic, panic_message(&*payload))),
+                    Some(Err(payload)) => Err(NodeError::of_kind(
+                        FailureKind::Panic,
+                        panic_message(&*payload),
+                    )),
                     None if is_run_deadline => {
                         let end = Instant::now();
-                        let failure = NodeError::of_kind(FailureKind::Timeout, "the run's timeout expired while the node was running");
-                        return Outcome { id, result: Err(failure), attempts: attempt, start, end, retries, hit_deadline: true };
+                        let failure =
+                            NodeError::of_kind(FailureKind::Timeout, crate::scheduler::DEADLINE);
+                        return Outcome {
+                            id,
+                            result: Err(failure),
+                            attempts: attempt,
+                            start,
+                            end,
+                            retries,
+                            hit_deadline: true,
+                        };
                     }
                     None => Err(NodeError::of_kind(
                         FailureKind::Timeout,
-                        format!("the attempt took longer than the node's timeout of {:?}", node.timeout.unwrap_or_default()),
+                        format!(
+                            "the attempt took longer than the node's timeout of {:?}",
+                            node.timeout.unwrap_or_default()
+                        ),
                     )),
                 }
             }
@@ -168,7 +230,15 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
         let now = Instant::now();
         let err = match result {
             Ok(update) => {
-                return Outcome { id, result: Ok(update), attempts: attempt, start, end: now, retries, hit_deadline: false };
+                return Outcome {
+                    id,
+                    result: Ok(update),
+                    attempts: attempt,
+                    start,
+                    end: now,
+                    retries,
+                    hit_deadline: false,
+                };
             }
             Err(e) => e,
         };
@@ -176,9 +246,17 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
         if let Some(after) = err.retry_after {
             delay = delay.max(after);
         }
-        let out_of_time = deadline.is_some_and(|d| now + delay >= d);
+        let out_of_time = deadline.is_some_and(|d| now.checked_add(delay).is_none_or(|t| t >= d));
         if attempt >= node.retry.attempts || !err.retryable || out_of_time {
-            return Outcome { id, result: Err(err), attempts: attempt, start, end: now, retries, hit_deadline: false };
+            return Outcome {
+                id,
+                result: Err(err),
+                attempts: attempt,
+                start,
+                end: now,
+                retries,
+                hit_deadline: false,
+            };
         }
         if let Some(tx) = &events {
             let _ = tx.send(Event::NodeRetrying {
@@ -194,7 +272,10 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
             attempt,
             start: elapsed(run_start, attempt_start),
             end: elapsed(run_start, now),
-            failure: Failure { kind: err.kind, message: err.message },
+            failure: Failure {
+                kind: err.kind,
+                message: err.message,
+            },
         });
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

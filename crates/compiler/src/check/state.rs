@@ -191,7 +191,7 @@ pub fn reads(
             .flatten()
             .map(|r| (r.pointer.clone(), r.path.clone()));
         for (pointer, path) in declared.chain(templated) {
-            let span = m.spans.value(&pointer);
+            let span = m.spans.narrow(m.spans.value(&pointer), &path);
             let mut parts = path.splitn(3, '.');
             let root = parts.next().unwrap_or_default();
             let field = parts.next();

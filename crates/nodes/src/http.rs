@@ -1,0 +1,993 @@
+//! `http`: calls an HTTP service and maps its JSON response onto the node's writes.
+//!
+//! ```yaml
+//! search:
+//!   kind: http
+//!   writes: [hits, hit_count]
+//!   with:
+//!     method: POST
+//!     url: "https://search.example.com/v1/{{ inputs.index }}/query"
+//!     headers: { Authorization: "Bearer {{ secrets.token }}" }
+//!     query: { limit: 10 }
+//!     body: { q: "{{ inputs.query }}" }
+//!     secrets: { token: SEARCH_TOKEN }        # name -> environment variable, read per call
+//!     output:
+//!       hits: /items                          # a JSON pointer into the response body
+//!       hit_count: "{{ response.body.items | length }}"
+//! ```
+//!
+//! A status outside 2xx fails the node: 429, 503 and other 5xx may be retried (honouring
+//! `Retry-After`), any other status is permanent. Secrets are read from the environment when the
+//! node runs and are replaced by `***` in every error message the node produces; request headers
+//! never appear in one.
+//!
+//! This module also holds what the `llm` kind shares with it: the client (rustls with the `ring`
+//! provider, no OpenSSL), secrets and their redaction, and the mapping of transport failures and
+//! statuses onto [`NodeError`]s.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use braid_core::registry::parse_params;
+use braid_core::{
+    BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind,
+    Templated,
+};
+use braid_spec::DurationSpec;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, Url};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The longest response body read, in bytes: a larger one fails the node (permanently).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Default connect timeout of the `http` and `llm` kinds.
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default request timeout of the `http` kind.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// `GET` (the default).
+    #[default]
+    Get,
+    /// `POST`.
+    Post,
+    /// `PUT`.
+    Put,
+    /// `PATCH`.
+    Patch,
+    /// `DELETE`.
+    Delete,
+    /// `HEAD`.
+    Head,
+    /// `OPTIONS`.
+    Options,
+}
+
+impl HttpMethod {
+    fn to_method(self) -> Method {
+        match self {
+            HttpMethod::Get => Method::GET,
+            HttpMethod::Post => Method::POST,
+            HttpMethod::Put => Method::PUT,
+            HttpMethod::Patch => Method::PATCH,
+            HttpMethod::Delete => Method::DELETE,
+            HttpMethod::Head => Method::HEAD,
+            HttpMethod::Options => Method::OPTIONS,
+        }
+    }
+}
+
+// Schema-only types (never built): what a header or query value may be in the file.
+
+/// A header or query value: text, a number or a boolean (text may be a template).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum HttpScalar {
+    String(String),
+    Number(f64),
+    Bool(bool),
+}
+
+/// A query value, or a list of values to repeat the parameter.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum HttpQueryValue {
+    One(HttpScalar),
+    Many(Vec<HttpScalar>),
+}
+
+/// Parameters of the `http` kind.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpParams {
+    /// The request method. Default: `GET`.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// The URL (`http://` or `https://`): a template over `inputs`, `state` and `secrets`.
+    pub url: String,
+    /// Request headers: name → value. Values are templates over `inputs`, `state` and `secrets`;
+    /// a value that renders to `null` leaves the header out.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, HttpScalar>")]
+    pub headers: Map<String, Value>,
+    /// Query parameters appended to the URL (URL-encoded): name → value, or a list of values to
+    /// repeat the parameter. Values are templates; `null` leaves the parameter out.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, HttpQueryValue>")]
+    pub query: Map<String, Value>,
+    /// A JSON body, sent with `Content-Type: application/json` unless `headers` sets one. Strings
+    /// inside are templates; a string that is exactly one `{{ expression }}` keeps its type, so
+    /// `"{{ state.payload }}"` sends the object itself.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// What the node writes: state key → where the value comes from. A string starting with `/`
+    /// is a JSON pointer into the response body (`""` is the whole body); a template reads
+    /// `response.status`, `response.headers` (lowercase names) and `response.body` besides
+    /// `inputs` and `state`; any other value is written as it is. Default: nothing.
+    #[serde(default)]
+    pub output: Map<String, Value>,
+    /// Secrets: a name used in templates as `secrets.NAME` → the environment variable holding it,
+    /// read each time the node runs. A missing variable fails the node; secret values are replaced
+    /// by `***` in every error message.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// How long to wait for the connection (TCP and TLS). Default: `10s`.
+    #[serde(default)]
+    pub connect_timeout: Option<DurationSpec>,
+    /// How long the whole request may take, from connecting to the last byte of the response.
+    /// Default: `30s`. (The node's own `timeout:` bounds the attempt as well.)
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+}
+
+/// The `http` kind.
+#[derive(Debug)]
+pub struct HttpKind;
+
+/// Where one written key's value comes from.
+enum Extract {
+    /// A JSON pointer into the response body.
+    Pointer(String),
+    /// A value, possibly templated over `response`.
+    Value(Templated),
+}
+
+struct HttpNode {
+    client: Client,
+    timeout: Duration,
+    method: Method,
+    url: Templated,
+    headers: Vec<(HeaderName, Templated)>,
+    query: Vec<(String, Templated)>,
+    body: Option<Templated>,
+    output: Vec<(String, Extract)>,
+    secrets: Secrets,
+}
+
+struct Http(Arc<HttpNode>);
+
+impl Node for Http {
+    fn call(&self, ctx: NodeContext) -> NodeFuture {
+        let node = self.0.clone();
+        Box::pin(async move {
+            let secrets = node.secrets.resolve()?;
+            node.attempt(&ctx, &secrets)
+                .await
+                .map_err(|e| secrets.redact_error(e))
+        })
+    }
+}
+
+impl HttpNode {
+    async fn attempt(&self, ctx: &NodeContext, secrets: &Resolved) -> Result<Value, NodeError> {
+        let vars = secrets.vars();
+        let url = match ctx.render_with(&self.url, &vars)? {
+            Value::String(s) => s,
+            other => {
+                return Err(
+                    NodeError::new(format!("`url` rendered to {other}, not a string")).permanent(),
+                );
+            }
+        };
+        let mut url = parse_url(&url)?;
+        let mut query = Vec::new();
+        for (name, value) in &self.query {
+            match ctx.render_with(value, &vars)? {
+                Value::Array(items) => {
+                    for item in &items {
+                        if let Some(s) = scalar(item, &format!("query parameter `{name}`"))? {
+                            query.push((name.as_str(), s));
+                        }
+                    }
+                }
+                v => {
+                    if let Some(s) = scalar(&v, &format!("query parameter `{name}`"))? {
+                        query.push((name.as_str(), s));
+                    }
+                }
+            }
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let what = format!("`{} {url}`", self.method);
+        let call = Call {
+            what: &what,
+            timeout: self.timeout,
+        };
+        let mut request = self.client.request(self.method.clone(), url);
+        let mut has_content_type = false;
+        for (name, value) in &self.headers {
+            let v = ctx.render_with(value, &vars)?;
+            let Some(v) = scalar(&v, &format!("header `{name}`"))? else {
+                continue;
+            };
+            let mut hv = HeaderValue::from_str(&v).map_err(|_| {
+                NodeError::new(format!(
+                    "header `{name}` rendered to a value that is not a valid header value"
+                ))
+                .permanent()
+            })?;
+            hv.set_sensitive(secrets.contains_secret(&v));
+            has_content_type |= *name == CONTENT_TYPE;
+            request = request.header(name.clone(), hv);
+        }
+        if let Some(body) = &self.body {
+            let body = ctx.render_with(body, &vars)?;
+            let bytes = serde_json::to_vec(&body)
+                .map_err(|e| NodeError::new(format!("the body is not JSON: {e}")).permanent())?;
+            if !has_content_type {
+                request =
+                    request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            request = request.body(bytes);
+        }
+        let mut response = send(request, &call).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = read_body(&mut response, &call).await?;
+        check_status(&what, status, &headers, &bytes)?;
+        self.map_output(ctx, &what, status, &headers, &bytes)
+    }
+
+    fn map_output(
+        &self,
+        ctx: &NodeContext,
+        what: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        bytes: &[u8],
+    ) -> Result<Value, NodeError> {
+        let body = parse_body(bytes);
+        let mut update = Map::new();
+        let mut response: Option<Value> = None;
+        for (key, extract) in &self.output {
+            let value = match extract {
+                Extract::Pointer(pointer) => match &body {
+                    Body::Json(v) => v.pointer(pointer).cloned().ok_or_else(|| {
+                        NodeError::new(format!(
+                            "{what} returned {status}, but its body has nothing at `{pointer}`"
+                        ))
+                        .permanent()
+                    })?,
+                    Body::Text(_) => {
+                        return Err(NodeError::new(format!(
+                            "{what} returned {status} with a body that is not JSON, so `{pointer}` cannot be read"
+                        ))
+                        .permanent());
+                    }
+                },
+                Extract::Value(t) => {
+                    let vars = response.get_or_insert_with(|| {
+                        json!({ "response": {
+                            "status": status.as_u16(),
+                            "headers": header_object(headers),
+                            "body": body.to_value(),
+                        }})
+                    });
+                    ctx.render_with(t, vars)?
+                }
+            };
+            update.insert(key.clone(), value);
+        }
+        Ok(Value::Object(update))
+    }
+}
+
+/// A rendered header or query value as text; `None` for `null`.
+fn scalar(v: &Value, what: &str) -> Result<Option<String>, NodeError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Bool(_) | Value::Number(_) => Ok(Some(v.to_string())),
+        Value::Array(_) | Value::Object(_) => Err(NodeError::new(format!(
+            "{what} rendered to a list or an object, not text"
+        ))
+        .permanent()),
+    }
+}
+
+fn parse_url(url: &str) -> Result<Url, NodeError> {
+    let parsed = Url::parse(url)
+        .map_err(|e| NodeError::new(format!("invalid URL `{url}`: {e}")).permanent())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(
+            NodeError::new(format!("the URL `{url}` is not `http://` or `https://`")).permanent(),
+        );
+    }
+    Ok(parsed)
+}
+
+/// A response body: JSON when it parses as JSON, text otherwise.
+pub(crate) enum Body {
+    /// A JSON document (`null` for an empty body).
+    Json(Value),
+    /// Anything else, decoded as UTF-8 (lossily).
+    Text(String),
+}
+
+impl Body {
+    fn to_value(&self) -> Value {
+        match self {
+            Body::Json(v) => v.clone(),
+            Body::Text(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+pub(crate) fn parse_body(bytes: &[u8]) -> Body {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Body::Json(Value::Null);
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Body::Json(v),
+        Err(_) => Body::Text(String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
+fn header_object(headers: &HeaderMap) -> Value {
+    let mut out = Map::new();
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else { continue };
+        match out.get_mut(name.as_str()) {
+            Some(Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(value);
+            }
+            _ => {
+                out.insert(name.as_str().to_owned(), Value::String(value.to_owned()));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared with `llm`: client, secrets, transport and status errors.
+
+/// Installs rustls' `ring` provider as the process default, once (unless the program installed
+/// one before): reqwest is built without a provider of its own, so no C toolchain beyond `ring`'s
+/// and no OpenSSL is needed.
+fn install_crypto_provider() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // An error means a provider is installed already, which reqwest then uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Why the platform's CA certificates could not be loaded, when they could not: clients are then
+/// built with no trusted roots, so `http://` works and `https://` fails at connect, saying why.
+static NO_TLS_ROOTS: OnceLock<String> = OnceLock::new();
+
+/// The client of one node: built when the workflow compiles, shared by all its calls (and their
+/// pooled connections).
+pub(crate) fn client(connect_timeout: Duration, timeout: Duration) -> Result<Client, BuildError> {
+    install_crypto_provider();
+    let builder = || {
+        Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .user_agent(concat!("braid/", env!("CARGO_PKG_VERSION")))
+    };
+    let built = match NO_TLS_ROOTS.get() {
+        Some(_) => builder().tls_certs_only([]).build(),
+        None => builder().build().or_else(|e| {
+            // The platform verifier fails when the machine has no CA certificates (a minimal
+            // container): that must not stop a workflow that calls `http://` services.
+            let _ = NO_TLS_ROOTS.set(chain(&e));
+            builder().tls_certs_only([]).build()
+        }),
+    };
+    built.map_err(|e| BuildError::params("", format!("cannot build an HTTP client: {}", chain(&e))))
+}
+
+/// Parses an optional duration parameter at `pointer`.
+pub(crate) fn duration(
+    d: Option<&DurationSpec>,
+    pointer: &str,
+    default: Duration,
+) -> Result<Duration, BuildError> {
+    match d {
+        None => Ok(default),
+        Some(d) => match d.parse() {
+            Ok(v) if !v.is_zero() => Ok(v),
+            Ok(_) => Err(BuildError::params(
+                pointer,
+                "the duration must be above zero",
+            )),
+            Err(e) => Err(BuildError::params(
+                pointer,
+                format!("invalid duration `{}`: {e}", d.0),
+            )),
+        },
+    }
+}
+
+/// The secrets a node declares: name → environment variable.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Secrets(Vec<(String, String)>);
+
+impl Secrets {
+    /// Checks the declared names and variables (`pointer` is the map's, relative to `with:`).
+    pub(crate) fn new(
+        map: &BTreeMap<String, String>,
+        pointer: &str,
+    ) -> Result<Secrets, BuildError> {
+        let mut out = Vec::with_capacity(map.len());
+        for (name, var) in map {
+            let ident = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ident {
+                return Err(BuildError::params(
+                    pointer,
+                    format!("secret name `{name}` is not an identifier (letters, digits and `_`)"),
+                ));
+            }
+            check_env_name(var, &format!("{pointer}/{name}"))?;
+            out.push((name.clone(), var.clone()));
+        }
+        Ok(Secrets(out))
+    }
+
+    /// One secret, for a kind that takes a single variable (such as `llm`'s `api_key_env`).
+    pub(crate) fn single(name: &str, var: &str, pointer: &str) -> Result<Secrets, BuildError> {
+        check_env_name(var, pointer)?;
+        Ok(Secrets(vec![(name.to_owned(), var.to_owned())]))
+    }
+
+    /// Reads every variable now.
+    ///
+    /// # Errors
+    ///
+    /// A permanent error naming the first variable that is not set (or not UTF-8).
+    pub(crate) fn resolve(&self) -> Result<Resolved, NodeError> {
+        let mut values = Map::new();
+        let mut needles = Vec::new();
+        for (name, var) in &self.0 {
+            let value = std::env::var(var).map_err(|e| {
+                let why = match e {
+                    std::env::VarError::NotPresent => "is not set",
+                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+                };
+                NodeError::new(format!(
+                    "secret `{name}`: the environment variable `{var}` {why}"
+                ))
+                .permanent()
+            })?;
+            needles.extend(redaction_forms(&value));
+            values.insert(name.clone(), Value::String(value));
+        }
+        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        needles.dedup();
+        Ok(Resolved {
+            vars: json!({ "secrets": values }),
+            needles,
+        })
+    }
+}
+
+fn check_env_name(var: &str, pointer: &str) -> Result<(), BuildError> {
+    if var.is_empty() || var.contains(['=', '\0']) {
+        return Err(BuildError::params(
+            pointer,
+            format!("`{var}` is not an environment variable name"),
+        ));
+    }
+    Ok(())
+}
+
+/// The secret values of one call, and the means to keep them out of messages.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    vars: Value,
+    /// Every form a value may take in a message (raw, URL-encoded, JSON-escaped), longest first.
+    needles: Vec<String>,
+}
+
+impl Resolved {
+    /// The template variables: `{ "secrets": { name: value } }`.
+    pub(crate) fn vars(&self) -> Value {
+        self.vars.clone()
+    }
+
+    /// One secret's value.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.vars["secrets"].get(name).and_then(Value::as_str)
+    }
+
+    fn contains_secret(&self, text: &str) -> bool {
+        self.needles.iter().any(|n| text.contains(n.as_str()))
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for needle in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    /// The error with every secret value in its message replaced by `***`.
+    pub(crate) fn redact_error(&self, mut e: NodeError) -> NodeError {
+        e.message = self.redact(&e.message);
+        e
+    }
+}
+
+/// The forms a secret value may take in a message.
+fn redaction_forms(value: &str) -> Vec<String> {
+    if value.is_empty() {
+        return Vec::new();
+    }
+    let mut forms = vec![value.to_owned()];
+    let mut percent = String::new();
+    let mut form = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            percent.push(b as char);
+        } else {
+            percent.push_str(&format!("%{b:02X}"));
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') {
+            form.push(b as char);
+        } else if b == b' ' {
+            form.push('+');
+        } else {
+            form.push_str(&format!("%{b:02X}"));
+        }
+    }
+    forms.push(percent);
+    forms.push(form);
+    if let Ok(quoted) = serde_json::to_string(value) {
+        forms.push(quoted[1..quoted.len() - 1].to_owned());
+    }
+    forms
+}
+
+/// An error and its sources, as one line, without the URL (the caller says which request).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// One request, as errors name it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    /// The method and URL, in backticks (with secrets in it; errors are redacted later).
+    pub(crate) what: &'a str,
+    /// The request timeout the client was built with.
+    pub(crate) timeout: Duration,
+}
+
+/// Maps a transport failure (no response) onto a node error: connect failures and timeouts are
+/// retryable, a request that could not be built is not.
+pub(crate) fn transport_error(e: reqwest::Error, call: &Call<'_>) -> NodeError {
+    let what = call.what;
+    let timeout = e.is_timeout();
+    let connect = e.is_connect();
+    let builder = e.is_builder();
+    let detail = chain(&e.without_url());
+    if connect && timeout {
+        NodeError::of_kind(
+            FailureKind::Timeout,
+            format!("{what}: timed out connecting: {detail}"),
+        )
+    } else if connect {
+        let note = match NO_TLS_ROOTS.get() {
+            Some(why) if what.contains(" https://") => {
+                format!(" (no CA certificates could be loaded on this machine: {why})")
+            }
+            _ => String::new(),
+        };
+        NodeError::new(format!("{what}: cannot connect: {detail}{note}"))
+    } else if timeout {
+        NodeError::of_kind(
+            FailureKind::Timeout,
+            format!(
+                "{what}: no complete response within the request timeout of {:?}",
+                call.timeout
+            ),
+        )
+    } else if builder {
+        NodeError::new(format!("{what}: invalid request: {detail}")).permanent()
+    } else {
+        NodeError::new(format!("{what}: {detail}"))
+    }
+}
+
+/// Sends a request.
+///
+/// # Errors
+///
+/// As [`transport_error`].
+pub(crate) async fn send(request: RequestBuilder, call: &Call<'_>) -> Result<Response, NodeError> {
+    request.send().await.map_err(|e| transport_error(e, call))
+}
+
+/// Reads the rest of a response body, up to [`MAX_BODY_BYTES`].
+///
+/// # Errors
+///
+/// When the connection fails or times out mid-body, or the body is too large.
+pub(crate) async fn read_body(
+    response: &mut Response,
+    call: &Call<'_>,
+) -> Result<Vec<u8>, NodeError> {
+    let what = call.what;
+    let mut out = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(e, call))?
+    {
+        if out.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(NodeError::new(format!(
+                "{what}: the response body is larger than {} MiB",
+                MAX_BODY_BYTES / (1024 * 1024)
+            ))
+            .permanent());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Whether a failed status may succeed on another attempt: 429 and every 5xx.
+pub fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// Fails on a status outside 2xx: the error carries the status, a short excerpt of the body (the
+/// service's own `error.message` when it sends one), whether to retry, and `Retry-After`.
+///
+/// # Errors
+///
+/// When the status is not a success.
+pub(crate) fn check_status(
+    what: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), NodeError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let excerpt = error_excerpt(body);
+    let message = match excerpt {
+        Some(x) => format!("{what} returned {status}: {x}"),
+        None => format!("{what} returned {status}"),
+    };
+    let mut e = NodeError::new(message);
+    if is_retryable(status) {
+        e.retry_after = retry_after(headers, SystemTime::now());
+    } else {
+        e = e.permanent();
+    }
+    Err(e)
+}
+
+/// What an error body says, in at most 200 characters.
+fn error_excerpt(body: &[u8]) -> Option<String> {
+    const MAX: usize = 200;
+    let text = match parse_body(body) {
+        Body::Json(Value::Null) => return None,
+        Body::Json(v) => {
+            let said = v
+                .pointer("/error/message")
+                .or_else(|| v.get("error"))
+                .or_else(|| v.get("message"))
+                .or_else(|| v.get("detail"));
+            match said {
+                Some(Value::String(s)) => s.clone(),
+                _ => v.to_string(),
+            }
+        }
+        Body::Text(s) => s,
+    };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return None;
+    }
+    if text.chars().count() > MAX {
+        let cut: String = text.chars().take(MAX).collect();
+        Some(format!("{cut}…"))
+    } else {
+        Some(text)
+    }
+}
+
+/// The wait a `Retry-After` header asks for: seconds, or an HTTP date (relative to `now`), at
+/// most [`MAX_RETRY_AFTER`].
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+impl NodeKind for HttpKind {
+    fn name(&self) -> &str {
+        "http"
+    }
+    fn description(&self) -> &str {
+        "Calls an HTTP service (templated request, JSON response mapped onto the node's writes)."
+    }
+    fn params_schema(&self, generator: &mut SchemaGenerator) -> Option<Schema> {
+        Some(generator.subschema_for::<HttpParams>())
+    }
+    fn build(
+        &self,
+        params: Option<&Value>,
+        cx: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
+        let p: HttpParams = parse_params(params)?;
+        let secrets = Secrets::new(&p.secrets, "/secrets")?;
+        let connect_timeout = duration(
+            p.connect_timeout.as_ref(),
+            "/connect_timeout",
+            DEFAULT_CONNECT_TIMEOUT,
+        )?;
+        let timeout = duration(p.timeout.as_ref(), "/timeout", DEFAULT_TIMEOUT)?;
+        if !braid_core::template::is_template(&p.url) {
+            parse_url(&p.url).map_err(|e| BuildError::params("/url", e.message))?;
+        }
+        let mut headers = Vec::with_capacity(p.headers.len());
+        for (name, value) in &p.headers {
+            let pointer = format!("/headers/{}", escape(name));
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                BuildError::params(
+                    pointer.clone(),
+                    format!("`{name}` is not a valid header name"),
+                )
+            })?;
+            scalar_param(value, &pointer, false)?;
+            headers.push((
+                header,
+                cx.with_roots(&["secrets"], |cx| cx.templated(&pointer, value)),
+            ));
+        }
+        let mut query = Vec::with_capacity(p.query.len());
+        for (name, value) in &p.query {
+            let pointer = format!("/query/{}", escape(name));
+            scalar_param(value, &pointer, true)?;
+            query.push((
+                name.clone(),
+                cx.with_roots(&["secrets"], |cx| cx.templated(&pointer, value)),
+            ));
+        }
+        let url = cx.with_roots(&["secrets"], |cx| {
+            cx.templated("/url", &Value::String(p.url.clone()))
+        });
+        let body = p
+            .body
+            .as_ref()
+            .map(|b| cx.with_roots(&["secrets"], |cx| cx.templated("/body", b)));
+        let mut output = Vec::with_capacity(p.output.len());
+        for (key, value) in &p.output {
+            let pointer = format!("/output/{}", escape(key));
+            let extract = match value {
+                Value::String(s) if !braid_core::template::is_template(s) => {
+                    if !(s.is_empty() || s.starts_with('/')) {
+                        return Err(BuildError::params(
+                            pointer,
+                            format!(
+                                "`{s}` is neither a JSON pointer (`/items/0/name`, or `\"\"` for the whole body) nor a template (`{{{{ response.body }}}}`)"
+                            ),
+                        ));
+                    }
+                    Extract::Pointer(s.clone())
+                }
+                v => Extract::Value(cx.with_roots(&["response"], |cx| cx.templated(&pointer, v))),
+            };
+            output.push((key.clone(), extract));
+        }
+        Ok(Arc::new(Http(Arc::new(HttpNode {
+            client: client(connect_timeout, timeout)?,
+            timeout,
+            method: p.method.to_method(),
+            url,
+            headers,
+            query,
+            body,
+            output,
+            secrets,
+        }))))
+    }
+}
+
+/// A JSON pointer token.
+pub(crate) fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Checks a header or query value from the file: text, a number or a boolean (or, for a query, a
+/// list of them).
+fn scalar_param(value: &Value, pointer: &str, list_ok: bool) -> Result<(), BuildError> {
+    match value {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => Ok(()),
+        Value::Array(items) if list_ok => items
+            .iter()
+            .try_for_each(|v| scalar_param(v, pointer, false)),
+        _ => Err(BuildError::params(
+            pointer,
+            if list_ok {
+                "expected text, a number, a boolean, or a list of them"
+            } else {
+                "expected text, a number or a boolean"
+            },
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use braid_core::TemplateEnv;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(
+            retry_after(&h, SystemTime::now()),
+            Some(Duration::from_secs(7))
+        );
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:30 GMT"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:27:00 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h, now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("99999999999"));
+        assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn statuses_map_to_retryable_or_permanent() {
+        let h = HeaderMap::new();
+        for (code, retryable) in [
+            (400, false),
+            (401, false),
+            (404, false),
+            (422, false),
+            (429, true),
+            (500, true),
+            (502, true),
+            (503, true),
+        ] {
+            let e =
+                check_status("`GET x`", StatusCode::from_u16(code).unwrap(), &h, b"").unwrap_err();
+            assert_eq!(e.retryable, retryable, "{code}");
+            assert!(e.message.contains(&code.to_string()), "{}", e.message);
+        }
+        assert!(check_status("`GET x`", StatusCode::NO_CONTENT, &h, b"").is_ok());
+        let e = check_status(
+            "`GET x`",
+            StatusCode::BAD_REQUEST,
+            &h,
+            br#"{"error":{"message":"bad model"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.message, "`GET x` returned 400 Bad Request: bad model");
+    }
+
+    #[test]
+    fn redaction_covers_encoded_forms() {
+        // The variable name is unique to this test, and never set.
+        let secrets = Secrets(vec![("k".into(), "BRAID_HTTP_UNIT_SECRET".into())]);
+        let r = Resolved {
+            vars: json!({"secrets": {"k": "a b/c\"d"}}),
+            needles: {
+                let mut n = redaction_forms("a b/c\"d");
+                n.sort_by_key(|s| std::cmp::Reverse(s.len()));
+                n
+            },
+        };
+        assert_eq!(r.redact("x a b/c\"d y"), "x *** y");
+        assert_eq!(r.redact("?q=a+b%2Fc%22d"), "?q=***");
+        assert_eq!(r.redact("?q=a%20b%2Fc%22d"), "?q=***");
+        assert_eq!(r.redact(r#"{"t":"a b/c\"d"}"#), r#"{"t":"***"}"#);
+        let e = secrets.resolve().unwrap_err();
+        assert!(!e.retryable);
+        assert_eq!(
+            e.message,
+            "secret `k`: the environment variable `BRAID_HTTP_UNIT_SECRET` is not set"
+        );
+    }
+
+    #[test]
+    fn builds_without_a_runtime_and_rejects_bad_params() {
+        let mut env = TemplateEnv::new();
+        let mut cx = BuildContext::new(&mut env, "/with");
+        let ok = json!({ "url": "http://127.0.0.1:1/{{ inputs.x }}", "output": { "a": "/x", "b": "{{ response.status }}" } });
+        assert!(HttpKind.build(Some(&ok), &mut cx).is_ok());
+        let cases = [
+            (
+                json!({ "url": "http://x", "output": { "a": "items" } }),
+                "/output/a",
+            ),
+            (json!({ "url": "ftp://x" }), "/url"),
+            (
+                json!({ "url": "http://x", "headers": { "bad name": "v" } }),
+                "/headers/bad name",
+            ),
+            (
+                json!({ "url": "http://x", "secrets": { "a-b": "X" } }),
+                "/secrets",
+            ),
+            (json!({ "url": "http://x", "timeout": "0s" }), "/timeout"),
+        ];
+        for (params, pointer) in cases {
+            let err = HttpKind.build(Some(&params), &mut cx).err().unwrap();
+            assert_eq!(err.pointer, pointer, "{params}");
+        }
+        let (_, errors) = cx.finish();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}
