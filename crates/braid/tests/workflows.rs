@@ -104,6 +104,9 @@ async fn every_workflow_gives_the_same_state_in_both_modes() {
         std::fs::read_dir(format!("{}/../../workflows", env!("CARGO_MANIFEST_DIR"))).unwrap()
     {
         let name = entry.unwrap().file_name().into_string().unwrap();
+        if name == "mode1-real.yaml" {
+            continue; // calls real services: tested with local stubs in braid-nodes' `example`
+        }
         let wf = load(&name);
         let opts = |mode| RunOptions {
             mode: Some(mode),

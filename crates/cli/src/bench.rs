@@ -98,6 +98,23 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
+    if args.simulate {
+        // A virtual clock jumps ahead whenever nothing is runnable: right for mocks, wrong for a
+        // node waiting on a real process or socket, whose timeouts would fire at once.
+        const SIMULATED: &[&str] = &["mock", "transform", "noop"];
+        if let Some(n) = workflow
+            .plan()
+            .nodes()
+            .iter()
+            .find(|n| !SIMULATED.contains(&&*n.kind))
+        {
+            eprintln!(
+                "error: `--simulate` runs on a virtual clock, which only fits nodes of kind mock, transform and noop; node `{}` is of kind `{}`",
+                n.name, n.kind
+            );
+            return Ok(exit::USAGE);
+        }
+    }
     let rt = if args.simulate {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()

@@ -12,3 +12,6 @@ mod llm;
 
 #[path = "nodes/secrets.rs"]
 mod secrets;
+
+#[path = "nodes/example.rs"]
+mod example;
