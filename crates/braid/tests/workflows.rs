@@ -52,7 +52,14 @@ async fn makespan(name: &str, mode: ExecutionMode) -> (Duration, Vec<String>) {
             b.name, a.name
         );
     }
-    (report.wall_time, report.critical_path.clone())
+    (
+        report.wall_time,
+        report
+            .critical_path
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    )
 }
 
 #[tokio::test(start_paused = true)]

@@ -174,7 +174,7 @@ fn report(
     let mut paths: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
     for r in parallel {
         paths
-            .entry(r.critical_path.clone())
+            .entry(r.critical_path.iter().map(ToString::to_string).collect())
             .or_default()
             .push(ms(r.wall_time));
     }
@@ -186,7 +186,7 @@ fn report(
     // Per node, over the parallel runs.
     let names: Vec<String> = parallel
         .first()
-        .map(|r| r.nodes.iter().map(|n| n.name.clone()).collect())
+        .map(|r| r.nodes.iter().map(|n| n.name.to_string()).collect())
         .unwrap_or_default();
     let mut nodes = Vec::new();
     for (i, name) in names.iter().enumerate() {

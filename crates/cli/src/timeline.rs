@@ -48,7 +48,7 @@ pub(crate) fn chrome_trace(report: &RunReport, rec: &Recorder) -> Value {
                 args["error"] = json!(f.message);
             }
             events.push(json!({
-                "name": if attempts.len() > 1 { format!("{} #{}", node.name, a + 1) } else { node.name.clone() },
+                "name": if attempts.len() > 1 { format!("{} #{}", node.name, a + 1) } else { node.name.to_string() },
                 "cat": "node", "ph": "X", "pid": 1, "tid": tid,
                 "ts": us(attempt.start), "dur": us(end.saturating_sub(attempt.start)), "args": args
             }));

@@ -499,7 +499,11 @@ impl<'a> Loader<'a> {
                     };
                     let p = format!("{pointer}/{}", escape(&k));
                     // A duplicate: remember where the first one is before its spans are overwritten.
-                    let first = if map.contains_key(&k) { self.spans.map.get(&p).copied() } else { None };
+                    let first = if map.contains_key(&k) {
+                        self.spans.map.get(&p).copied()
+                    } else {
+                        None
+                    };
                     let v = self.value(p.clone(), Some(ks), depth + 1)?;
                     if let Some(first) = first {
                         let first = first.key.unwrap_or(first.value);

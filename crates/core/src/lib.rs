@@ -13,7 +13,9 @@ pub mod rng;
 pub mod template;
 
 pub use id::{KeyId, NodeId};
-pub use node::{Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, StateUpdate};
+pub use node::{
+    Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, StateUpdate, StateView,
+};
 pub use plan::{
     Channel, ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, Plan, PlanError, PlanNode,
     PlanParts, RetryPolicy, ValueType,

@@ -29,6 +29,13 @@ pub type NodeFuture = Pin<Box<dyn Future<Output = Result<Value, NodeError>> + Se
 pub trait Node: Send + Sync + 'static {
     /// Starts one attempt of the node.
     fn call(&self, ctx: NodeContext) -> NodeFuture;
+
+    /// Whether the node finishes on its first poll and cheaply (no I/O, no timer, no heavy
+    /// computation): the scheduler may then run it in place instead of spawning a task. A node
+    /// that says so but does not finish at once is still correct, only spawned late.
+    fn is_instant(&self) -> bool {
+        false
+    }
 }
 
 impl<F, Fut> Node for F
@@ -136,11 +143,57 @@ pub struct NodeContext {
     attempt: u32,
     seed: u64,
     inputs: Arc<Value>,
-    state: Arc<Value>,
+    state: StateView,
+    /// `state` as one JSON object, made on first use by [`state`](Self::state).
+    state_json: OnceLock<Arc<Value>>,
     templates: Arc<TemplateEnv>,
-    vars: Option<Value>,
+    vars: Option<Arc<Value>>,
     emitter: Option<Emitter>,
     template_ctx: OnceLock<minijinja::Value>,
+}
+
+/// The state keys a node may read, shared with the run's store: building one copies no value.
+#[derive(Debug, Clone, Default)]
+pub struct StateView(Arc<[(Arc<str>, Arc<Value>)]>);
+
+impl StateView {
+    /// A view of these keys and values.
+    pub fn new(entries: Vec<(Arc<str>, Arc<Value>)>) -> Self {
+        StateView(entries.into())
+    }
+
+    /// A view of a JSON object's entries (each value copied once).
+    pub fn from_object(state: &Value) -> Self {
+        let entries = state
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (Arc::from(k.as_str()), Arc::new(v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        StateView::new(entries)
+    }
+
+    /// One key's value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+
+    /// The keys and values.
+    pub fn entries(&self) -> &[(Arc<str>, Arc<Value>)] {
+        &self.0
+    }
+
+    /// The view as one JSON object (copies every value).
+    pub fn to_json(&self) -> Value {
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.to_string(), (**v).clone()))
+                .collect(),
+        )
+    }
 }
 
 /// Receives what a node streams while it runs (such as an LLM's tokens): the node's name and a
@@ -169,12 +222,28 @@ impl NodeContext {
         state: Arc<Value>,
         templates: Arc<TemplateEnv>,
     ) -> Self {
+        let view = StateView::from_object(&state);
+        let ctx = NodeContext::with_view(node, attempt, seed, inputs, view, templates);
+        let _ = ctx.state_json.set(state);
+        ctx
+    }
+
+    /// A context over a [`StateView`] (what the runtime builds: no value is copied).
+    pub fn with_view(
+        node: Arc<str>,
+        attempt: u32,
+        seed: u64,
+        inputs: Arc<Value>,
+        state: StateView,
+        templates: Arc<TemplateEnv>,
+    ) -> Self {
         NodeContext {
             node,
             attempt,
             seed,
             inputs,
             state,
+            state_json: OnceLock::new(),
             templates,
             vars: None,
             emitter: None,
@@ -186,7 +255,7 @@ impl NodeContext {
     /// `{"item": .., "index": ..}` for a map's inner node).
     #[must_use]
     pub fn with_vars(mut self, vars: Value) -> Self {
-        self.vars = Some(vars);
+        self.vars = Some(Arc::new(vars));
         self.template_ctx = OnceLock::new();
         self
     }
@@ -212,7 +281,7 @@ impl NodeContext {
 
     /// The extra template variables given by [`with_vars`](Self::with_vars).
     pub fn vars(&self) -> Option<&Value> {
-        self.vars.as_ref()
+        self.vars.as_deref()
     }
 
     /// The plan's compiled templates.
@@ -240,7 +309,7 @@ impl NodeContext {
     /// same node name, attempt, inputs, state, templates and emitter, with its own `seed` and its
     /// own template variables `vars` (a JSON object, replacing any this context has).
     pub fn inner(&self, seed: u64, vars: Value) -> NodeContext {
-        NodeContext::new(
+        NodeContext::with_view(
             self.node.clone(),
             self.attempt,
             seed,
@@ -279,6 +348,12 @@ impl NodeContext {
 
     /// The state the node may read (keys written upstream of it), as a JSON object.
     pub fn state(&self) -> &Value {
+        self.state_json
+            .get_or_init(|| Arc::new(self.state.to_json()))
+    }
+
+    /// The state the node may read, shared (no copy).
+    pub fn view(&self) -> &StateView {
         &self.state
     }
 
@@ -287,15 +362,15 @@ impl NodeContext {
         self.state.get(key)
     }
 
+    /// The run's inputs, shared.
+    pub fn inputs_arc(&self) -> &Arc<Value> {
+        &self.inputs
+    }
+
     /// The context templates and expressions are evaluated in: `{ inputs, state }`.
     pub fn template_context(&self) -> &minijinja::Value {
-        self.template_ctx.get_or_init(|| match &self.vars {
-            None => template::context(&self.inputs, &self.state),
-            Some(vars) => minijinja::context! {
-                ..minijinja::Value::from_serialize(vars),
-                ..template::context(&self.inputs, &self.state)
-            },
-        })
+        self.template_ctx
+            .get_or_init(|| template::scope(&self.inputs, &self.state, self.vars.as_ref()))
     }
 
     /// Renders a compiled templated value against this context.
@@ -307,6 +382,16 @@ impl NodeContext {
         if let Templated::Literal(v) = value {
             return Ok(v.clone());
         }
-        Ok(value.render(&self.templates, self.template_context())?)
+        let raw = self.raw();
+        Ok(value.render_raw(&self.templates, Some(&raw), &|| self.template_context())?)
+    }
+
+    /// The raw values templates read, for plain-path expressions.
+    pub fn raw(&self) -> template::Raw<'_> {
+        template::Raw {
+            inputs: &self.inputs,
+            state: &self.state,
+            vars: self.vars.as_deref(),
+        }
     }
 }

@@ -280,6 +280,7 @@ pub struct Plan {
     max_concurrency: Option<u32>,
     timeout: Option<Duration>,
     templates: Arc<TemplateEnv>,
+    cache: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -495,6 +496,7 @@ impl Plan {
             max_concurrency,
             timeout,
             templates: Arc::new(templates),
+            cache: std::sync::OnceLock::new(),
         })
     }
 
@@ -554,6 +556,12 @@ impl Plan {
     /// The compiled templates.
     pub fn templates(&self) -> &Arc<TemplateEnv> {
         &self.templates
+    }
+
+    /// A value the runtime derives from the plan once and keeps with it (such as its metric
+    /// handles), made by `init` on first use. `None` if the slot holds a value of another type.
+    pub fn cached<T: std::any::Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.cache.get_or_init(|| Box::new(init())).downcast_ref()
     }
 }
 

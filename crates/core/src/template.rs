@@ -60,6 +60,40 @@ impl From<minijinja::Error> for TemplateError {
 pub struct Expr {
     source: Arc<str>,
     compiled: Expression<'static, 'static>,
+    /// When the expression is a plain path (`inputs.query`, `state.memory.user`): its segments,
+    /// so it can be read straight from the JSON, without the engine.
+    path: Option<Box<[Box<str>]>>,
+}
+
+/// The raw values behind a render context, for expressions that are plain paths.
+#[derive(Debug, Clone, Copy)]
+pub struct Raw<'a> {
+    /// The run's inputs.
+    pub inputs: &'a Value,
+    /// The state the node may read.
+    pub state: &'a crate::node::StateView,
+    /// Extra variables (a JSON object), if any.
+    pub vars: Option<&'a Value>,
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Jinja's truthiness of a JSON value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
 }
 
 impl std::fmt::Debug for Expr {
@@ -76,10 +110,63 @@ impl Expr {
     /// When the expression does not parse.
     pub fn compile(source: &str) -> Result<Expr, TemplateError> {
         let compiled = EXPR_ENV.compile_expression_owned(source.to_owned())?;
+        let trimmed = source.trim();
+        let keywords = ["true", "false", "none", "True", "False", "None"];
+        let path = (trimmed.split('.').all(is_identifier) && !keywords.contains(&trimmed))
+            .then(|| trimmed.split('.').map(Box::from).collect());
         Ok(Expr {
             source: source.into(),
             compiled,
+            path,
         })
+    }
+
+    /// For a plain path: its value (`None`: undefined). `None` when the expression is not a
+    /// path, or reads the whole state.
+    pub fn lookup<'a>(&self, raw: &Raw<'a>) -> Option<Option<&'a Value>> {
+        let path = self.path.as_deref()?;
+        let (root, rest) = path.split_first()?;
+        let mut cur = match &**root {
+            "inputs" => Some(raw.inputs),
+            "state" => {
+                let (key, tail) = rest.split_first()?;
+                let mut cur = raw.state.get(key);
+                for seg in tail {
+                    cur = cur.and_then(|v| v.get(&**seg));
+                }
+                return Some(cur);
+            }
+            other => raw.vars.and_then(|v| v.get(other)),
+        };
+        for seg in rest {
+            cur = cur.and_then(|v| v.get(&**seg));
+        }
+        Some(cur)
+    }
+
+    fn undefined(&self) -> TemplateError {
+        TemplateError {
+            message: format!("`{}` is undefined", self.source),
+            range: None,
+        }
+    }
+
+    /// Evaluates the expression as a condition, reading a plain path straight from `raw` and
+    /// building the engine's context (`ctx`) only when needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`eval`](Expr::eval); an undefined path is an error.
+    pub fn truth(
+        &self,
+        raw: &Raw<'_>,
+        ctx: impl FnOnce() -> minijinja::Value,
+    ) -> Result<bool, TemplateError> {
+        match self.lookup(raw) {
+            Some(Some(v)) => Ok(truthy(v)),
+            Some(None) => Err(self.undefined()),
+            None => self.is_true(&ctx()),
+        }
     }
 
     /// The expression's source text.
@@ -178,11 +265,130 @@ impl TemplateEnv {
     }
 }
 
-/// Builds the evaluation context `{ inputs, state }` from JSON values.
+/// Builds the evaluation context `{ inputs, state }` from JSON values (copies them; see [`scope`]
+/// for the cheap way).
 pub fn context(inputs: &Value, state: &Value) -> minijinja::Value {
-    minijinja::context! {
-        inputs => minijinja::Value::from_serialize(inputs),
-        state => minijinja::Value::from_serialize(state),
+    scope(
+        &Arc::new(inputs.clone()),
+        &crate::node::StateView::from_object(state),
+        None,
+    )
+}
+
+/// The evaluation context `{ inputs, state, ..vars }` over shared JSON values, converted lazily:
+/// a template pays for the keys it reads, not for the whole state. Building it allocates once.
+pub fn scope(
+    inputs: &Arc<Value>,
+    state: &crate::node::StateView,
+    vars: Option<&Arc<Value>>,
+) -> minijinja::Value {
+    minijinja::Value::from_object(Scope {
+        inputs: minijinja::Value::from_object(JsonObject(inputs.clone())),
+        state: minijinja::Value::from_object(StateObject(state.clone())),
+        vars: vars.cloned(),
+    })
+}
+
+/// Converts one JSON value for the engine: scalars directly, objects lazily, lists in full.
+fn to_engine(v: &Value) -> minijinja::Value {
+    match v {
+        Value::Null => minijinja::Value::from(()),
+        Value::Bool(b) => minijinja::Value::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => minijinja::Value::from(i),
+            (None, Some(u)) => minijinja::Value::from(u),
+            _ => minijinja::Value::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => minijinja::Value::from(s.as_str()),
+        Value::Array(_) | Value::Object(_) => minijinja::Value::from_serialize(v),
+    }
+}
+
+/// The root of the evaluation context.
+#[derive(Debug)]
+struct Scope {
+    inputs: minijinja::Value,
+    state: minijinja::Value,
+    vars: Option<Arc<Value>>,
+}
+
+impl minijinja::value::Object for Scope {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        match key.as_str()? {
+            "inputs" => Some(self.inputs.clone()),
+            "state" => Some(self.state.clone()),
+            other => self.vars.as_ref()?.get(other).map(to_engine),
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let mut keys = vec![
+            minijinja::Value::from("inputs"),
+            minijinja::Value::from("state"),
+        ];
+        if let Some(Value::Object(vars)) = self.vars.as_deref() {
+            keys.extend(vars.keys().map(|k| minijinja::Value::from(k.as_str())));
+        }
+        minijinja::value::Enumerator::Values(keys)
+    }
+}
+
+/// The state a node may read, seen by templates without copying it.
+#[derive(Debug)]
+struct StateObject(crate::node::StateView);
+
+impl minijinja::value::Object for StateObject {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.0.get(key.as_str()?).map(to_engine)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let keys = self
+            .0
+            .entries()
+            .iter()
+            .map(|(k, _)| minijinja::Value::from(&**k))
+            .collect();
+        minijinja::value::Enumerator::Values(keys)
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.0.entries().len())
+    }
+}
+
+/// A JSON object seen by templates without copying it: a key is converted when it is read.
+#[derive(Debug)]
+struct JsonObject(Arc<Value>);
+
+impl minijinja::value::Object for JsonObject {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        self.0.get(key.as_str()?).map(to_engine)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        let keys = self.0.as_object().map(|m| {
+            m.keys()
+                .map(|k| minijinja::Value::from(k.as_str()))
+                .collect()
+        });
+        minijinja::value::Enumerator::Values(keys.unwrap_or_default())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.0.as_object().map_or(0, serde_json::Map::len))
     }
 }
 
@@ -233,16 +439,33 @@ impl Templated {
         env: &TemplateEnv,
         ctx: &minijinja::Value,
     ) -> Result<Value, TemplateError> {
+        self.render_raw(env, None, &|| ctx)
+    }
+
+    /// Renders the value, reading plain-path expressions straight from `raw` when given, and
+    /// asking `ctx` for the engine's context only when something needs the engine.
+    ///
+    /// # Errors
+    ///
+    /// When any template or expression inside fails to evaluate.
+    pub fn render_raw<'c>(
+        &self,
+        env: &TemplateEnv,
+        raw: Option<&Raw<'_>>,
+        ctx: &dyn Fn() -> &'c minijinja::Value,
+    ) -> Result<Value, TemplateError> {
         Ok(match self {
             Templated::Literal(v) => v.clone(),
-            Templated::Template(id) => Value::String(env.render(*id, ctx)?),
+            Templated::Template(id) => Value::String(env.render(*id, ctx())?),
             Templated::Expr(e) => {
-                let v = e.eval(ctx)?;
+                match raw.and_then(|r| e.lookup(r)) {
+                    Some(Some(v)) => return Ok(v.clone()),
+                    Some(None) => return Err(e.undefined()),
+                    None => {}
+                }
+                let v = e.eval(ctx())?;
                 if v.is_undefined() {
-                    return Err(TemplateError {
-                        message: format!("`{}` is undefined", e.source()),
-                        range: None,
-                    });
+                    return Err(e.undefined());
                 }
                 serde_json::to_value(&v).map_err(|err| TemplateError {
                     message: format!("`{}` gave a value that is not JSON: {err}", e.source()),
@@ -252,15 +475,16 @@ impl Templated {
             Templated::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|t| t.render(env, ctx))
+                    .map(|t| t.render_raw(env, raw, ctx))
                     .collect::<Result<_, _>>()?,
             ),
-            Templated::Object(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), t.render(env, ctx)?)))
-                    .collect::<Result<_, TemplateError>>()?,
-            ),
+            Templated::Object(fields) => {
+                let mut map = serde_json::Map::with_capacity(fields.len());
+                for (k, t) in fields {
+                    map.insert(k.clone(), t.render_raw(env, raw, ctx)?);
+                }
+                Value::Object(map)
+            }
         })
     }
 }

@@ -119,6 +119,9 @@ impl Mock {
 }
 
 impl Node for Mock {
+    fn is_instant(&self) -> bool {
+        matches!(self.delay, Delay::None) && !self.hang
+    }
     fn call(&self, ctx: NodeContext) -> NodeFuture {
         let mut rng = Rng::derive(ctx.seed(), &[u64::from(ctx.attempt())]);
         let delay = self.sample(&mut rng);
@@ -134,7 +137,11 @@ impl Node for Mock {
             ctx.render(&self.output)
         };
         let (panic, hang) = (self.panic, self.hang);
-        let node = ctx.node().to_owned();
+        let node = if panic {
+            ctx.node().to_owned()
+        } else {
+            String::new()
+        };
         Box::pin(async move {
             if !delay.is_zero() {
                 precise_sleep(delay).await;

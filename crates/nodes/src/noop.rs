@@ -19,6 +19,9 @@ pub struct NoopKind;
 struct Noop;
 
 impl Node for Noop {
+    fn is_instant(&self) -> bool {
+        true
+    }
     fn call(&self, _: NodeContext) -> NodeFuture {
         Box::pin(std::future::ready(Ok(serde_json::Value::Object(
             Default::default(),

@@ -35,6 +35,9 @@ struct Transform {
 }
 
 impl Node for Transform {
+    fn is_instant(&self) -> bool {
+        true
+    }
     fn call(&self, ctx: NodeContext) -> NodeFuture {
         let result = ctx.render(&self.output);
         Box::pin(std::future::ready(result))

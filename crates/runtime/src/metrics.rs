@@ -7,9 +7,12 @@
 //!
 //! The first three are the origin document's monitoring plan; the rest are the runtime's own.
 
-use braid_core::FailureKind;
+use std::sync::OnceLock;
 
-use crate::report::{NodeStatus, RunReport};
+use braid_core::{FailureKind, Plan};
+use metrics::{Counter, Gauge, Histogram, SharedString};
+
+use crate::report::{NodeStatus, RunReport, RunStatus};
 
 /// Histogram: wall time of parallel-mode runs, in milliseconds. Labels: `workflow`.
 pub const PARALLEL_EXECUTION_DURATION_MS: &str = "parallel_execution_duration_ms";
@@ -53,53 +56,138 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 /// Records a finished run's metrics.
-pub(crate) fn record_run(report: &RunReport) {
-    let workflow = report.workflow.clone();
-    let status = report.status.as_str();
-    let wall = ms(report.wall_time);
-    if report.mode == "parallel" {
-        metrics::histogram!(PARALLEL_EXECUTION_DURATION_MS, "workflow" => workflow.clone())
+/// Metric handles of one plan, registered on first use: a run then records with a few atomic
+/// operations instead of building and hashing label sets. Handles bind to the recorder installed
+/// when they are first used: install yours before the first run.
+pub(crate) struct PlanMetrics {
+    workflow: SharedString,
+    parallel_duration: OnceLock<Histogram>,
+    speedup: OnceLock<Gauge>,
+    /// By mode (parallel, sequential) and run status.
+    run_duration: [[OnceLock<Histogram>; 3]; 2],
+    runs: [OnceLock<Counter>; 3],
+    in_flight: OnceLock<Gauge>,
+    nodes: Vec<NodeMetrics>,
+}
+
+struct NodeMetrics {
+    name: SharedString,
+    /// By node status: succeeded, fell_back, failed, cancelled.
+    duration: [OnceLock<Histogram>; 4],
+    attempts: OnceLock<Counter>,
+    /// By failure kind: error, timeout, panic, cancelled, invalid_output.
+    failures: [OnceLock<Counter>; 5],
+}
+
+fn run_index(status: RunStatus) -> usize {
+    match status {
+        RunStatus::Succeeded => 0,
+        RunStatus::Degraded => 1,
+        RunStatus::Failed => 2,
+    }
+}
+
+fn failure_index(kind: FailureKind) -> usize {
+    match kind {
+        FailureKind::Error => 0,
+        FailureKind::Timeout => 1,
+        FailureKind::Panic => 2,
+        FailureKind::Cancelled => 3,
+        _ => 4,
+    }
+}
+
+impl PlanMetrics {
+    fn new(plan: &Plan) -> Self {
+        PlanMetrics {
+            workflow: SharedString::from_shared(plan.name().clone()),
+            parallel_duration: OnceLock::new(),
+            speedup: OnceLock::new(),
+            run_duration: Default::default(),
+            runs: Default::default(),
+            in_flight: OnceLock::new(),
+            nodes: plan
+                .nodes()
+                .iter()
+                .map(|n| NodeMetrics {
+                    name: SharedString::from_shared(n.name.clone()),
+                    duration: Default::default(),
+                    attempts: OnceLock::new(),
+                    failures: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The plan's handles (made on its first run).
+    pub(crate) fn of(plan: &Plan) -> Option<&PlanMetrics> {
+        plan.cached(|| PlanMetrics::new(plan))
+    }
+
+    /// The in-flight gauge.
+    pub(crate) fn in_flight(&self) -> &Gauge {
+        self.in_flight
+            .get_or_init(|| metrics::gauge!(NODES_IN_FLIGHT, "workflow" => self.workflow.clone()))
+    }
+
+    /// Records a finished run.
+    pub(crate) fn record_run(&self, report: &RunReport) {
+        let wf = &self.workflow;
+        let wall = ms(report.wall_time);
+        let parallel = report.mode == "parallel";
+        if parallel {
+            self.parallel_duration
+                .get_or_init(|| metrics::histogram!(PARALLEL_EXECUTION_DURATION_MS, "workflow" => wf.clone()))
+                .record(wall);
+        }
+        self.speedup
+            .get_or_init(|| metrics::gauge!(PARALLEL_SPEEDUP_RATIO, "workflow" => wf.clone()))
+            .set(report.speedup);
+        let (status, r) = (report.status.as_str(), run_index(report.status));
+        self.run_duration[usize::from(!parallel)][r]
+            .get_or_init(|| {
+                metrics::histogram!(RUN_DURATION_MS, "workflow" => wf.clone(), "mode" => report.mode, "status" => status)
+            })
             .record(wall);
-    }
-    metrics::gauge!(PARALLEL_SPEEDUP_RATIO, "workflow" => workflow.clone()).set(report.speedup);
-    metrics::histogram!(RUN_DURATION_MS, "workflow" => workflow.clone(), "mode" => report.mode, "status" => status)
-        .record(wall);
-    metrics::counter!(RUNS_TOTAL, "workflow" => workflow.clone(), "status" => status).increment(1);
-    for node in &report.nodes {
-        if matches!(node.status, NodeStatus::NotStarted | NodeStatus::Skipped) {
-            continue;
+        self.runs[r]
+            .get_or_init(
+                || metrics::counter!(RUNS_TOTAL, "workflow" => wf.clone(), "status" => status),
+            )
+            .increment(1);
+        for (node, m) in report.nodes.iter().zip(&self.nodes) {
+            let slot = match node.status {
+                NodeStatus::NotStarted | NodeStatus::Skipped => continue,
+                NodeStatus::Succeeded => 0,
+                NodeStatus::FellBack => 1,
+                NodeStatus::Failed => 2,
+                NodeStatus::Cancelled => 3,
+            };
+            let st = node.status.as_str();
+            m.duration[slot]
+                .get_or_init(|| {
+                    metrics::histogram!(NODE_DURATION_MS, "workflow" => wf.clone(), "node" => m.name.clone(), "status" => st)
+                })
+                .record(ms(node.duration()));
+            m.attempts
+                .get_or_init(|| metrics::counter!(NODE_ATTEMPTS_TOTAL, "workflow" => wf.clone(), "node" => m.name.clone()))
+                .increment(u64::from(node.attempts));
+            let failures = node
+                .retries
+                .iter()
+                .map(|r| r.failure.kind)
+                .chain(node.failure.as_ref().map(|f| f.kind));
+            for kind in failures {
+                m.failures[failure_index(kind)]
+                    .get_or_init(|| {
+                        metrics::counter!(
+                            PARALLEL_TASK_FAILURES_TOTAL,
+                            "workflow" => wf.clone(),
+                            "task_name" => m.name.clone(),
+                            "failure_type" => kind.as_str()
+                        )
+                    })
+                    .increment(1);
+            }
         }
-        metrics::histogram!(
-            NODE_DURATION_MS,
-            "workflow" => workflow.clone(),
-            "node" => node.name.clone(),
-            "status" => node.status.as_str()
-        )
-        .record(ms(node.duration()));
-        metrics::counter!(NODE_ATTEMPTS_TOTAL, "workflow" => workflow.clone(), "node" => node.name.clone())
-            .increment(u64::from(node.attempts));
-        let failures = node
-            .retries
-            .iter()
-            .map(|r| r.failure.kind)
-            .chain(node.failure.as_ref().map(|f| f.kind));
-        for kind in failures {
-            failure(&workflow, &node.name, kind);
-        }
     }
-}
-
-fn failure(workflow: &str, node: &str, kind: FailureKind) {
-    metrics::counter!(
-        PARALLEL_TASK_FAILURES_TOTAL,
-        "workflow" => workflow.to_owned(),
-        "task_name" => node.to_owned(),
-        "failure_type" => kind.as_str()
-    )
-    .increment(1);
-}
-
-/// The in-flight gauge of one run's workflow.
-pub(crate) fn in_flight(workflow: &str) -> metrics::Gauge {
-    metrics::gauge!(NODES_IN_FLIGHT, "workflow" => workflow.to_owned())
 }

@@ -4,6 +4,7 @@
 //! definite [`NodeStatus`]. The report also carries what shows the speedup: the wall time, the sum
 //! of node times, the critical path (the chain of nodes that set the wall time) and their ratio.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use braid_core::FailureKind;
@@ -105,9 +106,9 @@ pub struct AttemptReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeReport {
     /// The node.
-    pub name: String,
+    pub name: Arc<str>,
     /// Its kind.
-    pub kind: String,
+    pub kind: Arc<str>,
     /// How it ended.
     pub status: NodeStatus,
     /// Attempts made: 0 if none began (not started, skipped, or cancelled before its first attempt).
@@ -177,7 +178,7 @@ impl std::fmt::Display for RunError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
     /// The workflow's name.
-    pub workflow: String,
+    pub workflow: Arc<str>,
     /// How the run ended.
     pub status: RunStatus,
     /// `parallel` or `sequential`.
@@ -194,7 +195,7 @@ pub struct RunReport {
     /// Sum of node times over wall time.
     pub speedup: f64,
     /// The chain of nodes that set the wall time, first to last.
-    pub critical_path: Vec<String>,
+    pub critical_path: Vec<Arc<str>>,
     /// Every node, in canonical order.
     pub nodes: Vec<NodeReport>,
 }
@@ -202,7 +203,7 @@ pub struct RunReport {
 impl RunReport {
     /// The report of the node of that name.
     pub fn node(&self, name: &str) -> Option<&NodeReport> {
-        self.nodes.iter().find(|n| n.name == name)
+        self.nodes.iter().find(|n| &*n.name == name)
     }
 }
 

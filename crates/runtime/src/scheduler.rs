@@ -23,13 +23,14 @@ use std::time::Duration;
 
 use braid_core::plan::{ExecutionMode, OnErrorPolicy};
 use braid_core::rng::{Rng, hash_str};
-use braid_core::{FailureKind, NodeId, Plan, template};
-use serde_json::{Map, Value};
+use braid_core::{FailureKind, NodeId, Plan, StateView, template};
+use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::event::{Event, EventSender};
+use crate::metrics::PlanMetrics;
 use crate::report::{
     AttemptReport, Failure, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus,
 };
@@ -120,7 +121,7 @@ struct Record {
 struct Scheduler<'a> {
     plan: &'a Arc<Plan>,
     inputs: Arc<Value>,
-    empty_state: Arc<Value>,
+    empty_state: StateView,
     store: Store,
     records: Vec<Record>,
     remaining: Vec<u32>,
@@ -164,7 +165,7 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
         let mut s = Scheduler {
             plan: &plan,
             inputs: Arc::new(inputs),
-            empty_state: Arc::new(Value::Object(Map::new())),
+            empty_state: StateView::default(),
             store: Store::new(&plan),
             records: (0..n).map(|_| Record::default()).collect(),
             remaining: plan.nodes().iter().map(|p| p.needs.len() as u32).collect(),
@@ -180,7 +181,8 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
             cancel: options.cancel,
             error: None,
             degraded: false,
-            in_flight_gauge: crate::metrics::in_flight(plan.name()),
+            in_flight_gauge: PlanMetrics::of(&plan)
+                .map_or_else(metrics::Gauge::noop, |m| m.in_flight().clone()),
         };
         s.emit(|| Event::RunStarted {
             workflow: plan.name().clone(),
@@ -188,7 +190,9 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
         });
         s.drive(limit, timeout).await;
         let result = s.finish(mode);
-        crate::metrics::record_run(&result.report);
+        if let Some(m) = PlanMetrics::of(&plan) {
+            m.record_run(&result.report);
+        }
         run_span.record("status", result.status.as_str());
         tracing::info!(
             status = result.status.as_str(),
@@ -272,23 +276,7 @@ impl Scheduler<'_> {
                 }
             };
             match next {
-                Some(Ok((_, Ok(outcome)))) => self.complete(outcome),
-                Some(Ok((id, Err(panic)))) => {
-                    let now = Instant::now();
-                    self.in_flight -= 1;
-                    self.in_flight_gauge.decrement(1.0);
-                    let rec = &mut self.records[id.index()];
-                    rec.end = Some(now);
-                    rec.attempts = self.attempts[id.index()].load(Ordering::Relaxed).max(1);
-                    self.fail(
-                        id,
-                        Failure {
-                            kind: FailureKind::Panic,
-                            message: panic,
-                        },
-                        now,
-                    );
-                }
+                Some(Ok((id, result))) => self.finished(id, result),
                 // A task can only be cancelled by us, and we stop polling before cancelling.
                 Some(Err(_)) | None => return,
             }
@@ -296,18 +284,22 @@ impl Scheduler<'_> {
     }
 
     /// The state a node may read: its `reads`, as they stand now.
-    fn view(&self, id: NodeId) -> Arc<Value> {
+    fn view(&self, id: NodeId) -> StateView {
         let node = self.plan.node(id);
         if node.reads.is_empty() {
             return self.empty_state.clone();
         }
-        let mut map = Map::with_capacity(node.reads.len());
-        for &k in &node.reads {
-            if let Some(v) = self.store.get(k) {
-                map.insert(self.plan.keys()[k.index()].name.to_string(), v.clone());
-            }
-        }
-        Arc::new(Value::Object(map))
+        let entries = node
+            .reads
+            .iter()
+            .filter_map(|&k| {
+                Some((
+                    self.plan.keys()[k.index()].name.clone(),
+                    self.store.get(k)?.clone(),
+                ))
+            })
+            .collect();
+        StateView::new(entries)
     }
 
     fn start(&mut self, id: NodeId) {
@@ -316,8 +308,12 @@ impl Scheduler<'_> {
         let now = Instant::now();
         let state = self.view(id);
         if let Some(when) = &node.when {
-            let ctx = template::context(&self.inputs, &state);
-            match when.is_true(&ctx) {
+            let raw = template::Raw {
+                inputs: &self.inputs,
+                state: &state,
+                vars: None,
+            };
+            match when.truth(&raw, || template::scope(&self.inputs, &state, None)) {
                 Ok(true) => {}
                 Ok(false) => {
                     let rec = &mut self.records[id.index()];
@@ -361,6 +357,26 @@ impl Scheduler<'_> {
             events: self.events.clone(),
         };
         let span = tracing::info_span!("node", node = %node.name, kind = %node.kind);
+        self.in_flight += 1;
+        self.in_flight_gauge.increment(1.0);
+        if node.handler.is_instant() {
+            // Run it in place: one poll, no task. If it does not finish after all, it is spawned
+            // as it is (polling it again there re-registers its wakers).
+            let mut fut = Guarded(Box::pin(task::run_node(job)));
+            let polled = {
+                let _entered = span.enter();
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                Pin::new(&mut fut).poll(&mut cx)
+            };
+            match polled {
+                Poll::Ready(result) => self.finished(id, result),
+                Poll::Pending => {
+                    self.join
+                        .spawn(async move { (id, fut.await) }.instrument(span));
+                }
+            }
+            return;
+        }
         self.join.spawn(
             async move {
                 let fut = std::pin::pin!(task::run_node(job));
@@ -368,8 +384,29 @@ impl Scheduler<'_> {
             }
             .instrument(span),
         );
-        self.in_flight += 1;
-        self.in_flight_gauge.increment(1.0);
+    }
+
+    /// A node's task ended, normally or by a panic in the runtime's own task code.
+    fn finished(&mut self, id: NodeId, result: Result<Outcome, String>) {
+        match result {
+            Ok(outcome) => self.complete(outcome),
+            Err(panic) => {
+                let now = Instant::now();
+                self.in_flight -= 1;
+                self.in_flight_gauge.decrement(1.0);
+                let rec = &mut self.records[id.index()];
+                rec.end = Some(now);
+                rec.attempts = self.attempts[id.index()].load(Ordering::Relaxed).max(1);
+                self.fail(
+                    id,
+                    Failure {
+                        kind: FailureKind::Panic,
+                        message: panic,
+                    },
+                    now,
+                );
+            }
+        }
     }
 
     fn complete(&mut self, outcome: Outcome) {
@@ -519,8 +556,8 @@ impl Scheduler<'_> {
             .iter()
             .zip(self.records)
             .map(|(n, r)| NodeReport {
-                name: n.name.to_string(),
-                kind: n.kind.to_string(),
+                name: n.name.clone(),
+                kind: n.kind.clone(),
                 status: r.status.unwrap_or(NodeStatus::NotStarted),
                 attempts: r.attempts,
                 start: at(r.start),
@@ -545,7 +582,7 @@ impl Scheduler<'_> {
             status,
             state,
             report: RunReport {
-                workflow: plan.name().to_string(),
+                workflow: plan.name().clone(),
                 status,
                 mode: match mode {
                     ExecutionMode::Parallel => "parallel",
@@ -564,7 +601,7 @@ impl Scheduler<'_> {
 
 /// The chain of nodes that set the wall time: from the node that ended last, back through the
 /// need that ended last, to a node that needed nothing that ran.
-fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<String> {
+fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<Arc<str>> {
     let end = |i: usize| {
         nodes[i]
             .end

@@ -10,6 +10,8 @@
 //! At the end of a run, [`Store::finish`] folds whatever is still parked, skipping writers that
 //! never settled (cancelled or not started), so completed results are never lost.
 
+use std::sync::Arc;
+
 use braid_core::{KeyId, Plan};
 use serde_json::{Map, Value};
 
@@ -22,11 +24,23 @@ enum Contribution {
 }
 
 struct Slot {
-    value: Option<Value>,
+    /// Shared with the views of nodes reading it; a fold copies it only while one is alive.
+    value: Option<Arc<Value>>,
     /// Position of the next writer to fold.
     next: u32,
     /// Parked contributions, by writer position; allocated on first out-of-order settle.
     parked: Vec<Option<Contribution>>,
+}
+
+/// Takes a value out of its `Arc`, copying it only if a view still shares it.
+fn unshare(v: Arc<Value>) -> Value {
+    Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
+}
+
+fn fold(reducer: &dyn braid_core::Reducer, slot: &mut Option<Arc<Value>>, update: Value) {
+    let mut current = slot.take().map(unshare);
+    reducer.reduce(&mut current, update);
+    *slot = current.map(Arc::new);
 }
 
 /// The state of one run.
@@ -42,7 +56,7 @@ impl Store {
                 .keys()
                 .iter()
                 .map(|k| Slot {
-                    value: k.default.clone(),
+                    value: k.default.clone().map(Arc::new),
                     next: 0,
                     parked: Vec::new(),
                 })
@@ -51,7 +65,7 @@ impl Store {
     }
 
     /// The key's current value.
-    pub fn get(&self, key: KeyId) -> Option<&Value> {
+    pub fn get(&self, key: KeyId) -> Option<&Arc<Value>> {
         self.slots[key.index()].value.as_ref()
     }
 
@@ -69,7 +83,7 @@ impl Store {
             return;
         }
         if let Contribution::Write(v) = contribution {
-            channel.reducer.reduce(&mut slot.value, v);
+            fold(channel.reducer.as_ref(), &mut slot.value, v);
         }
         slot.next += 1;
         while let Some(c) = slot
@@ -78,7 +92,7 @@ impl Store {
             .and_then(Option::take)
         {
             if let Contribution::Write(v) = c {
-                channel.reducer.reduce(&mut slot.value, v);
+                fold(channel.reducer.as_ref(), &mut slot.value, v);
             }
             slot.next += 1;
         }
@@ -91,12 +105,12 @@ impl Store {
         for (channel, slot) in plan.keys().iter().zip(&mut self.slots) {
             for c in slot.parked.iter_mut().skip(slot.next as usize) {
                 if let Some(Contribution::Write(v)) = c.take() {
-                    channel.reducer.reduce(&mut slot.value, v);
+                    fold(channel.reducer.as_ref(), &mut slot.value, v);
                 }
             }
             out.insert(
                 channel.name.to_string(),
-                slot.value.take().unwrap_or(Value::Null),
+                slot.value.take().map_or(Value::Null, unshare),
             );
         }
         Value::Object(out)

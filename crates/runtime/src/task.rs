@@ -52,7 +52,7 @@ pub(crate) struct Job {
     pub plan: Arc<Plan>,
     pub id: NodeId,
     pub inputs: Arc<Value>,
-    pub state: Arc<Value>,
+    pub state: braid_core::StateView,
     pub seed: u64,
     pub run_start: Instant,
     pub deadline: Option<Instant>,
@@ -170,7 +170,7 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
                 at: elapsed(run_start, attempt_start),
             });
         }
-        let ctx = NodeContext::new(
+        let ctx = NodeContext::with_view(
             node.name.clone(),
             attempt,
             seed,

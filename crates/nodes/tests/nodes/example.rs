@@ -12,7 +12,8 @@ fn repo(path: &str) -> String {
 
 /// The example, with its retriever path made absolute and its LLM pointed at `llm_url`.
 fn example(llm_url: &str) -> braid::Workflow {
-    let text = std::fs::read_to_string(repo("workflows/mode1-real.yaml")).expect("the example exists");
+    let text =
+        std::fs::read_to_string(repo("workflows/mode1-real.yaml")).expect("the example exists");
     let text = text
         .replace(
             "examples/retrieval/retrieve.py",

@@ -83,18 +83,18 @@ fn check_stream(
             status => Some(vec![(status, n.end.expect("ended"))]),
         };
         assert_eq!(
-            finished.get(&n.name),
+            finished.get(&*n.name),
             expected.as_ref(),
             "one NodeFinished for `{}`, agreeing with the report",
             n.name
         );
-        let attempts = starts.get(&n.name).map_or(0, Vec::len) as u32;
+        let attempts = starts.get(&*n.name).map_or(0, Vec::len) as u32;
         assert_eq!(
             attempts, n.attempts,
             "one NodeStarted per attempt of `{}`",
             n.name
         );
-        if let Some(first) = starts.get(&n.name).and_then(|s| s.first()) {
+        if let Some(first) = starts.get(&*n.name).and_then(|s| s.first()) {
             assert_eq!(*first, (1, n.start.expect("started")), "`{}`", n.name);
         }
     }

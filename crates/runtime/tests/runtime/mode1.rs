@@ -18,7 +18,14 @@ async fn parallel_makespan_is_the_critical_path() {
     assert_eq!(r.report.error, None);
     assert_eq!(r.report.wall_time, ms(2650));
     assert_eq!(r.report.node_time_sum, ms(3300));
-    assert_eq!(r.report.critical_path, ["rag", "llm", "citations"]);
+    assert_eq!(
+        r.report
+            .critical_path
+            .iter()
+            .map(|s| &**s)
+            .collect::<Vec<_>>(),
+        ["rag", "llm", "citations"]
+    );
     assert_eq!(r.report.mode, "parallel");
     assert!(
         (r.report.speedup - 3300.0 / 2650.0).abs() < 1e-9,
@@ -35,7 +42,7 @@ async fn parallel_makespan_is_the_critical_path() {
         ("citations", at(2500, 2650)),
         ("cost_tracking", at(2500, 2550)),
     ];
-    let names: Vec<&str> = r.report.nodes.iter().map(|n| n.name.as_str()).collect();
+    let names: Vec<&str> = r.report.nodes.iter().map(|n| &*n.name).collect();
     assert_eq!(
         names,
         expected.map(|(n, _)| n),
@@ -82,7 +89,14 @@ async fn disabled_branches_are_skipped_and_keep_their_defaults() {
 
     assert_eq!(r.status, RunStatus::Succeeded);
     assert_eq!(r.report.wall_time, ms(2350));
-    assert_eq!(r.report.critical_path, ["memory", "llm", "citations"]);
+    assert_eq!(
+        r.report
+            .critical_path
+            .iter()
+            .map(|s| &**s)
+            .collect::<Vec<_>>(),
+        ["memory", "llm", "citations"]
+    );
     for skipped in ["rag", "tools"] {
         let n = node(&r, skipped);
         assert_eq!(n.status, NodeStatus::Skipped, "{skipped}");

@@ -530,7 +530,7 @@ proptest! {
 
         // It ended within its timeout, every node reported exactly once, in canonical order.
         prop_assert!(report.wall_time <= Duration::from_millis(timeout), "{:?}", report.wall_time);
-        let names: Vec<&str> = report.nodes.iter().map(|n| n.name.as_str()).collect();
+        let names: Vec<&str> = report.nodes.iter().map(|n| &*n.name).collect();
         let order: Vec<String> = canonical(&needs).into_iter().map(name).collect();
         prop_assert_eq!(names, order.iter().map(String::as_str).collect::<Vec<_>>());
 

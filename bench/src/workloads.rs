@@ -1,0 +1,263 @@
+//! The workloads, defined once. Every runner builds its graph from a [`Workload`]: Braid from the
+//! YAML [`Workload::to_yaml`] writes, LangGraph from the JSON [`Workload::to_json`] writes (the
+//! Python runner reads it), the floor, dagx and dagrs from the struct itself.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+/// How a state key folds contributions (Braid's reducer names; LangGraph gets the equivalent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reducer {
+    Replace,
+    Append,
+    Merge,
+    Sum,
+}
+
+impl Reducer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reducer::Replace => "replace",
+            Reducer::Append => "append",
+            Reducer::Merge => "merge",
+            Reducer::Sum => "sum",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub name: String,
+    pub reducer: Reducer,
+    pub default: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// Simulated latency (an async sleep); zero: the node returns at once.
+    pub latency_ms: u64,
+    /// Indices of the nodes this one needs (all earlier in `nodes`).
+    pub needs: Vec<usize>,
+    /// The update the node returns: key -> value.
+    pub output: Vec<(String, Value)>,
+    /// The memory workload's blocking node: counts itself in flight, then sleeps "forever".
+    pub probe: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: String,
+    pub keys: Vec<Key>,
+    pub nodes: Vec<Node>,
+}
+
+fn node(name: impl Into<String>, latency_ms: u64, needs: Vec<usize>) -> Node {
+    Node { name: name.into(), latency_ms, needs, output: Vec::new(), probe: false }
+}
+
+fn key(name: &str, reducer: Reducer, default: Option<Value>) -> Key {
+    Key { name: name.to_owned(), reducer, default }
+}
+
+impl Workload {
+    /// Mode 1 (`workflows/mode1-manual.yaml`): rag 500 ‖ tools 300 ‖ memory 200 -> llm 2000 ->
+    /// quality 100 ‖ citations 150 ‖ cost_tracking 50, with its state keys and reducers and
+    /// static outputs (no templates: no peer renders any). `latency: false` zeroes every latency.
+    pub fn mode1(latency: bool) -> Workload {
+        let l = |ms: u64| if latency { ms } else { 0 };
+        let keys = vec![
+            key("rag_results", Reducer::Replace, Some(json!([]))),
+            key("suggested_tools", Reducer::Replace, Some(json!([]))),
+            key("memory", Reducer::Merge, Some(json!({}))),
+            key("response", Reducer::Replace, None),
+            key("quality_score", Reducer::Replace, None),
+            key("citations", Reducer::Append, Some(json!([]))),
+            key("cost_usd", Reducer::Sum, Some(json!(0))),
+            key("cost_report", Reducer::Replace, None),
+        ];
+        let mut nodes = vec![
+            node("rag", l(500), vec![]),
+            node("tools", l(300), vec![]),
+            node("memory", l(200), vec![]),
+            node("llm", l(2000), vec![0, 1, 2]),
+            node("quality", l(100), vec![3]),
+            node("citations", l(150), vec![3]),
+            node("cost_tracking", l(50), vec![3]),
+        ];
+        let out = |v: &[(&str, Value)]| v.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<Vec<_>>();
+        nodes[0].output = out(&[(
+            "rag_results",
+            json!([{ "doc": "key-rotation-guide.pdf", "score": 0.91 }, { "doc": "security-faq.md", "score": 0.84 }]),
+        )]);
+        nodes[1].output = out(&[("suggested_tools", json!(["secrets_manager", "audit_log"]))]);
+        nodes[2].output = out(&[("memory", json!({ "user": "user-42", "preferences": { "tone": "concise" } }))]);
+        nodes[3].output = out(&[
+            ("response", json!("Answer to 'How do I rotate my API keys?' from 2 documents and 2 tools, for user-42.")),
+            ("cost_usd", json!(0.002)),
+        ]);
+        nodes[4].output = out(&[("quality_score", json!(0.87))]);
+        nodes[5].output = out(&[("citations", json!(["key-rotation-guide.pdf", "security-faq.md"]))]);
+        nodes[6].output = out(&[("cost_report", json!({ "total_usd": 0.002, "model": "mock-llm" }))]);
+        Workload { name: if latency { "mode1" } else { "mode1-zero" }.to_owned(), keys, nodes }
+    }
+
+    /// Mode 1 with zero latencies except `rag`, which blocks until the process exits: 10,000 of
+    /// these are held in flight at once to measure memory per run.
+    pub fn mode1_blocked() -> Workload {
+        let mut w = Workload::mode1(false);
+        w.name = "mode1-blocked".to_owned();
+        w.nodes[0].probe = true;
+        w
+    }
+
+    /// A 100 ms -> C 100 ms; B 300 ms; B and C -> D. Ready-set ideal 300 ms, supersteps 400 ms.
+    pub fn straggler() -> Workload {
+        Workload {
+            name: "straggler".to_owned(),
+            keys: Vec::new(),
+            nodes: vec![node("a", 100, vec![]), node("b", 300, vec![]), node("c", 100, vec![0]), node("d", 0, vec![1, 2])],
+        }
+    }
+
+    /// `n` no-op nodes in a chain (same shape as `crates/bench`'s `chain`).
+    pub fn chain(n: usize) -> Workload {
+        let nodes = (0..n).map(|i| node(format!("n{i}"), 0, if i == 0 { vec![] } else { vec![i - 1] })).collect();
+        Workload { name: "chain".to_owned(), keys: Vec::new(), nodes }
+    }
+
+    /// `n` no-op nodes in all: `src`, `n - 2` branches needing it, one `join` needing every
+    /// branch (same shape as `crates/bench`'s `fan_out`).
+    pub fn fan_out(n: usize) -> Workload {
+        let mut nodes = vec![node("src", 0, vec![])];
+        nodes.extend((0..n - 2).map(|i| node(format!("b{i}"), 0, vec![0])));
+        nodes.push(node("join", 0, (1..n - 1).collect()));
+        Workload { name: "fan-out".to_owned(), keys: Vec::new(), nodes }
+    }
+
+    /// `layers` layers of `width` no-op nodes; node i of a layer needs nodes i and i+1 (mod
+    /// width) of the layer before (same shape as `crates/bench`'s `layered`).
+    pub fn layered(layers: usize, width: usize) -> Workload {
+        let mut nodes = Vec::with_capacity(layers * width);
+        for l in 0..layers {
+            for i in 0..width {
+                let needs = if l == 0 { vec![] } else { vec![(l - 1) * width + i, (l - 1) * width + (i + 1) % width] };
+                nodes.push(node(format!("l{l}_{i}"), 0, needs));
+            }
+        }
+        Workload { name: "layered".to_owned(), keys: Vec::new(), nodes }
+    }
+
+    /// Braid's YAML for this workload: `noop` for latency-free nodes without output, `mock` for
+    /// the others, the registered `probe_sleep` handler for the blocking node.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::with_capacity(self.nodes.len() * 48);
+        let _ = writeln!(out, "version: 1\nname: {}", self.name);
+        if !self.keys.is_empty() {
+            out.push_str("state:\n");
+            for k in &self.keys {
+                let _ = write!(out, "  {}: {{ reducer: {}", k.name, k.reducer.name());
+                if let Some(d) = &k.default {
+                    let _ = write!(out, ", default: {d}");
+                }
+                out.push_str(" }\n");
+            }
+        }
+        out.push_str("nodes:\n");
+        for n in &self.nodes {
+            let kind = if n.probe {
+                "probe_sleep"
+            } else if n.latency_ms == 0 && n.output.is_empty() {
+                "noop"
+            } else {
+                "mock"
+            };
+            let _ = write!(out, "  {}:\n    kind: {kind}\n", n.name);
+            if !n.needs.is_empty() {
+                let needs: Vec<&str> = n.needs.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+                let _ = writeln!(out, "    needs: [{}]", needs.join(", "));
+            }
+            if !n.output.is_empty() {
+                let writes: Vec<&str> = n.output.iter().map(|(k, _)| k.as_str()).collect();
+                let _ = writeln!(out, "    writes: [{}]", writes.join(", "));
+            }
+            if kind == "mock" {
+                let mut with = Vec::new();
+                if n.latency_ms > 0 {
+                    with.push(format!("latency: {}ms", n.latency_ms));
+                }
+                if !n.output.is_empty() {
+                    let map: serde_json::Map<String, Value> = n.output.iter().cloned().collect();
+                    // JSON is YAML; `{{` never appears in these values, so nothing is a template.
+                    with.push(format!("output: {}", Value::Object(map)));
+                }
+                let _ = writeln!(out, "    with: {{ {} }}", with.join(", "));
+            }
+        }
+        out
+    }
+
+    /// The workload as JSON, for the LangGraph runner.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "keys": self.keys.iter().map(|k| json!({ "name": k.name, "reducer": k.reducer.name(), "default": k.default })).collect::<Vec<_>>(),
+            "nodes": self.nodes.iter().map(|n| json!({
+                "name": n.name,
+                "latency_ms": n.latency_ms,
+                "needs": n.needs,
+                "output": n.output.iter().cloned().collect::<serde_json::Map<String, Value>>(),
+                "probe": n.probe,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The longest latency path (the ready-set ideal makespan), in milliseconds.
+    pub fn critical_path_ms(&self) -> u64 {
+        let mut finish = vec![0u64; self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            finish[i] = n.needs.iter().map(|&d| finish[d]).max().unwrap_or(0) + n.latency_ms;
+        }
+        finish.into_iter().max().unwrap_or(0)
+    }
+
+    /// Every node's dependents (the reverse of `needs`).
+    pub fn dependents(&self) -> Vec<Vec<usize>> {
+        let mut out = vec![Vec::new(); self.nodes.len()];
+        for (i, n) in self.nodes.iter().enumerate() {
+            for &d in &n.needs {
+                out[d].push(i);
+            }
+        }
+        out
+    }
+
+    pub fn by_name(name: &str) -> Option<Workload> {
+        let n = 10_000;
+        Some(match name {
+            "mode1" => Workload::mode1(true),
+            "mode1-zero" => Workload::mode1(false),
+            "mode1-blocked" => Workload::mode1_blocked(),
+            "straggler" => Workload::straggler(),
+            "chain" => Workload::chain(n),
+            "fan-out" => Workload::fan_out(n),
+            "layered" => Workload::layered(n / 100, 100),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ideals() {
+        assert_eq!(Workload::mode1(true).critical_path_ms(), 2650);
+        assert_eq!(Workload::straggler().critical_path_ms(), 300);
+        assert_eq!(Workload::chain(10).nodes.len(), 10);
+        assert_eq!(Workload::fan_out(10_000).nodes.len(), 10_000);
+        assert_eq!(Workload::layered(100, 100).nodes.len(), 10_000);
+    }
+}
