@@ -16,12 +16,17 @@ pub fn needs(m: &Model<'_>, out: &mut Sink) -> Vec<Vec<usize>> {
     for (name, node) in &m.spec.nodes {
         let mut ids = Vec::with_capacity(node.needs.len());
         for (i, need) in node.needs.iter().enumerate() {
-            let span = m.node_field(name, &format!("needs/{i}"));
+            // Only a problem needs a span: find it then, not for every entry.
+            let span = || m.node_field(name, &format!("needs/{i}"));
             if need == name {
                 out.push(
-                    Diagnostic::error(Code::SelfNeed, span, format!("node `{name}` needs itself"))
-                        .label("a node cannot wait for itself")
-                        .help(format!("remove `{name}` from its own `needs`")),
+                    Diagnostic::error(
+                        Code::SelfNeed,
+                        span(),
+                        format!("node `{name}` needs itself"),
+                    )
+                    .label("a node cannot wait for itself")
+                    .help(format!("remove `{name}` from its own `needs`")),
                 );
                 continue;
             }
@@ -30,7 +35,7 @@ pub fn needs(m: &Model<'_>, out: &mut Sink) -> Vec<Vec<usize>> {
                 None => {
                     let mut d = Diagnostic::error(
                         Code::UnknownNeed,
-                        span,
+                        span(),
                         format!("node `{name}` needs `{need}`, which is not a node"),
                     )
                     .label("no node has this name");
