@@ -75,10 +75,29 @@ pub struct NodeSpan {
     pub value: Span,
 }
 
+/// Where a value and its children are: a tree shaped like the document, so loading costs no
+/// string per value (a map keyed by JSON-pointer strings cost a fifth of compile time).
+#[derive(Debug, Clone, Default)]
+struct SpanNode {
+    key: Option<Span>,
+    value: Span,
+    /// Children in document order: for a mapping, keyed by the FNV hash of their key; for a
+    /// sequence, by their index. Empty for scalars and alias expansions.
+    children: Vec<(u64, SpanNode)>,
+    seq: bool,
+}
+
+fn hash(key: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = Fnv.build_hasher();
+    h.write(key.as_bytes());
+    h.finish()
+}
+
 /// JSON pointer (`/nodes/rag/timeout`) → where that value is in the file.
 #[derive(Debug, Clone, Default)]
 pub struct SpanMap {
-    map: HashMap<String, NodeSpan, Fnv>,
+    root: SpanNode,
     text: std::sync::Arc<str>,
 }
 
@@ -120,21 +139,43 @@ impl SpanMap {
     /// The spans of the value at `pointer`, or of its nearest ancestor that has them (values
     /// produced by an alias have only the alias's span).
     pub fn lookup(&self, pointer: &str) -> NodeSpan {
-        let mut p = pointer;
-        loop {
-            if let Some(s) = self.map.get(p) {
-                return *s;
-            }
-            match p.rfind('/') {
-                Some(i) => p = &p[..i],
+        self.find(pointer).0
+    }
+
+    /// The spans at `pointer` (or its nearest ancestor), and whether `pointer` itself was found.
+    fn find(&self, pointer: &str) -> (NodeSpan, bool) {
+        let mut node = &self.root;
+        for seg in pointer.split('/').skip(1) {
+            let seg = seg.replace("~1", "/").replace("~0", "~");
+            let next = if node.seq {
+                seg.parse::<usize>()
+                    .ok()
+                    .and_then(|i| node.children.get(i))
+                    .map(|(_, n)| n)
+            } else {
+                let h = hash(&seg);
+                node.children.iter().find(|(x, _)| *x == h).map(|(_, n)| n)
+            };
+            match next {
+                Some(n) => node = n,
                 None => {
-                    return NodeSpan {
-                        key: None,
-                        value: Span::default(),
-                    };
+                    return (
+                        NodeSpan {
+                            key: node.key,
+                            value: node.value,
+                        },
+                        false,
+                    );
                 }
             }
         }
+        (
+            NodeSpan {
+                key: node.key,
+                value: node.value,
+            },
+            true,
+        )
     }
 
     /// The span of the value at `pointer` (or of its nearest ancestor).
@@ -150,7 +191,7 @@ impl SpanMap {
 
     /// Whether `pointer` itself has spans.
     pub fn contains(&self, pointer: &str) -> bool {
-        self.map.contains_key(pointer)
+        self.find(pointer).1
     }
 }
 
@@ -161,6 +202,15 @@ pub struct Document {
     pub value: Value,
     /// Where each value is.
     pub spans: SpanMap,
+}
+
+/// `pointer/segment`, without the formatting machinery (the loader makes one per value).
+fn child(pointer: &str, segment: &str) -> String {
+    let mut p = String::with_capacity(pointer.len() + 1 + segment.len());
+    p.push_str(pointer);
+    p.push('/');
+    p.push_str(segment);
+    p
 }
 
 /// Escapes one JSON-pointer segment.
@@ -198,10 +248,6 @@ pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), V
         limits,
         nodes: 0,
         anchors: HashMap::new(),
-        spans: SpanMap {
-            map: HashMap::with_capacity_and_hasher(text.len() / 16, Fnv),
-            text: text.into(),
-        },
         warnings: Vec::new(),
         last_end: Pos {
             line: 1,
@@ -211,14 +257,12 @@ pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), V
         text,
         open: Vec::new(),
     };
-    let value = loader.document().map_err(|d| vec![d])?;
-    Ok((
-        Document {
-            value,
-            spans: loader.spans,
-        },
-        loader.warnings,
-    ))
+    let (value, root) = loader.document().map_err(|d| vec![d])?;
+    let spans = SpanMap {
+        root,
+        text: text.into(),
+    };
+    Ok((Document { value, spans }, loader.warnings))
 }
 
 fn pos(m: &saphyr_parser::Marker) -> Pos {
@@ -246,7 +290,6 @@ struct Loader<'a> {
     limits: Limits,
     nodes: usize,
     anchors: HashMap<usize, Anchor>,
-    spans: SpanMap,
     warnings: Vec<Diagnostic>,
     last_end: Pos,
     text: &'a str,
@@ -328,7 +371,7 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn document(&mut self) -> Result<Value, Diagnostic> {
+    fn document(&mut self) -> Result<(Value, SpanNode), Diagnostic> {
         // StreamStart
         self.next()?;
         let (ev, s) = self.next()?;
@@ -349,7 +392,7 @@ impl<'a> Loader<'a> {
                 );
             }
         }
-        let value = self.value(String::new(), None, 0)?;
+        let value = self.value(&String::new, None, 0)?;
         loop {
             let (ev, s) = self.next()?;
             match ev {
@@ -386,12 +429,13 @@ impl<'a> Loader<'a> {
     }
 
     /// Reads one value (the next event starts it) at `pointer`.
+    /// `pointer` makes the value's JSON pointer, only when a diagnostic needs it.
     fn value(
         &mut self,
-        pointer: String,
+        pointer: &dyn Fn() -> String,
         key: Option<Span>,
         depth: usize,
-    ) -> Result<Value, Diagnostic> {
+    ) -> Result<(Value, SpanNode), Diagnostic> {
         let (ev, s) = self.next()?;
         let (value, vspan, anchor) = match ev {
             Event::Scalar(text, style, anchor, tag) => {
@@ -423,6 +467,7 @@ impl<'a> Loader<'a> {
                 self.count(1, s)?;
                 let start_nodes = self.nodes;
                 let mut items = Vec::new();
+                let mut spans = Vec::new();
                 self.open.push(s);
                 loop {
                     if let Some(Ok((Event::SequenceEnd, _))) = self.parser.peek() {
@@ -433,17 +478,19 @@ impl<'a> Loader<'a> {
                             end: end.end.max(s.end),
                         };
                         let v = Value::Array(items);
-                        return self.finish(
-                            pointer,
+                        let node = SpanNode {
                             key,
-                            v,
-                            full,
-                            anchor,
-                            self.nodes - start_nodes + 1,
-                        );
+                            value: full,
+                            children: spans,
+                            seq: true,
+                        };
+                        return self.finish(v, node, anchor, self.nodes - start_nodes + 1);
                     }
-                    let p = format!("{pointer}/{}", items.len());
-                    items.push(self.value(p, None, depth + 1)?);
+                    let i = items.len();
+                    let p = || child(&pointer(), &i.to_string());
+                    let (v, node) = self.value(&p, None, depth + 1)?;
+                    items.push(v);
+                    spans.push((i as u64, node));
                 }
             }
             Event::MappingStart(anchor, tag) => {
@@ -452,6 +499,7 @@ impl<'a> Loader<'a> {
                 self.count(1, s)?;
                 let start_nodes = self.nodes;
                 let mut map = Map::new();
+                let mut spans: Vec<(u64, SpanNode)> = Vec::new();
                 self.open.push(s);
                 loop {
                     let (kev, ks) = self.next()?;
@@ -463,14 +511,13 @@ impl<'a> Loader<'a> {
                                 end: ks.end.max(s.end),
                             };
                             let v = Value::Object(map);
-                            return self.finish(
-                                pointer,
+                            let node = SpanNode {
                                 key,
-                                v,
-                                full,
-                                anchor,
-                                self.nodes - start_nodes + 1,
-                            );
+                                value: full,
+                                children: spans,
+                                seq: false,
+                            };
+                            return self.finish(v, node, anchor, self.nodes - start_nodes + 1);
                         }
                         Event::Scalar(text, style, _, tag) => {
                             let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
@@ -497,36 +544,33 @@ impl<'a> Loader<'a> {
                             .help("write the key as a string"));
                         }
                     };
-                    let p = format!("{pointer}/{}", escape(&k));
-                    // A duplicate: remember where the first one is before its spans are overwritten.
+                    let h = hash(&k);
+                    // A duplicate: where the first one is.
                     let first = if map.contains_key(&k) {
-                        self.spans.map.get(&p).copied()
+                        spans
+                            .iter()
+                            .find(|(x, _)| *x == h)
+                            .map(|(_, n)| n.key.unwrap_or(n.value))
                     } else {
                         None
                     };
-                    let v = self.value(p.clone(), Some(ks), depth + 1)?;
+                    let p = || child(&pointer(), &escape(&k));
+                    let (v, node) = self.value(&p, Some(ks), depth + 1)?;
                     if let Some(first) = first {
-                        let first = first.key.unwrap_or(first.value);
                         self.warnings.push(
                             Diagnostic::error(
                                 Code::DuplicateKey,
                                 ks,
-                                format!("`{k}` is defined twice in {}", describe(&pointer)),
+                                format!("`{k}` is defined twice in {}", describe(&pointer())),
                             )
                             .label("defined again here")
                             .with_label(first, "first defined here")
                             .help(format!("remove or rename one of the two `{k}` entries")),
                         );
                         // Keep the first definition and its spans.
-                        self.spans.map.insert(
-                            p,
-                            NodeSpan {
-                                key: Some(first),
-                                value: first,
-                            },
-                        );
                         continue;
                     }
+                    spans.push((h, node));
                     map.insert(k, v);
                 }
             }
@@ -545,18 +589,22 @@ impl<'a> Loader<'a> {
                 );
             }
         };
-        self.finish(pointer, key, value, vspan, anchor, 1)
+        let node = SpanNode {
+            key,
+            value: vspan,
+            children: Vec::new(),
+            seq: false,
+        };
+        self.finish(value, node, anchor, 1)
     }
 
     fn finish(
         &mut self,
-        pointer: String,
-        key: Option<Span>,
         value: Value,
-        span: Span,
+        node: SpanNode,
         anchor: usize,
         size: usize,
-    ) -> Result<Value, Diagnostic> {
+    ) -> Result<(Value, SpanNode), Diagnostic> {
         if anchor != 0 {
             self.anchors.insert(
                 anchor,
@@ -566,10 +614,7 @@ impl<'a> Loader<'a> {
                 },
             );
         }
-        self.spans
-            .map
-            .insert(pointer, NodeSpan { key, value: span });
-        Ok(value)
+        Ok((value, node))
     }
 
     fn check_depth(&self, depth: usize, s: Span) -> Result<(), Diagnostic> {

@@ -29,9 +29,10 @@ fn value_type(t: InputType) -> ValueType {
     }
 }
 
+/// `pointer` is made only for a problem: it is a `format!` per field otherwise.
 fn duration(
     d: Option<&DurationSpec>,
-    pointer: &str,
+    pointer: impl FnOnce() -> String,
     spans: &SpanMap,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Duration> {
@@ -42,7 +43,7 @@ fn duration(
             out.push(
                 Diagnostic::error(
                     Code::InvalidDuration,
-                    spans.value(pointer),
+                    spans.value(&pointer()),
                     format!("invalid duration `{}`: {e}", d.0),
                 )
                 .help("write a number and a unit with no space: `800ms`, `2s`, `1m30s`"),
@@ -111,11 +112,11 @@ pub fn lower(
     let mut whens = Vec::with_capacity(spec.nodes.len());
     let mut template_reads = Vec::with_capacity(spec.nodes.len());
     for (name, node) in &spec.nodes {
-        let base = format!("/nodes/{}", escape(name));
+        let base = "/nodes/".to_owned() + &escape(name);
         let mut reads = Vec::new();
         let mut when = None;
         if let Some(src) = &node.when {
-            let mut cx = BuildContext::new(&mut templates, format!("{base}/when"));
+            let mut cx = BuildContext::new(&mut templates, base.clone() + "/when");
             when = cx.expression("", src);
             let (r, errors) = cx.finish();
             reads.extend(r);
@@ -132,7 +133,7 @@ pub fn lower(
         }
         let mut handler = None;
         if let Some(kind) = registry.kind(&node.kind) {
-            let mut cx = BuildContext::new(&mut templates, format!("{base}/with"))
+            let mut cx = BuildContext::new(&mut templates, base.clone() + "/with")
                 .with_registry(registry)
                 .with_loader(loader);
             match kind.build(node.with.as_ref(), &mut cx) {
@@ -182,7 +183,7 @@ pub fn lower(
 
     let run_timeout = duration(
         spec.execution.timeout.as_ref(),
-        "/execution/timeout",
+        || "/execution/timeout".to_owned(),
         spans,
         &mut out,
     );
@@ -193,10 +194,10 @@ pub fn lower(
         .zip(handlers.into_iter().zip(whens))
         .enumerate()
     {
-        let base = format!("/nodes/{}", escape(name));
+        let base = "/nodes/".to_owned() + &escape(name);
         let timeout = duration(
             node.timeout.as_ref(),
-            &format!("{base}/timeout"),
+            || format!("{base}/timeout"),
             spans,
             &mut out,
         );
@@ -206,7 +207,7 @@ pub fn lower(
                 attempts: r.attempts.max(1),
                 backoff: duration(
                     r.backoff.as_ref(),
-                    &format!("{base}/retry/backoff"),
+                    || format!("{base}/retry/backoff"),
                     spans,
                     &mut out,
                 )
@@ -214,7 +215,7 @@ pub fn lower(
                 multiplier: r.multiplier.unwrap_or(2.0),
                 max_backoff: duration(
                     r.max_backoff.as_ref(),
-                    &format!("{base}/retry/max_backoff"),
+                    || format!("{base}/retry/max_backoff"),
                     spans,
                     &mut out,
                 ),

@@ -191,7 +191,8 @@ pub fn reads(
             .flatten()
             .map(|r| (r.pointer.clone(), r.path.clone()));
         for (pointer, path) in declared.chain(templated) {
-            let span = m.spans.narrow(m.spans.value(&pointer), &path);
+            // Only a problem needs a span: finding one walks the document.
+            let span = || m.spans.narrow(m.spans.value(&pointer), &path);
             let mut parts = path.splitn(3, '.');
             let root = parts.next().unwrap_or_default();
             let field = parts.next();
@@ -201,7 +202,7 @@ pub fn reads(
                     if !m.spec.inputs.contains_key(input) {
                         let mut d = Diagnostic::error(
                             Code::UnknownReference,
-                            span,
+                            span(),
                             format!(
                                 "node `{name}` reads `inputs.{input}`, which `inputs` does not declare"
                             ),
@@ -218,7 +219,7 @@ pub fn reads(
                 ("state", None) => out.push(
                     Diagnostic::error(
                         Code::UnknownReference,
-                        span,
+                        span(),
                         format!("node `{name}` reads the whole `state`; name the keys it reads"),
                     )
                     .help(
@@ -233,7 +234,7 @@ pub fn reads(
                         out.push(
                             Diagnostic::error(
                                 Code::UnknownReference,
-                                span,
+                                span(),
                                 format!("node `{name}` reads `state.{key}`, which `state` does not declare"),
                             )
                             .help(undeclared_key(m, key)),
@@ -255,7 +256,7 @@ pub fn reads(
                         out.push(
                             Diagnostic::error(
                                 Code::NonUpstreamRead,
-                                span,
+                                span(),
                                 format!(
                                     "node `{name}` reads `state.{key}`, but `{writer}`, which writes it, is not upstream of `{name}`"
                                 ),
@@ -270,7 +271,7 @@ pub fn reads(
                 (other, _) => out.push(
                     Diagnostic::error(
                         Code::UnknownReference,
-                        span,
+                        span(),
                         format!("node `{name}` uses unknown variable `{other}`"),
                     )
                     .help(unknown_variable_help(m, other)),
