@@ -395,3 +395,36 @@ impl NodeContext {
         }
     }
 }
+
+/// Polls a node's future, turning a panic into an `Err` with its payload: a panic in a handler is
+/// a node failure, never an unwinding scheduler. Used by the runtime around every attempt, and by
+/// kinds that run inner nodes (`map`).
+pub struct CatchUnwind(pub NodeFuture);
+
+impl Future for CatchUnwind {
+    type Output = Result<Result<Value, NodeError>, Box<dyn std::any::Any + Send>>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
+            Err(payload) => std::task::Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+/// "a string", "a list", ...: a JSON value's type, for messages.
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}

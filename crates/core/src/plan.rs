@@ -293,6 +293,33 @@ impl std::fmt::Debug for Plan {
     }
 }
 
+/// The canonical order of nodes whose dependencies are `needs[i]` (positions in the same list):
+/// Kahn's algorithm, the smallest position first among the ready ones. Also returns each node's
+/// dependents. The order is shorter than the list exactly when the nodes form a cycle.
+pub fn canonical_order(needs: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let n = needs.len();
+    let mut indegree: Vec<usize> = needs.iter().map(|ns| ns.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, ns) in needs.iter().enumerate() {
+        for &d in *ns {
+            dependents[d].push(i);
+        }
+    }
+    let mut heap: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(i)) = heap.pop() {
+        order.push(i);
+        for &d in &dependents[i] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                heap.push(Reverse(d));
+            }
+        }
+    }
+    (order, dependents)
+}
+
 /// Finds a cycle among nodes whose dependencies are `needs[i]` (indices into the same list).
 /// Returns the cycle in flow order (`a` before `b` when `b` needs `a`), first node repeated at the
 /// end, starting from the lowest index in it; `None` when the graph is acyclic.
@@ -408,26 +435,8 @@ impl Plan {
             }
         }
 
-        // Kahn's algorithm, smallest file index first: the canonical order.
-        let mut indegree: Vec<usize> = nodes.iter().map(|p| p.needs.len()).collect();
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, p) in nodes.iter().enumerate() {
-            for &d in &p.needs {
-                dependents[d].push(i);
-            }
-        }
-        let mut heap: BinaryHeap<Reverse<usize>> =
-            (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(Reverse(i)) = heap.pop() {
-            order.push(i);
-            for &d in &dependents[i] {
-                indegree[d] -= 1;
-                if indegree[d] == 0 {
-                    heap.push(Reverse(d));
-                }
-            }
-        }
+        let needs_of: Vec<&[usize]> = nodes.iter().map(|p| p.needs.as_slice()).collect();
+        let (order, dependents) = canonical_order(&needs_of);
         if order.len() < n {
             let needs: Vec<Vec<usize>> = nodes.iter().map(|p| p.needs.clone()).collect();
             let cycle = find_cycle(&needs).unwrap_or_default();

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::node::type_name;
+
 /// A value a reducer cannot take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -33,17 +35,6 @@ pub trait Reducer: Send + Sync + 'static {
 
     /// Folds a value that passed [`check`](Reducer::check) into `current` (`None`: no value yet).
     fn reduce(&self, current: &mut Option<Value>, update: Value);
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn expect(reducer: &str, what: &str, ok: bool, got: &Value) -> Result<(), ReducerError> {

@@ -27,13 +27,11 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use braid_core::node::{CatchUnwind, type_name};
 use braid_core::registry::parse_params;
 use braid_core::rng::Rng;
 use braid_core::{
@@ -153,22 +151,6 @@ struct MapNode {
     item_timeout: Option<Duration>,
 }
 
-/// Polls an item's future, turning a panic into an `Err` with its payload.
-struct CatchUnwind(NodeFuture);
-
-impl Future for CatchUnwind {
-    type Output = Result<Result<Value, NodeError>, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-            Err(payload) => Poll::Ready(Err(payload)),
-        }
-    }
-}
-
 fn panicked(payload: &(dyn Any + Send)) -> NodeError {
     let detail = payload
         .downcast_ref::<&str>()
@@ -204,17 +186,6 @@ async fn run_item(
         },
     };
     out.unwrap_or_else(|payload| Err(panicked(&*payload)))
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 impl Shape {

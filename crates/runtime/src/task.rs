@@ -6,36 +6,18 @@
 //! becomes a [`FailureKind::Panic`] failure: it never unwinds into the scheduler.
 
 use std::any::Any;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 
+use braid_core::node::CatchUnwind;
 use braid_core::rng::Rng;
-use braid_core::{FailureKind, NodeContext, NodeError, NodeFuture, NodeId, Plan};
+use braid_core::{FailureKind, NodeContext, NodeError, NodeId, Plan};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::event::{Event, EventSender};
 use crate::report::{AttemptReport, Failure};
-
-/// Polls a future, turning a panic into an `Err` with its payload.
-struct CatchUnwind(NodeFuture);
-
-impl Future for CatchUnwind {
-    type Output = Result<Result<Value, NodeError>, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-            Err(payload) => Poll::Ready(Err(payload)),
-        }
-    }
-}
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

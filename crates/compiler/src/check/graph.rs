@@ -1,9 +1,6 @@
 //! Graph checks: `needs` that name no node or the node itself, cycles, and the ancestry relation
 //! the state checks use.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use fixedbitset::FixedBitSet;
 
 use super::{Model, Sink};
@@ -58,25 +55,8 @@ pub fn needs(m: &Model<'_>, out: &mut Sink) -> Vec<Vec<usize>> {
 /// when there is none.
 pub fn cycles(m: &Model<'_>, needs: &[Vec<usize>], out: &mut Sink) -> Option<Vec<usize>> {
     let n = needs.len();
-    let mut indegree: Vec<usize> = needs.iter().map(Vec::len).collect();
-    let mut dependents = vec![Vec::new(); n];
-    for (i, ns) in needs.iter().enumerate() {
-        for &d in ns {
-            dependents[d].push(i);
-        }
-    }
-    let mut heap: BinaryHeap<Reverse<usize>> =
-        (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
-    let mut order = Vec::with_capacity(n);
-    while let Some(Reverse(i)) = heap.pop() {
-        order.push(i);
-        for &d in &dependents[i] {
-            indegree[d] -= 1;
-            if indegree[d] == 0 {
-                heap.push(Reverse(d));
-            }
-        }
-    }
+    let slices: Vec<&[usize]> = needs.iter().map(Vec::as_slice).collect();
+    let (order, _) = braid_core::plan::canonical_order(&slices);
     if order.len() == n {
         return Some(order);
     }
