@@ -83,20 +83,9 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
-    let given = run::parse_inputs(
-        workflow.plan().inputs(),
-        &args.inputs,
-        args.input_file.as_deref(),
-    )?;
-    let inputs = match workflow.inputs(given) {
+    let inputs = match run::inputs(&workflow, &args.inputs, args.input_file.as_deref())? {
         Ok(v) => v,
-        Err(braid::Error::Inputs(errors)) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return Ok(exit::INVALID);
-        }
-        Err(e) => return Err(e.into()),
+        Err(code) => return Ok(code),
     };
     if args.simulate {
         // A virtual clock jumps ahead whenever nothing is runnable: right for mocks, wrong for a

@@ -92,6 +92,27 @@ pub(crate) fn parse_inputs(
     Ok(Value::Object(map))
 }
 
+/// The run's inputs from `--input` and `--input-file`, checked against the workflow; when they do
+/// not fit, prints every problem and gives the exit code.
+#[allow(clippy::print_stderr)]
+pub(crate) fn inputs(
+    workflow: &braid::Workflow,
+    entries: &[String],
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Result<Value, u8>> {
+    let given = parse_inputs(workflow.plan().inputs(), entries, file)?;
+    match workflow.inputs(given) {
+        Ok(v) => Ok(Ok(v)),
+        Err(braid::Error::Inputs(errors)) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            Ok(Err(exit::INVALID))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Loads a workflow; when it is invalid, prints its diagnostics and gives the exit code.
 #[allow(clippy::print_stderr)]
 pub(crate) fn load(
@@ -138,20 +159,9 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     if args.metrics_file.is_some() {
         crate::telemetry::init_metrics();
     }
-    let given = parse_inputs(
-        workflow.plan().inputs(),
-        &args.inputs,
-        args.input_file.as_deref(),
-    )?;
-    let resolved = match workflow.inputs(given) {
+    let resolved = match inputs(&workflow, &args.inputs, args.input_file.as_deref())? {
         Ok(v) => v,
-        Err(braid::Error::Inputs(errors)) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return Ok(exit::INVALID);
-        }
-        Err(e) => return Err(e.into()),
+        Err(code) => return Ok(code),
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let cancel = braid::CancelToken::new();
