@@ -68,14 +68,7 @@ pub(crate) fn check_output(
     let Value::Object(map) = value else {
         return Err(invalid(format!(
             "the node returned {}, not an object of state updates",
-            match value {
-                Value::Null => "null",
-                Value::Bool(_) => "a boolean",
-                Value::Number(_) => "a number",
-                Value::String(_) => "a string",
-                Value::Array(_) => "a list",
-                Value::Object(_) => "an object",
-            }
+            braid_core::node::type_name(&value)
         )));
     };
     let mut out: Vec<Option<Value>> = vec![None; node.writes.len()];
