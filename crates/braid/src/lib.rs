@@ -261,6 +261,7 @@ impl Engine {
             Some(plan) => Ok(Workflow {
                 plan: Arc::new(plan),
                 warnings: c.diagnostics,
+                source,
             }),
             None => Err(Error::Invalid(InvalidWorkflow {
                 source,
@@ -275,6 +276,7 @@ impl Engine {
 pub struct Workflow {
     plan: Arc<Plan>,
     warnings: Vec<Diagnostic>,
+    source: Source,
 }
 
 impl Workflow {
@@ -286,6 +288,11 @@ impl Workflow {
     /// Warnings the compiler found (the workflow has no errors).
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
+    }
+
+    /// The source it was compiled from (for rendering its warnings).
+    pub fn source(&self) -> &Source {
+        &self.source
     }
 
     /// Checks `inputs` (a JSON object) against the workflow's inputs and fills in defaults.

@@ -125,8 +125,8 @@ pub(crate) fn load(
                 eprint!(
                     "{}",
                     render::human(
-                        &file.display().to_string(),
-                        &std::fs::read_to_string(file).unwrap_or_default(),
+                        &w.source().name,
+                        &w.source().text,
                         w.warnings(),
                         validate::color()
                     )
