@@ -24,6 +24,11 @@ use serde_json::{Value, json};
 
 use crate::workloads::Workload;
 
+/// Every Rust runner (Braid, the floor, dagx, dagrs) runs under the allocator the `braid` binary
+/// uses: mimalloc (glibc's malloc serialises cross-thread frees on its arena locks).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How many blocking nodes have started (the memory workload waits for all runs to be in flight).
 pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 

@@ -7,6 +7,10 @@ use braid_compiler::Source;
 use divan::Bencher;
 use divan::counter::ItemsCount;
 
+/// The allocator the `braid` binary uses (see `crates/cli/src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }

@@ -11,6 +11,10 @@ use divan::counter::ItemsCount;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
+/// The allocator the `braid` binary uses (see `crates/cli/src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }

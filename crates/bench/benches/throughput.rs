@@ -10,6 +10,10 @@ use divan::counter::ItemsCount;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+/// The allocator the `braid` binary uses (see `crates/cli/src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }

@@ -258,11 +258,18 @@ impl Engine {
     fn load_source(&self, source: Source) -> Result<Workflow, Error> {
         let c = self.compiler.compile(&source);
         match c.plan {
-            Some(plan) => Ok(Workflow {
-                plan: Arc::new(plan),
-                warnings: c.diagnostics,
-                source,
-            }),
+            Some(plan) => {
+                // The inputs of a run given none, resolved once: such runs share them.
+                let defaults = braid_runtime::resolve_inputs(&plan, serde_json::Map::new())
+                    .ok()
+                    .map(Arc::new);
+                Ok(Workflow(Arc::new(Compiled {
+                    plan: Arc::new(plan),
+                    warnings: c.diagnostics,
+                    source,
+                    defaults,
+                })))
+            }
             None => Err(Error::Invalid(InvalidWorkflow {
                 source,
                 diagnostics: c.diagnostics,
@@ -271,28 +278,48 @@ impl Engine {
     }
 }
 
-/// A compiled workflow: run it as often as you like, concurrently. Cheap to clone.
+/// A compiled workflow: run it as often as you like, concurrently. Cheap to clone (one shared
+/// pointer).
 #[derive(Debug, Clone)]
-pub struct Workflow {
+pub struct Workflow(Arc<Compiled>);
+
+#[derive(Debug)]
+struct Compiled {
     plan: Arc<Plan>,
     warnings: Vec<Diagnostic>,
     source: Source,
+    /// The resolved inputs of a run given none (`None`: some input is required).
+    defaults: Option<Arc<Value>>,
 }
 
 impl Workflow {
     /// The compiled plan.
     pub fn plan(&self) -> &Arc<Plan> {
-        &self.plan
+        &self.0.plan
     }
 
     /// Warnings the compiler found (the workflow has no errors).
     pub fn warnings(&self) -> &[Diagnostic] {
-        &self.warnings
+        &self.0.warnings
     }
 
     /// The source it was compiled from (for rendering its warnings).
     pub fn source(&self) -> &Source {
-        &self.source
+        &self.0.source
+    }
+
+    /// [`inputs`](Workflow::inputs), shared: a run given no inputs reuses the defaults resolved
+    /// when the workflow was compiled.
+    fn resolve(&self, inputs: Value) -> Result<Arc<Value>, Error> {
+        let none_given = match &inputs {
+            Value::Null => true,
+            Value::Object(m) => m.is_empty(),
+            _ => false,
+        };
+        match &self.0.defaults {
+            Some(defaults) if none_given => Ok(defaults.clone()),
+            _ => self.inputs(inputs).map(Arc::new),
+        }
     }
 
     /// Checks `inputs` (a JSON object) against the workflow's inputs and fills in defaults.
@@ -312,7 +339,7 @@ impl Workflow {
                 }]));
             }
         };
-        braid_runtime::resolve_inputs(&self.plan, map).map_err(Error::Inputs)
+        braid_runtime::resolve_inputs(&self.0.plan, map).map_err(Error::Inputs)
     }
 
     /// Runs the workflow once.
@@ -326,8 +353,8 @@ impl Workflow {
     ///
     /// Dropping the future aborts the run and every node task in it.
     pub async fn run(&self, inputs: Value, options: RunOptions) -> Result<RunResult, Error> {
-        let inputs = self.inputs(inputs)?;
-        Ok(braid_runtime::run(self.plan.clone(), inputs, options).await)
+        let inputs = self.resolve(inputs)?;
+        Ok(braid_runtime::run(self.0.plan.clone(), inputs, options).await)
     }
 
     /// Runs the workflow once, streaming its events: returns the run's future and the receiver.
@@ -346,9 +373,9 @@ impl Workflow {
         ),
         Error,
     > {
-        let inputs = self.inputs(inputs)?;
+        let inputs = self.resolve(inputs)?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         options.events = Some(tx);
-        Ok((braid_runtime::run(self.plan.clone(), inputs, options), rx))
+        Ok((braid_runtime::run(self.0.plan.clone(), inputs, options), rx))
     }
 }

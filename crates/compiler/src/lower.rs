@@ -271,7 +271,7 @@ pub fn lower(
                 Some(Channel {
                     name: Arc::from(n.as_str()),
                     reducer: r?,
-                    default: c.default.clone(),
+                    default: c.default.clone().map(Arc::new),
                     writers: Vec::new(),
                 })
             })

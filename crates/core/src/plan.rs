@@ -95,8 +95,9 @@ pub struct Channel {
     pub name: Arc<str>,
     /// Its reducer.
     pub reducer: Arc<dyn Reducer>,
-    /// Its value before any write.
-    pub default: Option<Value>,
+    /// Its value before any write (shared by every run: a run copies it only when it first
+    /// folds a write into it).
+    pub default: Option<Arc<Value>>,
     /// The nodes that write it, in canonical order (filled by [`Plan::new`]).
     pub writers: Vec<NodeId>,
 }

@@ -16,6 +16,8 @@ use std::sync::{Arc, LazyLock};
 use minijinja::{AutoEscape, Environment, Expression, UndefinedBehavior};
 use serde_json::Value;
 
+mod fast;
+
 /// Instructions one evaluation of a template or expression may execute before it fails. Bounds a
 /// template's loops; generous for prompts over thousands of documents.
 pub const FUEL: u64 = 1_000_000;
@@ -63,6 +65,8 @@ pub struct Expr {
     /// When the expression is a plain path (`inputs.query`, `state.memory.user`): its segments,
     /// so it can be read straight from the JSON, without the engine.
     path: Option<Box<[Box<str>]>>,
+    /// When the expression is a path followed by simple filters: the [`fast`] program.
+    fast: Option<fast::Program>,
 }
 
 /// The raw values behind a render context, for expressions that are plain paths.
@@ -114,10 +118,16 @@ impl Expr {
         let keywords = ["true", "false", "none", "True", "False", "None"];
         let path = (trimmed.split('.').all(is_identifier) && !keywords.contains(&trimmed))
             .then(|| trimmed.split('.').map(Box::from).collect());
+        let fast = if path.is_none() {
+            fast::Program::compile(source)
+        } else {
+            None
+        };
         Ok(Expr {
             source: source.into(),
             compiled,
             path,
+            fast,
         })
     }
 
@@ -165,7 +175,10 @@ impl Expr {
         match self.lookup(raw) {
             Some(Some(v)) => Ok(truthy(v)),
             Some(None) => Err(self.undefined()),
-            None => self.is_true(&ctx()),
+            None => match self.fast.as_ref().and_then(|f| f.eval_truth(raw)) {
+                Some(b) => Ok(b),
+                None => self.is_true(&ctx()),
+            },
         }
     }
 
@@ -209,6 +222,8 @@ pub struct TemplateId(u32);
 pub struct TemplateEnv {
     env: Environment<'static>,
     count: u32,
+    /// Per template: its [`fast`] form, when it has one.
+    fast: Vec<Option<fast::FastTemplate>>,
 }
 
 impl std::fmt::Debug for TemplateEnv {
@@ -230,7 +245,11 @@ impl TemplateEnv {
     pub fn new() -> Self {
         let mut env = Environment::new();
         configure(&mut env);
-        TemplateEnv { env, count: 0 }
+        TemplateEnv {
+            env,
+            count: 0,
+            fast: Vec::new(),
+        }
     }
 
     /// Compiles a template and keeps it.
@@ -242,6 +261,7 @@ impl TemplateEnv {
         let id = TemplateId(self.count);
         self.env
             .add_template_owned(id.0.to_string(), source.to_owned())?;
+        self.fast.push(fast::FastTemplate::compile(source));
         self.count += 1;
         Ok(id)
     }
@@ -254,6 +274,12 @@ impl TemplateEnv {
     pub fn render(&self, id: TemplateId, ctx: &minijinja::Value) -> Result<String, TemplateError> {
         let t = self.env.get_template(&id.0.to_string())?;
         Ok(t.render(ctx)?)
+    }
+
+    /// Renders a template straight from the run's JSON when its [`fast`] form can (`None`: use
+    /// [`render`](TemplateEnv::render)).
+    fn render_fast(&self, id: TemplateId, raw: &Raw<'_>) -> Option<String> {
+        self.fast.get(id.0 as usize)?.as_ref()?.render(raw)
     }
 
     /// The variables the template reads, as dotted paths.
@@ -456,12 +482,19 @@ impl Templated {
     ) -> Result<Value, TemplateError> {
         Ok(match self {
             Templated::Literal(v) => v.clone(),
-            Templated::Template(id) => Value::String(env.render(*id, ctx())?),
+            Templated::Template(id) => match raw.and_then(|r| env.render_fast(*id, r)) {
+                Some(s) => Value::String(s),
+                None => Value::String(env.render(*id, ctx())?),
+            },
             Templated::Expr(e) => {
                 match raw.and_then(|r| e.lookup(r)) {
                     Some(Some(v)) => return Ok(v.clone()),
                     Some(None) => return Err(e.undefined()),
                     None => {}
+                }
+                let fast = raw.and_then(|r| e.fast.as_ref()?.eval_json(r));
+                if let Some(v) = fast {
+                    return Ok(v);
                 }
                 let v = e.eval(ctx())?;
                 if v.is_undefined() {

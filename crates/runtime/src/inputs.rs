@@ -65,20 +65,22 @@ pub fn resolve_inputs(plan: &Plan, given: Map<String, Value>) -> Result<Value, V
             },
         }
     }
-    let known = if plan.inputs().is_empty() {
-        "no inputs".to_owned()
-    } else {
-        plan.inputs()
-            .iter()
-            .map(|i| format!("`{}`", i.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for name in given.keys() {
-        errors.push(InputError::Unknown {
-            name: name.clone(),
-            known: known.clone(),
-        });
+    if !given.is_empty() {
+        let known = if plan.inputs().is_empty() {
+            "no inputs".to_owned()
+        } else {
+            plan.inputs()
+                .iter()
+                .map(|i| format!("`{}`", i.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for name in given.keys() {
+            errors.push(InputError::Unknown {
+                name: name.clone(),
+                known: known.clone(),
+            });
+        }
     }
     if errors.is_empty() {
         Ok(Value::Object(out))

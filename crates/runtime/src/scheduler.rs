@@ -35,7 +35,7 @@ use crate::report::{
     AttemptReport, Failure, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus,
 };
 use crate::store::Store;
-use crate::task::{self, Job, Outcome};
+use crate::task::{self, Job, Outcome, RunShared};
 
 /// The failure message of a node cut short by the run's deadline.
 pub(crate) const DEADLINE: &str = "the run's timeout expired while the node was running";
@@ -108,19 +108,33 @@ impl<F: Future + Unpin> Future for Guarded<F> {
     }
 }
 
+/// What the scheduler knows of one node, for its report. Kept small: a run holds one per node.
 #[derive(Default)]
 struct Record {
     status: Option<NodeStatus>,
     attempts: u32,
     start: Option<Instant>,
     end: Option<Instant>,
+    /// Its failure and earlier failed attempts, for the few nodes that have any.
+    failed: Option<Box<Failed>>,
+}
+
+#[derive(Default)]
+struct Failed {
     failure: Option<Failure>,
     retries: Vec<AttemptReport>,
 }
 
+impl Record {
+    fn failed(&mut self) -> &mut Failed {
+        self.failed.get_or_insert_default()
+    }
+}
+
 struct Scheduler<'a> {
     plan: &'a Arc<Plan>,
-    inputs: Arc<Value>,
+    /// Inputs, deadline, attempt counters and event sender, shared with the node tasks.
+    run: Arc<RunShared>,
     empty_state: StateView,
     store: Store,
     records: Vec<Record>,
@@ -128,17 +142,22 @@ struct Scheduler<'a> {
     ready: BinaryHeap<Reverse<NodeId>>,
     join: JoinSet<(NodeId, Result<Outcome, String>)>,
     in_flight: usize,
-    /// Each node's current attempt, written by its task: a task that is aborted reports nothing,
-    /// and the report must still say how many attempts a cancelled node made.
-    attempts: Arc<[AtomicU32]>,
-    run_start: Instant,
-    deadline: Option<Instant>,
     seed: u64,
-    events: Option<EventSender>,
     cancel: Option<CancelToken>,
+    /// The run's deadline timer and the cancel token's wait, made on the first wait that needs
+    /// them (boxed: most runs never wait on either).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    cancelled: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     error: Option<RunError>,
     degraded: bool,
     in_flight_gauge: metrics::Gauge,
+}
+
+/// What ended a wait of the scheduler.
+enum Wake {
+    Joined(Option<Result<(NodeId, Result<Outcome, String>), tokio::task::JoinError>>),
+    Deadline,
+    Cancelled,
 }
 
 /// Runs a plan to the end and reports what happened. `inputs` must already be resolved
@@ -147,7 +166,7 @@ struct Scheduler<'a> {
 /// # Cancel safety
 ///
 /// Dropping the returned future aborts every node task still running; nothing is left behind.
-pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResult {
+pub async fn run(plan: Arc<Plan>, inputs: impl Into<Arc<Value>>, options: RunOptions) -> RunResult {
     let mode = options.mode.unwrap_or(plan.mode());
     let limit = match mode {
         ExecutionMode::Sequential => 1,
@@ -162,9 +181,18 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
     async move {
         let run_start = Instant::now();
         let n = plan.nodes().len();
+        let run = Arc::new(RunShared {
+            plan: plan.clone(),
+            inputs: inputs.into(),
+            start: run_start,
+            // A timeout too large to add (`Duration::MAX`) is no deadline at all.
+            deadline: timeout.and_then(|t| run_start.checked_add(t)),
+            attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            events: options.events,
+        });
         let mut s = Scheduler {
             plan: &plan,
-            inputs: Arc::new(inputs),
+            run,
             empty_state: StateView::default(),
             store: Store::new(&plan),
             records: (0..n).map(|_| Record::default()).collect(),
@@ -172,13 +200,10 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
             ready: plan.roots().iter().map(|&r| Reverse(r)).collect(),
             join: JoinSet::new(),
             in_flight: 0,
-            attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            run_start,
-            // A timeout too large to add (`Duration::MAX`) is no deadline at all.
-            deadline: timeout.and_then(|t| run_start.checked_add(t)),
             seed: options.seed,
-            events: options.events,
             cancel: options.cancel,
+            timer: None,
+            cancelled: None,
             error: None,
             degraded: false,
             in_flight_gauge: PlanMetrics::of(&plan)
@@ -208,13 +233,13 @@ pub async fn run(plan: Arc<Plan>, inputs: Value, options: RunOptions) -> RunResu
 
 impl Scheduler<'_> {
     fn emit(&self, event: impl FnOnce() -> Event) {
-        if let Some(tx) = &self.events {
+        if let Some(tx) = &self.run.events {
             let _ = tx.send(event());
         }
     }
 
     fn at(&self, t: Instant) -> Duration {
-        t.saturating_duration_since(self.run_start)
+        t.saturating_duration_since(self.run.start)
     }
 
     async fn drive(&mut self, limit: usize, timeout: Option<Duration>) {
@@ -245,33 +270,23 @@ impl Scheduler<'_> {
             if self.in_flight == 0 {
                 return;
             }
-            let next = match (self.deadline, &self.cancel) {
-                (None, None) => self.join.join_next().await,
-                (deadline, cancel) => {
-                    let cancel = cancel.clone();
-                    tokio::select! {
-                        biased;
-                        r = self.join.join_next() => r,
-                        () = async {
-                            match deadline {
-                                Some(d) => tokio::time::sleep_until(d).await,
-                                None => std::future::pending().await,
-                            }
-                        } => {
-                            self.error = Some(RunError::Timeout { timeout: timeout.unwrap_or_default() });
-                            self.cancel_in_flight(FailureKind::Timeout, DEADLINE).await;
-                            return;
-                        }
-                        () = async {
-                            match &cancel {
-                                Some(c) => c.cancelled().await,
-                                None => std::future::pending().await,
-                            }
-                        } => {
-                            self.error = Some(RunError::Cancelled);
-                            self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled").await;
-                            return;
-                        }
+            let next = if self.run.deadline.is_none() && self.cancel.is_none() {
+                self.join.join_next().await
+            } else {
+                match self.wait().await {
+                    Wake::Joined(next) => next,
+                    Wake::Deadline => {
+                        self.error = Some(RunError::Timeout {
+                            timeout: timeout.unwrap_or_default(),
+                        });
+                        self.cancel_in_flight(FailureKind::Timeout, DEADLINE).await;
+                        return;
+                    }
+                    Wake::Cancelled => {
+                        self.error = Some(RunError::Cancelled);
+                        self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled")
+                            .await;
+                        return;
                     }
                 }
             };
@@ -281,6 +296,38 @@ impl Scheduler<'_> {
                 Some(Err(_)) | None => return,
             }
         }
+    }
+
+    /// Waits for the next node task to end, the run's deadline, or the cancel token, in that
+    /// order of priority when several are ready.
+    async fn wait(&mut self) -> Wake {
+        if self.timer.is_none() {
+            if let Some(d) = self.run.deadline {
+                self.timer = Some(Box::pin(tokio::time::sleep_until(d)));
+            }
+        }
+        if self.cancelled.is_none() {
+            if let Some(token) = self.cancel.clone() {
+                self.cancelled = Some(Box::pin(async move { token.cancelled().await }));
+            }
+        }
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(next) = self.join.poll_join_next(cx) {
+                return Poll::Ready(Wake::Joined(next));
+            }
+            if let Some(timer) = &mut self.timer {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Deadline);
+                }
+            }
+            if let Some(cancelled) = &mut self.cancelled {
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Cancelled);
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// The state a node may read: its `reads`, as they stand now.
@@ -295,7 +342,7 @@ impl Scheduler<'_> {
             .filter_map(|&k| {
                 Some((
                     self.plan.keys()[k.index()].name.clone(),
-                    self.store.get(k)?.clone(),
+                    self.store.get(self.plan, k)?.clone(),
                 ))
             })
             .collect();
@@ -309,11 +356,11 @@ impl Scheduler<'_> {
         let state = self.view(id);
         if let Some(when) = &node.when {
             let raw = template::Raw {
-                inputs: &self.inputs,
+                inputs: &self.run.inputs,
                 state: &state,
                 vars: None,
             };
-            match when.truth(&raw, || template::scope(&self.inputs, &state, None)) {
+            match when.truth(&raw, || template::scope(&self.run.inputs, &state, None)) {
                 Ok(true) => {}
                 Ok(false) => {
                     let rec = &mut self.records[id.index()];
@@ -346,15 +393,10 @@ impl Scheduler<'_> {
         self.records[id.index()].start = Some(now);
         let seed = Rng::derive(self.seed, &[hash_str(&node.name)]).next_u64();
         let job = Job {
-            plan: plan.clone(),
+            run: self.run.clone(),
             id,
-            inputs: self.inputs.clone(),
             state,
             seed,
-            run_start: self.run_start,
-            deadline: self.deadline,
-            attempts: self.attempts.clone(),
-            events: self.events.clone(),
         };
         let span = tracing::info_span!("node", node = %node.name, kind = %node.kind);
         self.in_flight += 1;
@@ -396,7 +438,7 @@ impl Scheduler<'_> {
                 self.in_flight_gauge.decrement(1.0);
                 let rec = &mut self.records[id.index()];
                 rec.end = Some(now);
-                rec.attempts = self.attempts[id.index()].load(Ordering::Relaxed).max(1);
+                rec.attempts = self.run.attempts[id.index()].load(Ordering::Relaxed).max(1);
                 self.fail(
                     id,
                     Failure {
@@ -417,7 +459,9 @@ impl Scheduler<'_> {
         rec.attempts = outcome.attempts;
         rec.start = Some(outcome.start);
         rec.end = Some(outcome.end);
-        rec.retries = outcome.retries;
+        if !outcome.retries.is_empty() {
+            rec.failed().retries = outcome.retries;
+        }
         match outcome.result {
             Ok(update) => {
                 rec.status = Some(NodeStatus::Succeeded);
@@ -432,13 +476,14 @@ impl Scheduler<'_> {
             }
             Err(e) if outcome.hit_deadline => {
                 rec.status = Some(NodeStatus::Cancelled);
-                rec.failure = Some(Failure {
+                rec.failed().failure = Some(Failure {
                     kind: e.kind,
                     message: e.message,
                 });
                 let timeout = self
+                    .run
                     .deadline
-                    .map(|d| d - self.run_start)
+                    .map(|d| d - self.run.start)
                     .unwrap_or_default();
                 self.error = Some(RunError::Timeout { timeout });
                 let node = &self.plan.node(id).name;
@@ -490,7 +535,7 @@ impl Scheduler<'_> {
         };
         let rec = &mut self.records[id.index()];
         rec.status = Some(status);
-        rec.failure = Some(failure);
+        rec.failed().failure = Some(failure);
         self.emit(|| Event::NodeFinished {
             node: node.name.clone(),
             status,
@@ -523,17 +568,17 @@ impl Scheduler<'_> {
                 rec.status = Some(NodeStatus::Cancelled);
                 rec.end = Some(now);
                 // 0 when its task was cancelled before its first attempt began.
-                rec.attempts = self.attempts[i].load(Ordering::Relaxed);
-                rec.failure = Some(Failure {
+                rec.attempts = self.run.attempts[i].load(Ordering::Relaxed);
+                rec.failed().failure = Some(Failure {
                     kind,
                     message: message.to_owned(),
                 });
-                if let Some(tx) = &self.events {
+                if let Some(tx) = &self.run.events {
                     let node = self.plan.nodes()[i].name.clone();
                     let _ = tx.send(Event::NodeFinished {
                         node,
                         status: NodeStatus::Cancelled,
-                        at: now - self.run_start,
+                        at: now - self.run.start,
                     });
                 }
             }
@@ -550,23 +595,27 @@ impl Scheduler<'_> {
             (None, true) => RunStatus::Degraded,
             (None, false) => RunStatus::Succeeded,
         };
-        let at = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(self.run_start));
+        let run_start = self.run.start;
+        let at = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(run_start));
         let nodes: Vec<NodeReport> = plan
             .nodes()
             .iter()
             .zip(self.records)
-            .map(|(n, r)| NodeReport {
-                name: n.name.clone(),
-                kind: n.kind.clone(),
-                status: r.status.unwrap_or(NodeStatus::NotStarted),
-                attempts: r.attempts,
-                start: at(r.start),
-                end: at(r.end),
-                failure: r.failure,
-                retries: r.retries,
+            .map(|(n, r)| {
+                let Failed { failure, retries } = r.failed.map(|f| *f).unwrap_or_default();
+                NodeReport {
+                    name: n.name.clone(),
+                    kind: n.kind.clone(),
+                    status: r.status.unwrap_or(NodeStatus::NotStarted),
+                    attempts: r.attempts,
+                    start: at(r.start),
+                    end: at(r.end),
+                    failure,
+                    retries,
+                }
             })
             .collect();
-        let wall_time = end.saturating_duration_since(self.run_start);
+        let wall_time = end.saturating_duration_since(run_start);
         let node_time_sum: Duration = nodes.iter().map(NodeReport::duration).sum();
         let speedup = if wall_time.is_zero() {
             1.0
@@ -575,7 +624,8 @@ impl Scheduler<'_> {
         };
         let critical_path = critical_path(plan, &nodes);
         let state = self.store.finish(plan);
-        self.events
+        self.run
+            .events
             .as_ref()
             .map(|tx| tx.send(Event::RunFinished { status, wall_time }));
         RunResult {

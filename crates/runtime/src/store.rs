@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use braid_core::plan::Channel;
 use braid_core::{KeyId, Plan};
 use serde_json::{Map, Value};
 
@@ -25,11 +26,13 @@ enum Contribution {
 
 struct Slot {
     /// Shared with the views of nodes reading it; a fold copies it only while one is alive.
+    /// `None` until the first write is folded: the key's default (shared by every run) stands
+    /// for it until then, so a run allocates nothing for keys nobody has written yet.
     value: Option<Arc<Value>>,
     /// Position of the next writer to fold.
     next: u32,
     /// Parked contributions, by writer position; allocated on first out-of-order settle.
-    parked: Vec<Option<Contribution>>,
+    parked: Box<[Option<Contribution>]>,
 }
 
 /// Takes a value out of its `Arc`, copying it only if a view still shares it.
@@ -37,9 +40,12 @@ fn unshare(v: Arc<Value>) -> Value {
     Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
 }
 
-fn fold(reducer: &dyn braid_core::Reducer, slot: &mut Option<Arc<Value>>, update: Value) {
-    let mut current = slot.take().map(unshare);
-    reducer.reduce(&mut current, update);
+fn fold(channel: &Channel, slot: &mut Option<Arc<Value>>, update: Value) {
+    let mut current = match slot.take() {
+        Some(v) => Some(unshare(v)),
+        None => channel.default.as_deref().cloned(),
+    };
+    channel.reducer.reduce(&mut current, update);
     *slot = current.map(Arc::new);
 }
 
@@ -49,24 +55,27 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store holding each key's default.
+    /// A store in which every key holds its default.
     pub fn new(plan: &Plan) -> Self {
         Store {
             slots: plan
                 .keys()
                 .iter()
-                .map(|k| Slot {
-                    value: k.default.clone().map(Arc::new),
+                .map(|_| Slot {
+                    value: None,
                     next: 0,
-                    parked: Vec::new(),
+                    parked: Box::default(),
                 })
                 .collect(),
         }
     }
 
     /// The key's current value.
-    pub fn get(&self, key: KeyId) -> Option<&Arc<Value>> {
-        self.slots[key.index()].value.as_ref()
+    pub fn get<'a>(&'a self, plan: &'a Plan, key: KeyId) -> Option<&'a Arc<Value>> {
+        self.slots[key.index()]
+            .value
+            .as_ref()
+            .or(plan.keys()[key.index()].default.as_ref())
     }
 
     /// Settles writer `pos` of `key` with `value` (`None`: it wrote nothing to this key).
@@ -77,13 +86,13 @@ impl Store {
         let slot = &mut self.slots[key.index()];
         if pos != slot.next {
             if slot.parked.is_empty() {
-                slot.parked.resize_with(channel.writers.len(), || None);
+                slot.parked = (0..channel.writers.len()).map(|_| None).collect();
             }
             slot.parked[pos as usize] = Some(contribution);
             return;
         }
         if let Contribution::Write(v) = contribution {
-            fold(channel.reducer.as_ref(), &mut slot.value, v);
+            fold(channel, &mut slot.value, v);
         }
         slot.next += 1;
         while let Some(c) = slot
@@ -92,7 +101,7 @@ impl Store {
             .and_then(Option::take)
         {
             if let Contribution::Write(v) = c {
-                fold(channel.reducer.as_ref(), &mut slot.value, v);
+                fold(channel, &mut slot.value, v);
             }
             slot.next += 1;
         }
@@ -105,13 +114,14 @@ impl Store {
         for (channel, slot) in plan.keys().iter().zip(&mut self.slots) {
             for c in slot.parked.iter_mut().skip(slot.next as usize) {
                 if let Some(Contribution::Write(v)) = c.take() {
-                    fold(channel.reducer.as_ref(), &mut slot.value, v);
+                    fold(channel, &mut slot.value, v);
                 }
             }
-            out.insert(
-                channel.name.to_string(),
-                slot.value.take().map_or(Value::Null, unshare),
-            );
+            let value = match slot.value.take() {
+                Some(v) => unshare(v),
+                None => channel.default.as_deref().cloned().unwrap_or(Value::Null),
+            };
+            out.insert(channel.name.to_string(), value);
         }
         Value::Object(out)
     }

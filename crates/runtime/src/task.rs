@@ -9,6 +9,7 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::Poll;
 
 use braid_core::node::CatchUnwind;
 use braid_core::rng::Rng;
@@ -29,18 +30,25 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// What every node task of one run shares: made once per run, so starting a node bumps only
+/// this per-run count, never the counts of the plan every concurrent run shares (contended
+/// cache lines on a multi-thread runtime).
+pub(crate) struct RunShared {
+    pub plan: Arc<Plan>,
+    pub inputs: Arc<Value>,
+    pub start: Instant,
+    pub deadline: Option<Instant>,
+    /// Where each node's current attempt number is published, by node index.
+    pub attempts: Box<[AtomicU32]>,
+    pub events: Option<EventSender>,
+}
+
 /// Everything a node's task needs.
 pub(crate) struct Job {
-    pub plan: Arc<Plan>,
+    pub run: Arc<RunShared>,
     pub id: NodeId,
-    pub inputs: Arc<Value>,
     pub state: braid_core::StateView,
     pub seed: u64,
-    pub run_start: Instant,
-    pub deadline: Option<Instant>,
-    /// Where the node's current attempt number is published, by node index.
-    pub attempts: Arc<[AtomicU32]>,
-    pub events: Option<EventSender>,
 }
 
 /// What a node's task reports back to the scheduler.
@@ -109,16 +117,20 @@ fn elapsed(start: Instant, at: Instant) -> std::time::Duration {
 /// run's deadline leaves no time.
 pub(crate) async fn run_node(job: Job) -> Outcome {
     let Job {
-        plan,
+        run,
         id,
-        inputs,
         state,
         seed,
-        run_start,
+    } = job;
+    let RunShared {
+        plan,
+        inputs,
+        start: run_start,
         deadline,
         attempts,
         events,
-    } = job;
+    } = &*run;
+    let (run_start, deadline) = (*run_start, *deadline);
     let node = plan.node(id);
     let start = Instant::now();
     let mut rng = Rng::derive(seed, &[0x7e7e]);
@@ -167,13 +179,24 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
                 panic_message(&*payload),
             )),
             Ok(fut) => {
-                let fut = CatchUnwind(fut);
-                let polled = match attempt_deadline {
-                    Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
-                    None => Some(fut.await),
+                let mut fut = CatchUnwind(fut);
+                // One poll before arming the timer: a node that finishes at once (a mock, a
+                // transform, a handler with nothing to wait for) never touches the timer wheel,
+                // whose entries are shared by every run on the runtime. `timeout_at` polls the
+                // node first too, so the outcome is the same.
+                let first =
+                    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut fut).poll(cx)))
+                        .await;
+                let polled = match (first, attempt_deadline) {
+                    (Poll::Ready(r), _) => Some(r),
+                    // Boxed: the timer is large, and most attempts never need it.
+                    (Poll::Pending, Some(d)) => {
+                        Box::pin(tokio::time::timeout_at(d, fut)).await.ok()
+                    }
+                    (Poll::Pending, None) => Some(fut.await),
                 };
                 match polled {
-                    Some(Ok(r)) => r.and_then(|v| check_output(&plan, id, v)),
+                    Some(Ok(r)) => r.and_then(|v| check_output(plan, id, v)),
                     Some(Err(payload)) => Err(NodeError::of_kind(
                         FailureKind::Panic,
                         panic_message(&*payload),
@@ -253,7 +276,7 @@ pub(crate) async fn run_node(job: Job) -> Outcome {
             },
         });
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+            Box::pin(tokio::time::sleep(delay)).await;
         }
     }
 }
