@@ -14,7 +14,8 @@ pub mod template;
 
 pub use id::{KeyId, NodeId};
 pub use node::{
-    Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, StateUpdate, StateView,
+    Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, RunScope, StateUpdate,
+    StateView,
 };
 pub use plan::{
     Channel, ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, Plan, PlanError, PlanNode,

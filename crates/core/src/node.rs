@@ -139,17 +139,40 @@ impl From<TemplateError> for NodeError {
 ///
 /// Cheap to build: everything inside is shared; the template context is made on first use.
 pub struct NodeContext {
-    node: Arc<str>,
+    origin: Origin,
     attempt: u32,
     seed: u64,
-    inputs: Arc<Value>,
     state: StateView,
     /// `state` as one JSON object, made on first use by [`state`](Self::state).
     state_json: OnceLock<Arc<Value>>,
-    templates: Arc<TemplateEnv>,
     vars: Option<Arc<Value>>,
     emitter: Option<Emitter>,
     template_ctx: OnceLock<minijinja::Value>,
+}
+
+/// What the nodes of one run share: the plan and the run's inputs. The runtime makes one per run,
+/// and the contexts of that run's nodes point at it, so building a context bumps one per-run count
+/// instead of the counts of the plan's names and templates, which every concurrent run shares
+/// (contended cache lines on a multi-thread runtime).
+#[derive(Debug)]
+pub struct RunScope {
+    /// The plan being run.
+    pub plan: Arc<crate::Plan>,
+    /// The run's resolved inputs.
+    pub inputs: Arc<Value>,
+}
+
+/// Where a context's node name, inputs and templates come from.
+#[derive(Clone)]
+enum Origin {
+    /// A node of a run: the run's scope and the node's id.
+    Run(Arc<RunScope>, crate::NodeId),
+    /// Given one by one (tests, embedders running a node by hand).
+    Own {
+        node: Arc<str>,
+        inputs: Arc<Value>,
+        templates: Arc<TemplateEnv>,
+    },
 }
 
 /// The state keys a node may read, shared with the run's store: building one copies no value.
@@ -203,9 +226,9 @@ pub type Emitter = Arc<dyn Fn(&Arc<str>, Value) + Send + Sync>;
 impl std::fmt::Debug for NodeContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeContext")
-            .field("node", &self.node)
+            .field("node", &self.node())
             .field("attempt", &self.attempt)
-            .field("inputs", &self.inputs)
+            .field("inputs", self.inputs())
             .field("state", &self.state)
             .field("vars", &self.vars)
             .finish_non_exhaustive()
@@ -228,7 +251,7 @@ impl NodeContext {
         ctx
     }
 
-    /// A context over a [`StateView`] (what the runtime builds: no value is copied).
+    /// A context over a [`StateView`] (no value is copied).
     pub fn with_view(
         node: Arc<str>,
         attempt: u32,
@@ -237,17 +260,48 @@ impl NodeContext {
         state: StateView,
         templates: Arc<TemplateEnv>,
     ) -> Self {
-        NodeContext {
-            node,
+        Self::build(
+            Origin::Own {
+                node,
+                inputs,
+                templates,
+            },
             attempt,
             seed,
-            inputs,
+            state,
+        )
+    }
+
+    /// The context of node `id` of a run (what the runtime builds: nothing is copied, and only
+    /// the run's own counts are touched).
+    pub fn for_run(
+        scope: Arc<RunScope>,
+        id: crate::NodeId,
+        attempt: u32,
+        seed: u64,
+        state: StateView,
+    ) -> Self {
+        Self::build(Origin::Run(scope, id), attempt, seed, state)
+    }
+
+    fn build(origin: Origin, attempt: u32, seed: u64, state: StateView) -> Self {
+        NodeContext {
+            origin,
+            attempt,
+            seed,
             state,
             state_json: OnceLock::new(),
-            templates,
             vars: None,
             emitter: None,
             template_ctx: OnceLock::new(),
+        }
+    }
+
+    /// The node's name, shared.
+    fn name(&self) -> &Arc<str> {
+        match &self.origin {
+            Origin::Run(scope, id) => &scope.plan.node(*id).name,
+            Origin::Own { node, .. } => node,
         }
     }
 
@@ -275,7 +329,7 @@ impl NodeContext {
     /// Streams a payload as a run event (a no-op when nobody listens).
     pub fn emit(&self, payload: Value) {
         if let Some(e) = &self.emitter {
-            e(&self.node, payload);
+            e(self.name(), payload);
         }
     }
 
@@ -286,7 +340,10 @@ impl NodeContext {
 
     /// The plan's compiled templates.
     pub fn templates(&self) -> &Arc<TemplateEnv> {
-        &self.templates
+        match &self.origin {
+            Origin::Run(scope, _) => scope.plan.templates(),
+            Origin::Own { templates, .. } => templates,
+        }
     }
 
     /// Renders a compiled value with `extra` variables (a JSON object) on top of the context's.
@@ -302,28 +359,21 @@ impl NodeContext {
             ..minijinja::Value::from_serialize(extra),
             ..self.template_context().clone()
         };
-        Ok(value.render(&self.templates, &ctx)?)
+        Ok(value.render(self.templates(), &ctx)?)
     }
 
     /// A context for an inner node run on this node's behalf (such as one item of a `map`): the
     /// same node name, attempt, inputs, state, templates and emitter, with its own `seed` and its
     /// own template variables `vars` (a JSON object, replacing any this context has).
     pub fn inner(&self, seed: u64, vars: Value) -> NodeContext {
-        NodeContext::with_view(
-            self.node.clone(),
-            self.attempt,
-            seed,
-            self.inputs.clone(),
-            self.state.clone(),
-            self.templates.clone(),
-        )
-        .with_vars(vars)
-        .with_emitter(self.emitter.clone())
+        Self::build(self.origin.clone(), self.attempt, seed, self.state.clone())
+            .with_vars(vars)
+            .with_emitter(self.emitter.clone())
     }
 
     /// The node's name.
     pub fn node(&self) -> &str {
-        &self.node
+        self.name()
     }
 
     /// The attempt number, from 1.
@@ -338,12 +388,12 @@ impl NodeContext {
 
     /// All inputs, as a JSON object.
     pub fn inputs(&self) -> &Value {
-        &self.inputs
+        self.inputs_arc()
     }
 
     /// One input.
     pub fn input(&self, name: &str) -> Option<&Value> {
-        self.inputs.get(name)
+        self.inputs().get(name)
     }
 
     /// The state the node may read (keys written upstream of it), as a JSON object.
@@ -364,13 +414,16 @@ impl NodeContext {
 
     /// The run's inputs, shared.
     pub fn inputs_arc(&self) -> &Arc<Value> {
-        &self.inputs
+        match &self.origin {
+            Origin::Run(scope, _) => &scope.inputs,
+            Origin::Own { inputs, .. } => inputs,
+        }
     }
 
     /// The context templates and expressions are evaluated in: `{ inputs, state }`.
     pub fn template_context(&self) -> &minijinja::Value {
         self.template_ctx
-            .get_or_init(|| template::scope(&self.inputs, &self.state, self.vars.as_ref()))
+            .get_or_init(|| template::scope(self.inputs_arc(), &self.state, self.vars.as_ref()))
     }
 
     /// Renders a compiled templated value against this context.
@@ -383,13 +436,13 @@ impl NodeContext {
             return Ok(v.clone());
         }
         let raw = self.raw();
-        Ok(value.render_raw(&self.templates, Some(&raw), &|| self.template_context())?)
+        Ok(value.render_raw(self.templates(), Some(&raw), &|| self.template_context())?)
     }
 
     /// The raw values templates read, for plain-path expressions.
     pub fn raw(&self) -> template::Raw<'_> {
         template::Raw {
-            inputs: &self.inputs,
+            inputs: self.inputs(),
             state: &self.state,
             vars: self.vars.as_deref(),
         }

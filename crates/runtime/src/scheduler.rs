@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use braid_core::plan::{ExecutionMode, OnErrorPolicy};
 use braid_core::rng::{Rng, hash_str};
-use braid_core::{FailureKind, NodeId, Plan, StateView, template};
+use braid_core::{FailureKind, NodeId, Plan, RunScope, StateView, template};
 use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -35,7 +35,10 @@ use crate::report::{
     AttemptReport, Failure, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus,
 };
 use crate::store::Store;
-use crate::task::{self, Job, Outcome, RunShared};
+use crate::task::{Job, NodeRun, Outcome, RunShared, Step};
+
+/// The failure message of a node whose task panicked in the runtime's own code.
+const TASK_PANICKED: &str = "the node's task panicked";
 
 /// The failure message of a node cut short by the run's deadline.
 pub(crate) const DEADLINE: &str = "the run's timeout expired while the node was running";
@@ -103,7 +106,7 @@ impl<F: Future + Unpin> Future for Guarded<F> {
         match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(_) => Poll::Ready(Err("the node's task panicked".to_owned())),
+            Err(_) => Poll::Ready(Err(TASK_PANICKED.to_owned())),
         }
     }
 }
@@ -140,7 +143,8 @@ struct Scheduler<'a> {
     records: Vec<Record>,
     remaining: Vec<u32>,
     ready: BinaryHeap<Reverse<NodeId>>,
-    join: JoinSet<(NodeId, Result<Outcome, String>)>,
+    /// Node tasks; made at the first spawn (a run whose nodes all finish in place needs none).
+    join: Option<JoinSet<TaskEnd>>,
     in_flight: usize,
     seed: u64,
     cancel: Option<CancelToken>,
@@ -153,9 +157,12 @@ struct Scheduler<'a> {
     in_flight_gauge: metrics::Gauge,
 }
 
+/// What a node task returns: its node, and its outcome or the panic that ended the task.
+type TaskEnd = (NodeId, Result<Outcome, String>);
+
 /// What ended a wait of the scheduler.
 enum Wake {
-    Joined(Option<Result<(NodeId, Result<Outcome, String>), tokio::task::JoinError>>),
+    Joined(Option<Result<TaskEnd, tokio::task::JoinError>>),
     Deadline,
     Cancelled,
 }
@@ -182,8 +189,10 @@ pub async fn run(plan: Arc<Plan>, inputs: impl Into<Arc<Value>>, options: RunOpt
         let run_start = Instant::now();
         let n = plan.nodes().len();
         let run = Arc::new(RunShared {
-            plan: plan.clone(),
-            inputs: inputs.into(),
+            scope: Arc::new(RunScope {
+                plan: plan.clone(),
+                inputs: inputs.into(),
+            }),
             start: run_start,
             // A timeout too large to add (`Duration::MAX`) is no deadline at all.
             deadline: timeout.and_then(|t| run_start.checked_add(t)),
@@ -198,7 +207,7 @@ pub async fn run(plan: Arc<Plan>, inputs: impl Into<Arc<Value>>, options: RunOpt
             records: (0..n).map(|_| Record::default()).collect(),
             remaining: plan.nodes().iter().map(|p| p.needs.len() as u32).collect(),
             ready: plan.roots().iter().map(|&r| Reverse(r)).collect(),
-            join: JoinSet::new(),
+            join: None,
             in_flight: 0,
             seed: options.seed,
             cancel: options.cancel,
@@ -271,7 +280,10 @@ impl Scheduler<'_> {
                 return;
             }
             let next = if self.run.deadline.is_none() && self.cancel.is_none() {
-                self.join.join_next().await
+                match &mut self.join {
+                    Some(join) => join.join_next().await,
+                    None => None,
+                }
             } else {
                 match self.wait().await {
                     Wake::Joined(next) => next,
@@ -298,6 +310,10 @@ impl Scheduler<'_> {
         }
     }
 
+    fn tasks(&mut self) -> &mut JoinSet<TaskEnd> {
+        self.join.get_or_insert_with(JoinSet::new)
+    }
+
     /// Waits for the next node task to end, the run's deadline, or the cancel token, in that
     /// order of priority when several are ready.
     async fn wait(&mut self) -> Wake {
@@ -312,8 +328,13 @@ impl Scheduler<'_> {
             }
         }
         std::future::poll_fn(|cx| {
-            if let Poll::Ready(next) = self.join.poll_join_next(cx) {
-                return Poll::Ready(Wake::Joined(next));
+            match &mut self.join {
+                Some(join) => {
+                    if let Poll::Ready(next) = join.poll_join_next(cx) {
+                        return Poll::Ready(Wake::Joined(next));
+                    }
+                }
+                None => return Poll::Ready(Wake::Joined(None)),
             }
             if let Some(timer) = &mut self.timer {
                 if timer.as_mut().poll(cx).is_ready() {
@@ -356,11 +377,13 @@ impl Scheduler<'_> {
         let state = self.view(id);
         if let Some(when) = &node.when {
             let raw = template::Raw {
-                inputs: &self.run.inputs,
+                inputs: &self.run.scope.inputs,
                 state: &state,
                 vars: None,
             };
-            match when.truth(&raw, || template::scope(&self.run.inputs, &state, None)) {
+            match when.truth(&raw, || {
+                template::scope(&self.run.scope.inputs, &state, None)
+            }) {
                 Ok(true) => {}
                 Ok(false) => {
                     let rec = &mut self.records[id.index()];
@@ -402,26 +425,34 @@ impl Scheduler<'_> {
         self.in_flight += 1;
         self.in_flight_gauge.increment(1.0);
         if node.handler.is_instant() {
-            // Run it in place: one poll, no task. If it does not finish after all, it is spawned
-            // as it is (polling it again there re-registers its wakers).
-            let mut fut = Guarded(Box::pin(task::run_node(job)));
-            let polled = {
+            // Run its first attempt in place: when it finishes at the first poll, as it should,
+            // there is no task, no boxed future and no timer. Otherwise it goes on in a task
+            // (polling it there re-registers its wakers).
+            let mut attempts = NodeRun::new(job, now);
+            let step = {
                 let _entered = span.enter();
                 let mut cx = Context::from_waker(std::task::Waker::noop());
-                Pin::new(&mut fut).poll(&mut cx)
+                catch_unwind(AssertUnwindSafe(|| attempts.attempt(&mut cx)))
             };
-            match polled {
-                Poll::Ready(result) => self.finished(id, result),
-                Poll::Pending => {
-                    self.join
-                        .spawn(async move { (id, fut.await) }.instrument(span));
+            match step {
+                Ok(Step::Done(outcome)) => self.finished(id, Ok(outcome)),
+                Ok(step) => {
+                    self.tasks().spawn(
+                        async move {
+                            let fut = std::pin::pin!(attempts.finish(step));
+                            (id, Guarded(fut).await)
+                        }
+                        .instrument(span),
+                    );
                 }
+                Err(_) => self.finished(id, Err(TASK_PANICKED.to_owned())),
             }
             return;
         }
-        self.join.spawn(
+        self.tasks().spawn(
             async move {
-                let fut = std::pin::pin!(task::run_node(job));
+                let attempts = NodeRun::new(job, Instant::now());
+                let fut = std::pin::pin!(attempts.finish(Step::Start));
                 (id, Guarded(fut).await)
             }
             .instrument(span),
@@ -561,7 +592,9 @@ impl Scheduler<'_> {
     }
 
     async fn cancel_in_flight(&mut self, kind: FailureKind, message: &str) {
-        self.join.shutdown().await;
+        if let Some(join) = &mut self.join {
+            join.shutdown().await;
+        }
         let now = Instant::now();
         for (i, rec) in self.records.iter_mut().enumerate() {
             if rec.status.is_none() && rec.start.is_some() {

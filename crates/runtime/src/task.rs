@@ -7,13 +7,15 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use braid_core::node::CatchUnwind;
 use braid_core::rng::Rng;
-use braid_core::{FailureKind, NodeContext, NodeError, NodeId, Plan};
+use braid_core::{FailureKind, NodeContext, NodeError, NodeId, Plan, RunScope};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -34,8 +36,8 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// this per-run count, never the counts of the plan every concurrent run shares (contended
 /// cache lines on a multi-thread runtime).
 pub(crate) struct RunShared {
-    pub plan: Arc<Plan>,
-    pub inputs: Arc<Value>,
+    /// The plan and the inputs, which node contexts point at.
+    pub scope: Arc<RunScope>,
     pub start: Instant,
     pub deadline: Option<Instant>,
     /// Where each node's current attempt number is published, by node index.
@@ -113,170 +115,253 @@ fn elapsed(start: Instant, at: Instant) -> std::time::Duration {
     at.saturating_duration_since(start)
 }
 
-/// Runs a node's attempts until one succeeds, the failure is permanent, attempts run out, or the
+/// An attempt that did not finish at its first poll.
+pub(crate) struct Running {
+    fut: CatchUnwind,
+    attempt_start: Instant,
+    deadline: Option<Instant>,
+    /// `deadline` is the run's, not the node's own timeout.
+    is_run_deadline: bool,
+}
+
+/// Where a node's attempts stand.
+pub(crate) enum Step {
+    /// Nothing has run yet.
+    Start,
+    /// An attempt is waiting on something: finish it (and any retry) in a task.
+    Waiting(Running),
+    /// The last attempt failed and the next one starts after this delay.
+    Retry(Duration),
+    /// The node succeeded, or failed for good.
+    Done(Outcome),
+}
+
+/// One node's attempts until one succeeds, the failure is permanent, attempts run out, or the
 /// run's deadline leaves no time.
-pub(crate) async fn run_node(job: Job) -> Outcome {
-    let Job {
-        run,
-        id,
-        state,
-        seed,
-    } = job;
-    let RunShared {
-        plan,
-        inputs,
-        start: run_start,
-        deadline,
-        attempts,
-        events,
-    } = &*run;
-    let (run_start, deadline) = (*run_start, *deadline);
-    let node = plan.node(id);
-    let start = Instant::now();
-    let mut rng = Rng::derive(seed, &[0x7e7e]);
-    let mut retries = Vec::new();
-    let emitter: Option<braid_core::Emitter> = events.clone().map(|tx| -> braid_core::Emitter {
-        Arc::new(move |node: &Arc<str>, payload| {
-            let at = elapsed(run_start, Instant::now());
-            let _ = tx.send(Event::NodeMessage {
-                node: node.clone(),
-                payload,
-                at,
-            });
-        })
-    });
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        attempts[id.index()].store(attempt, Ordering::Relaxed);
-        let attempt_start = Instant::now();
-        if let Some(tx) = &events {
+///
+/// A state machine rather than one `async fn`, so that the scheduler can start a node in place
+/// and, when its first attempt finishes at the first poll (a mock, a transform, a handler with
+/// nothing to wait for), have its outcome without spawning a task, boxing a future or arming a
+/// timer. Anything that must wait continues in a task with [`finish`](NodeRun::finish).
+pub(crate) struct NodeRun {
+    job: Job,
+    start: Instant,
+    rng: Rng,
+    retries: Vec<AttemptReport>,
+    emitter: Option<braid_core::Emitter>,
+    attempt: u32,
+}
+
+impl NodeRun {
+    /// The node's attempts, starting at `start`.
+    pub(crate) fn new(job: Job, start: Instant) -> Self {
+        let run_start = job.run.start;
+        let emitter = job.run.events.clone().map(|tx| -> braid_core::Emitter {
+            Arc::new(move |node: &Arc<str>, payload| {
+                let at = elapsed(run_start, Instant::now());
+                let _ = tx.send(Event::NodeMessage {
+                    node: node.clone(),
+                    payload,
+                    at,
+                });
+            })
+        });
+        NodeRun {
+            rng: Rng::derive(job.seed, &[0x7e7e]),
+            job,
+            start,
+            retries: Vec::new(),
+            emitter,
+            attempt: 0,
+        }
+    }
+
+    /// Starts the next attempt and polls it once with `cx`.
+    pub(crate) fn attempt(&mut self, cx: &mut Context<'_>) -> Step {
+        self.attempt += 1;
+        let attempt = self.attempt;
+        let run = &*self.job.run;
+        let id = self.job.id;
+        let node = run.scope.plan.node(id);
+        run.attempts[id.index()].store(attempt, Ordering::Relaxed);
+        let attempt_start = if attempt == 1 {
+            self.start
+        } else {
+            Instant::now()
+        };
+        if let Some(tx) = &run.events {
             let _ = tx.send(Event::NodeStarted {
                 node: node.name.clone(),
                 attempt,
-                at: elapsed(run_start, attempt_start),
+                at: elapsed(run.start, attempt_start),
             });
         }
-        let ctx = NodeContext::with_view(
-            node.name.clone(),
+        let ctx = NodeContext::for_run(
+            run.scope.clone(),
+            id,
             attempt,
-            seed,
-            inputs.clone(),
-            state.clone(),
-            plan.templates().clone(),
+            self.job.seed,
+            self.job.state.clone(),
         )
-        .with_emitter(emitter.clone());
+        .with_emitter(self.emitter.clone());
         let node_deadline = node.timeout.and_then(|t| attempt_start.checked_add(t));
-        let (attempt_deadline, is_run_deadline) = match (node_deadline, deadline) {
+        let (deadline, is_run_deadline) = match (node_deadline, run.deadline) {
             (Some(n), Some(r)) if r <= n => (Some(r), true),
             (Some(n), _) => (Some(n), false),
             (None, Some(r)) => (Some(r), true),
             (None, None) => (None, false),
         };
-        let result = match catch_unwind(AssertUnwindSafe(|| node.handler.call(ctx))) {
-            Err(payload) => Err(NodeError::of_kind(
-                FailureKind::Panic,
-                panic_message(&*payload),
-            )),
+        match catch_unwind(AssertUnwindSafe(|| node.handler.call(ctx))) {
+            Err(payload) => self.conclude(attempt_start, Err(panicked(&*payload))),
             Ok(fut) => {
                 let mut fut = CatchUnwind(fut);
-                // One poll before arming the timer: a node that finishes at once (a mock, a
-                // transform, a handler with nothing to wait for) never touches the timer wheel,
-                // whose entries are shared by every run on the runtime. `timeout_at` polls the
-                // node first too, so the outcome is the same.
-                let first =
-                    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut fut).poll(cx)))
-                        .await;
-                let polled = match (first, attempt_deadline) {
-                    (Poll::Ready(r), _) => Some(r),
-                    // Boxed: the timer is large, and most attempts never need it.
-                    (Poll::Pending, Some(d)) => {
-                        Box::pin(tokio::time::timeout_at(d, fut)).await.ok()
+                // One poll before arming any timer: `timeout_at` polls the node first too, so
+                // the outcome is the same, and a node that finishes at once never touches the
+                // timer wheel every run on the runtime shares.
+                match Pin::new(&mut fut).poll(cx) {
+                    Poll::Ready(r) => {
+                        let result = self.result_of(r);
+                        self.conclude(attempt_start, result)
                     }
-                    (Poll::Pending, None) => Some(fut.await),
-                };
-                match polled {
-                    Some(Ok(r)) => r.and_then(|v| check_output(plan, id, v)),
-                    Some(Err(payload)) => Err(NodeError::of_kind(
-                        FailureKind::Panic,
-                        panic_message(&*payload),
-                    )),
-                    None if is_run_deadline => {
-                        let end = Instant::now();
-                        let failure =
-                            NodeError::of_kind(FailureKind::Timeout, crate::scheduler::DEADLINE);
-                        return Outcome {
-                            id,
-                            result: Err(failure),
-                            attempts: attempt,
-                            start,
-                            end,
-                            retries,
-                            hit_deadline: true,
-                        };
-                    }
-                    None => Err(NodeError::of_kind(
-                        FailureKind::Timeout,
-                        format!(
-                            "the attempt took longer than the node's timeout of {:?}",
-                            node.timeout.unwrap_or_default()
-                        ),
-                    )),
+                    Poll::Pending => Step::Waiting(Running {
+                        fut,
+                        attempt_start,
+                        deadline,
+                        is_run_deadline,
+                    }),
                 }
             }
-        };
+        }
+    }
+
+    /// An attempt's return, checked.
+    fn result_of(
+        &self,
+        r: Result<Result<Value, NodeError>, Box<dyn Any + Send>>,
+    ) -> Result<Vec<Option<Value>>, NodeError> {
+        match r {
+            Ok(r) => r.and_then(|v| check_output(&self.job.run.scope.plan, self.job.id, v)),
+            Err(payload) => Err(panicked(&*payload)),
+        }
+    }
+
+    /// Ends an attempt: the node is done, or it is retried after a delay.
+    fn conclude(
+        &mut self,
+        attempt_start: Instant,
+        result: Result<Vec<Option<Value>>, NodeError>,
+    ) -> Step {
         let now = Instant::now();
         let err = match result {
-            Ok(update) => {
-                return Outcome {
-                    id,
-                    result: Ok(update),
-                    attempts: attempt,
-                    start,
-                    end: now,
-                    retries,
-                    hit_deadline: false,
-                };
-            }
+            Ok(update) => return Step::Done(self.outcome(Ok(update), now, false)),
             Err(e) => e,
         };
-        let mut delay = node.retry.delay(attempt, &mut rng);
+        let run = &*self.job.run;
+        let node = run.scope.plan.node(self.job.id);
+        let attempt = self.attempt;
+        let mut delay = node.retry.delay(attempt, &mut self.rng);
         if let Some(after) = err.retry_after {
             delay = delay.max(after);
         }
-        let out_of_time = deadline.is_some_and(|d| now.checked_add(delay).is_none_or(|t| t >= d));
+        let out_of_time = run
+            .deadline
+            .is_some_and(|d| now.checked_add(delay).is_none_or(|t| t >= d));
         if attempt >= node.retry.attempts || !err.retryable || out_of_time {
-            return Outcome {
-                id,
-                result: Err(err),
-                attempts: attempt,
-                start,
-                end: now,
-                retries,
-                hit_deadline: false,
-            };
+            return Step::Done(self.outcome(Err(err), now, false));
         }
-        if let Some(tx) = &events {
+        if let Some(tx) = &run.events {
             let _ = tx.send(Event::NodeRetrying {
                 node: node.name.clone(),
                 attempt,
                 failure: err.kind,
                 message: err.message.clone(),
                 delay,
-                at: elapsed(run_start, now),
+                at: elapsed(run.start, now),
             });
         }
-        retries.push(AttemptReport {
+        self.retries.push(AttemptReport {
             attempt,
-            start: elapsed(run_start, attempt_start),
-            end: elapsed(run_start, now),
+            start: elapsed(run.start, attempt_start),
+            end: elapsed(run.start, now),
             failure: Failure {
                 kind: err.kind,
                 message: err.message,
             },
         });
-        if !delay.is_zero() {
-            Box::pin(tokio::time::sleep(delay)).await;
+        Step::Retry(delay)
+    }
+
+    fn outcome(
+        &mut self,
+        result: Result<Vec<Option<Value>>, NodeError>,
+        end: Instant,
+        hit_deadline: bool,
+    ) -> Outcome {
+        Outcome {
+            id: self.job.id,
+            result,
+            attempts: self.attempt,
+            start: self.start,
+            end,
+            retries: std::mem::take(&mut self.retries),
+            hit_deadline,
         }
     }
+
+    /// Waits for an attempt that did not finish at its first poll, under its deadline.
+    async fn wait(&mut self, running: Running) -> Step {
+        let Running {
+            fut,
+            attempt_start,
+            deadline,
+            is_run_deadline,
+        } = running;
+        let polled = match deadline {
+            // Boxed: the timer is large, and only waiting attempts need it.
+            Some(d) => Box::pin(tokio::time::timeout_at(d, fut)).await.ok(),
+            None => Some(fut.await),
+        };
+        match polled {
+            Some(r) => {
+                let result = self.result_of(r);
+                self.conclude(attempt_start, result)
+            }
+            None if is_run_deadline => {
+                let failure = NodeError::of_kind(FailureKind::Timeout, crate::scheduler::DEADLINE);
+                Step::Done(self.outcome(Err(failure), Instant::now(), true))
+            }
+            None => {
+                let timeout = self.job.run.scope.plan.node(self.job.id).timeout;
+                let failure = NodeError::of_kind(
+                    FailureKind::Timeout,
+                    format!(
+                        "the attempt took longer than the node's timeout of {:?}",
+                        timeout.unwrap_or_default()
+                    ),
+                );
+                self.conclude(attempt_start, Err(failure))
+            }
+        }
+    }
+
+    /// Runs the attempts from `step` to the end.
+    pub(crate) async fn finish(mut self, mut step: Step) -> Outcome {
+        loop {
+            step = match step {
+                Step::Done(outcome) => return outcome,
+                Step::Start => std::future::poll_fn(|cx| Poll::Ready(self.attempt(cx))).await,
+                Step::Waiting(running) => self.wait(running).await,
+                Step::Retry(delay) => {
+                    if !delay.is_zero() {
+                        Box::pin(tokio::time::sleep(delay)).await;
+                    }
+                    std::future::poll_fn(|cx| Poll::Ready(self.attempt(cx))).await
+                }
+            };
+        }
+    }
+}
+
+fn panicked(payload: &(dyn Any + Send)) -> NodeError {
+    NodeError::of_kind(FailureKind::Panic, panic_message(payload))
 }
