@@ -173,7 +173,20 @@ enum Wake {
 /// # Cancel safety
 ///
 /// Dropping the returned future aborts every node task still running; nothing is left behind.
-pub async fn run(plan: Arc<Plan>, inputs: impl Into<Arc<Value>>, options: RunOptions) -> RunResult {
+pub fn run(
+    plan: Arc<Plan>,
+    inputs: impl Into<Arc<Value>>,
+    options: RunOptions,
+) -> impl Future<Output = RunResult> + Send + 'static {
+    // A plain function returning the run's future, not an `async fn`: the future then holds only
+    // what the run needs, once (an `async fn` would also keep its arguments).
+    let inputs: Arc<Value> = inputs.into();
+    let RunOptions {
+        events,
+        cancel,
+        seed,
+        ..
+    } = options;
     let mode = options.mode.unwrap_or(plan.mode());
     let limit = match mode {
         ExecutionMode::Sequential => 1,
@@ -191,13 +204,13 @@ pub async fn run(plan: Arc<Plan>, inputs: impl Into<Arc<Value>>, options: RunOpt
         let run = Arc::new(RunShared {
             scope: Arc::new(RunScope {
                 plan: plan.clone(),
-                inputs: inputs.into(),
+                inputs,
             }),
             start: run_start,
             // A timeout too large to add (`Duration::MAX`) is no deadline at all.
             deadline: timeout.and_then(|t| run_start.checked_add(t)),
             attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            events: options.events,
+            events,
         });
         let mut s = Scheduler {
             plan: &plan,
@@ -209,8 +222,8 @@ pub async fn run(plan: Arc<Plan>, inputs: impl Into<Arc<Value>>, options: RunOpt
             ready: plan.roots().iter().map(|&r| Reverse(r)).collect(),
             join: None,
             in_flight: 0,
-            seed: options.seed,
-            cancel: options.cancel,
+            seed,
+            cancel,
             timer: None,
             cancelled: None,
             error: None,
@@ -237,7 +250,6 @@ pub async fn run(plan: Arc<Plan>, inputs: impl Into<Arc<Value>>, options: RunOpt
         result
     }
     .instrument(span)
-    .await
 }
 
 impl Scheduler<'_> {
@@ -436,27 +448,25 @@ impl Scheduler<'_> {
             };
             match step {
                 Ok(Step::Done(outcome)) => self.finished(id, Ok(outcome)),
-                Ok(step) => {
-                    self.tasks().spawn(
-                        async move {
-                            let fut = std::pin::pin!(attempts.finish(step));
-                            (id, Guarded(fut).await)
-                        }
-                        .instrument(span),
-                    );
-                }
+                Ok(step) => self.spawn(id, attempts.finish(step), span),
                 Err(_) => self.finished(id, Err(TASK_PANICKED.to_owned())),
             }
             return;
         }
-        self.tasks().spawn(
-            async move {
-                let attempts = NodeRun::new(job, Instant::now());
-                let fut = std::pin::pin!(attempts.finish(Step::Start));
-                (id, Guarded(fut).await)
-            }
-            .instrument(span),
-        );
+        self.spawn(id, NodeRun::new(job, now).finish(Step::Start), span);
+    }
+
+    /// Runs a node's attempts in a task. The future is boxed before it goes into the task, so the
+    /// task holds it once (an `async` block that moved it would hold it twice).
+    fn spawn(
+        &mut self,
+        id: NodeId,
+        attempts: impl Future<Output = Outcome> + Send + 'static,
+        span: tracing::Span,
+    ) {
+        let attempts = Guarded(Box::pin(attempts));
+        self.tasks()
+            .spawn(async move { (id, attempts.await) }.instrument(span));
     }
 
     /// A node's task ended, normally or by a panic in the runtime's own task code.
