@@ -177,12 +177,17 @@ enum Origin {
 
 /// The state keys a node may read, shared with the run's store: building one copies no value.
 #[derive(Debug, Clone, Default)]
-pub struct StateView(Arc<[(Arc<str>, Arc<Value>)]>);
+pub struct StateView(Option<Arc<[(Arc<str>, Arc<Value>)]>>);
 
 impl StateView {
     /// A view of these keys and values.
     pub fn new(entries: Vec<(Arc<str>, Arc<Value>)>) -> Self {
-        StateView(entries.into())
+        if entries.is_empty() {
+            // No allocation for a node that reads nothing (most nodes).
+            StateView(None)
+        } else {
+            StateView(Some(entries.into()))
+        }
     }
 
     /// A view of a JSON object's entries (each value copied once).
@@ -200,18 +205,21 @@ impl StateView {
 
     /// One key's value.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+        self.entries()
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
     }
 
     /// The keys and values.
     pub fn entries(&self) -> &[(Arc<str>, Arc<Value>)] {
-        &self.0
+        self.0.as_deref().unwrap_or_default()
     }
 
     /// The view as one JSON object (copies every value).
     pub fn to_json(&self) -> Value {
         Value::Object(
-            self.0
+            self.entries()
                 .iter()
                 .map(|(k, v)| (k.to_string(), (**v).clone()))
                 .collect(),

@@ -281,6 +281,8 @@ pub struct Plan {
     max_concurrency: Option<u32>,
     timeout: Option<Duration>,
     templates: Arc<TemplateEnv>,
+    /// Per node: the hash of its name, which salts its random seed in every run.
+    salts: Vec<u64>,
     cache: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -496,10 +498,15 @@ impl Plan {
             .filter(|(_, p)| p.needs.is_empty())
             .map(|(i, _)| NodeId(i as u32))
             .collect();
+        let salts = plan_nodes
+            .iter()
+            .map(|n| crate::rng::hash_str(&n.name))
+            .collect();
         Ok(Plan {
             name,
             inputs,
             keys,
+            salts,
             nodes: plan_nodes,
             roots,
             mode,
@@ -508,6 +515,13 @@ impl Plan {
             templates: Arc::new(templates),
             cache: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The hash of node `id`'s name ([`hash_str`](crate::rng::hash_str)), computed once: what
+    /// salts the node's random seed in a run, so that a node's randomness depends on its name and
+    /// the run's seed, not on its position.
+    pub fn seed_salt(&self, id: NodeId) -> u64 {
+        self.salts[id.index()]
     }
 
     /// The workflow's name.

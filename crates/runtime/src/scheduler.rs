@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use braid_core::plan::{ExecutionMode, OnErrorPolicy};
-use braid_core::rng::{Rng, hash_str};
+use braid_core::rng::Rng;
 use braid_core::{FailureKind, NodeId, Plan, RunScope, StateView, template};
 use serde_json::Value;
 use tokio::task::JoinSet;
@@ -35,7 +35,7 @@ use crate::report::{
     AttemptReport, Failure, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus,
 };
 use crate::store::Store;
-use crate::task::{Job, NodeRun, Outcome, RunShared, Step};
+use crate::task::{Job, NodeRun, Outcome, RunShared, Step, Writes};
 
 /// The failure message of a node whose task panicked in the runtime's own code.
 const TASK_PANICKED: &str = "the node's task panicked";
@@ -426,7 +426,7 @@ impl Scheduler<'_> {
             }
         }
         self.records[id.index()].start = Some(now);
-        let seed = Rng::derive(self.seed, &[hash_str(&node.name)]).next_u64();
+        let seed = Rng::derive(self.seed, &[plan.seed_salt(id)]).next_u64();
         let job = Job {
             run: self.run.clone(),
             id,
@@ -559,16 +559,13 @@ impl Scheduler<'_> {
                 NodeStatus::Failed
             }
             OnErrorPolicy::Continue { fallback } => {
-                let update: Vec<Option<Value>> = node
-                    .writes
-                    .iter()
-                    .map(|(k, _)| {
-                        fallback
-                            .iter()
-                            .find(|(f, _)| f == k)
-                            .map(|(_, v)| v.clone())
-                    })
-                    .collect();
+                let mut update = Writes::new(node.writes.len());
+                for (i, (k, _)) in node.writes.iter().enumerate() {
+                    *update.slot(i) = fallback
+                        .iter()
+                        .find(|(f, _)| f == k)
+                        .map(|(_, v)| v.clone());
+                }
                 self.degraded = true;
                 self.settle(id, Some(update));
                 NodeStatus::FellBack
@@ -585,12 +582,12 @@ impl Scheduler<'_> {
     }
 
     /// Folds a settled node's contributions (`None`: it wrote nothing) and releases its dependents.
-    fn settle(&mut self, id: NodeId, update: Option<Vec<Option<Value>>>) {
+    fn settle(&mut self, id: NodeId, mut update: Option<Writes>) {
         let plan = self.plan;
         let node = plan.node(id);
-        let mut update = update.unwrap_or_default().into_iter();
-        for &(key, pos) in &node.writes {
-            self.store.settle(plan, key, pos, update.next().flatten());
+        for (i, &(key, pos)) in node.writes.iter().enumerate() {
+            let value = update.as_mut().and_then(|u| u.slot(i).take());
+            self.store.settle(plan, key, pos, value);
         }
         for &d in &node.dependents {
             let r = &mut self.remaining[d.index()];

@@ -57,7 +57,7 @@ pub(crate) struct Job {
 pub(crate) struct Outcome {
     pub id: NodeId,
     /// The node's contribution to each key of its `writes`, in order, or its last failure.
-    pub result: Result<Vec<Option<Value>>, NodeError>,
+    pub result: Result<Writes, NodeError>,
     pub attempts: u32,
     pub start: Instant,
     pub end: Instant,
@@ -66,13 +66,35 @@ pub(crate) struct Outcome {
     pub hit_deadline: bool,
 }
 
+/// A node's contribution to each key of its `writes`, in order (`None`: it wrote nothing to that
+/// key). Most nodes write one or two keys: those need no allocation.
+pub(crate) enum Writes {
+    Inline([Option<Value>; 2]),
+    Heap(Vec<Option<Value>>),
+}
+
+impl Writes {
+    /// Nothing written yet, for a node with `n` keys in its `writes`.
+    pub(crate) fn new(n: usize) -> Self {
+        if n <= 2 {
+            Writes::Inline([None, None])
+        } else {
+            Writes::Heap((0..n).map(|_| None).collect())
+        }
+    }
+
+    /// The contribution to the `i`-th key of `writes`.
+    pub(crate) fn slot(&mut self, i: usize) -> &mut Option<Value> {
+        match self {
+            Writes::Inline(a) => &mut a[i],
+            Writes::Heap(v) => &mut v[i],
+        }
+    }
+}
+
 /// Checks a node's returned value: an object whose keys are among its `writes`, each value one
 /// the key's reducer takes. Returns the contributions aligned with `writes`.
-pub(crate) fn check_output(
-    plan: &Plan,
-    id: NodeId,
-    value: Value,
-) -> Result<Vec<Option<Value>>, NodeError> {
+pub(crate) fn check_output(plan: &Plan, id: NodeId, value: Value) -> Result<Writes, NodeError> {
     let node = plan.node(id);
     let invalid = |m: String| NodeError::of_kind(FailureKind::InvalidOutput, m).permanent();
     let Value::Object(map) = value else {
@@ -81,7 +103,7 @@ pub(crate) fn check_output(
             braid_core::node::type_name(&value)
         )));
     };
-    let mut out: Vec<Option<Value>> = vec![None; node.writes.len()];
+    let mut out = Writes::new(node.writes.len());
     for (key, v) in map {
         let Some(i) = node
             .writes
@@ -106,7 +128,7 @@ pub(crate) fn check_output(
         if let Err(e) = channel.reducer.check(&v) {
             return Err(invalid(format!("the node wrote `{key}`, but {e}")));
         }
-        out[i] = Some(v);
+        *out.slot(i) = Some(v);
     }
     Ok(out)
 }
@@ -238,7 +260,7 @@ impl NodeRun {
     fn result_of(
         &self,
         r: Result<Result<Value, NodeError>, Box<dyn Any + Send>>,
-    ) -> Result<Vec<Option<Value>>, NodeError> {
+    ) -> Result<Writes, NodeError> {
         match r {
             Ok(r) => r.and_then(|v| check_output(&self.job.run.scope.plan, self.job.id, v)),
             Err(payload) => Err(panicked(&*payload)),
@@ -246,11 +268,7 @@ impl NodeRun {
     }
 
     /// Ends an attempt: the node is done, or it is retried after a delay.
-    fn conclude(
-        &mut self,
-        attempt_start: Instant,
-        result: Result<Vec<Option<Value>>, NodeError>,
-    ) -> Step {
+    fn conclude(&mut self, attempt_start: Instant, result: Result<Writes, NodeError>) -> Step {
         let now = Instant::now();
         let err = match result {
             Ok(update) => return Step::Done(self.outcome(Ok(update), now, false)),
@@ -293,7 +311,7 @@ impl NodeRun {
 
     fn outcome(
         &mut self,
-        result: Result<Vec<Option<Value>>, NodeError>,
+        result: Result<Writes, NodeError>,
         end: Instant,
         hit_deadline: bool,
     ) -> Outcome {
