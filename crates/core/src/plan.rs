@@ -283,6 +283,9 @@ pub struct Plan {
     templates: Arc<TemplateEnv>,
     /// Per node: the hash of its name, which salts its random seed in every run.
     salts: Vec<u64>,
+    /// Every key, in order, each `null`: cloned for a run's final state (cloning copies the
+    /// hash table instead of hashing every key again).
+    skeleton: serde_json::Map<String, Value>,
     cache: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -502,9 +505,14 @@ impl Plan {
             .iter()
             .map(|n| crate::rng::hash_str(&n.name))
             .collect();
+        let skeleton = keys
+            .iter()
+            .map(|k| (k.name.to_string(), Value::Null))
+            .collect();
         Ok(Plan {
             name,
             inputs,
+            skeleton,
             keys,
             salts,
             nodes: plan_nodes,
@@ -522,6 +530,11 @@ impl Plan {
     /// the run's seed, not on its position.
     pub fn seed_salt(&self, id: NodeId) -> u64 {
         self.salts[id.index()]
+    }
+
+    /// Every state key, in declaration order, each `null`: the shape of a run's final state.
+    pub fn state_skeleton(&self) -> &serde_json::Map<String, Value> {
+        &self.skeleton
     }
 
     /// The workflow's name.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use braid_core::plan::Channel;
 use braid_core::{KeyId, Plan};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A settled writer's contribution to one key.
 enum Contribution {
@@ -110,18 +110,18 @@ impl Store {
     /// Folds every parked contribution, in order, skipping writers that never settled, and
     /// returns the final state: every declared key, `null` where it has no value.
     pub fn finish(mut self, plan: &Plan) -> Value {
-        let mut out = Map::with_capacity(self.slots.len());
-        for (channel, slot) in plan.keys().iter().zip(&mut self.slots) {
+        let mut out = plan.state_skeleton().clone();
+        let slots = plan.keys().iter().zip(&mut self.slots);
+        for ((channel, slot), out) in slots.zip(out.values_mut()) {
             for c in slot.parked.iter_mut().skip(slot.next as usize) {
                 if let Some(Contribution::Write(v)) = c.take() {
                     fold(channel, &mut slot.value, v);
                 }
             }
-            let value = match slot.value.take() {
+            *out = match slot.value.take() {
                 Some(v) => unshare(v),
                 None => channel.default.as_deref().cloned().unwrap_or(Value::Null),
             };
-            out.insert(channel.name.to_string(), value);
         }
         Value::Object(out)
     }
