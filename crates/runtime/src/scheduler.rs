@@ -498,7 +498,6 @@ impl Scheduler<'_> {
         let id = outcome.id;
         let rec = &mut self.records[id.index()];
         rec.attempts = outcome.attempts;
-        rec.start = Some(outcome.start);
         rec.end = Some(outcome.end);
         if !outcome.retries.is_empty() {
             rec.failed().retries = outcome.retries;

@@ -59,7 +59,6 @@ pub(crate) struct Outcome {
     /// The node's contribution to each key of its `writes`, in order, or its last failure.
     pub result: Result<Writes, NodeError>,
     pub attempts: u32,
-    pub start: Instant,
     pub end: Instant,
     pub retries: Vec<AttemptReport>,
     /// The last attempt was cut short by the run's deadline.
@@ -67,27 +66,27 @@ pub(crate) struct Outcome {
 }
 
 /// A node's contribution to each key of its `writes`, in order (`None`: it wrote nothing to that
-/// key). Most nodes write one or two keys: those need no allocation.
+/// key). Most nodes write one key: that needs no allocation, and the value stays small to move.
 pub(crate) enum Writes {
-    Inline([Option<Value>; 2]),
-    Heap(Vec<Option<Value>>),
+    One(Option<Value>),
+    Many(Vec<Option<Value>>),
 }
 
 impl Writes {
     /// Nothing written yet, for a node with `n` keys in its `writes`.
     pub(crate) fn new(n: usize) -> Self {
-        if n <= 2 {
-            Writes::Inline([None, None])
+        if n <= 1 {
+            Writes::One(None)
         } else {
-            Writes::Heap((0..n).map(|_| None).collect())
+            Writes::Many((0..n).map(|_| None).collect())
         }
     }
 
     /// The contribution to the `i`-th key of `writes`.
     pub(crate) fn slot(&mut self, i: usize) -> &mut Option<Value> {
         match self {
-            Writes::Inline(a) => &mut a[i],
-            Writes::Heap(v) => &mut v[i],
+            Writes::One(v) => v,
+            Writes::Many(v) => &mut v[i],
         }
     }
 }
@@ -319,7 +318,6 @@ impl NodeRun {
             id: self.job.id,
             result,
             attempts: self.attempt,
-            start: self.start,
             end,
             retries: std::mem::take(&mut self.retries),
             hit_deadline,
