@@ -177,7 +177,10 @@ enum Origin {
 
 /// The state keys a node may read, shared with the run's store: building one copies no value.
 #[derive(Debug, Clone, Default)]
-pub struct StateView(Option<Arc<[(Arc<str>, Arc<Value>)]>>);
+pub struct StateView(Option<Entries>);
+
+/// A view's keys and values (`None` in a [`StateView`] when there are none: no allocation).
+type Entries = Arc<[(Arc<str>, Arc<Value>)]>;
 
 impl StateView {
     /// A view of these keys and values.
