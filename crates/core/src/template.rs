@@ -166,7 +166,7 @@ impl Expr {
     ///
     /// # Errors
     ///
-    /// As [`eval`](Expr::eval); an undefined path is an error.
+    /// As [`eval`](Expr::eval). A path whose last key is missing is false, as in the engine.
     pub fn truth(
         &self,
         raw: &Raw<'_>,
@@ -174,7 +174,9 @@ impl Expr {
     ) -> Result<bool, TemplateError> {
         match self.lookup(raw) {
             Some(Some(v)) => Ok(truthy(v)),
-            Some(None) => Err(self.undefined()),
+            // Undefined: the engine decides, as for any other expression (a missing key is
+            // false; reading through a missing parent is an error).
+            Some(None) => self.is_true(&ctx()),
             None => match self.fast.as_ref().and_then(|f| f.eval_truth(raw)) {
                 Some(b) => Ok(b),
                 None => self.is_true(&ctx()),
@@ -568,6 +570,32 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn a_condition_on_a_missing_key_is_false_and_through_a_missing_parent_an_error() {
+        let state = json!({ "memory": {} });
+        let view = crate::node::StateView::from_object(&state);
+        let inputs = json!({});
+        let raw = Raw {
+            inputs: &inputs,
+            state: &view,
+            vars: None,
+        };
+        let ctx = || context(&inputs, &state);
+        // Plain paths (read without the engine), the fast path, and the engine agree.
+        for src in [
+            "state.draft",
+            "state.memory.user",
+            "state.draft | default(false)",
+        ] {
+            let e = Expr::compile(src).unwrap();
+            assert_eq!(e.truth(&raw, ctx), Ok(false), "`{src}`");
+            assert_eq!(e.is_true(&ctx()), Ok(false), "`{src}` through the engine");
+        }
+        let e = Expr::compile("state.draft.deeper").unwrap();
+        assert!(e.truth(&raw, ctx).is_err());
+        assert!(e.is_true(&ctx()).is_err());
     }
 
     #[test]
