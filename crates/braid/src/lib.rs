@@ -51,7 +51,6 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use braid_core::{BuildContext, BuildError, NodeKind};
 use serde_json::Value;
 
 pub use braid_compiler::{
@@ -60,8 +59,8 @@ pub use braid_compiler::{
 };
 pub use braid_core::plan::{InputDecl, ValueType};
 pub use braid_core::{
-    ExecutionMode, FailureKind, Node, NodeContext, NodeError, NodeFuture, Plan, Reducer,
-    ReducerError, Registry,
+    BuildContext, BuildError, ExecutionMode, FailureKind, Node, NodeContext, NodeError, NodeFuture,
+    NodeKind, Plan, Reducer, ReducerError, Registry,
 };
 pub use braid_runtime::metrics;
 pub use braid_runtime::run as run_plan;
@@ -70,6 +69,9 @@ pub use braid_runtime::{
     RunReport, RunResult, RunStatus,
 };
 pub use braid_spec::parse_duration;
+/// The JSON Schema library [`NodeKind::params_schema`] speaks, for kinds written against this
+/// crate alone.
+pub use schemars;
 
 /// What can go wrong loading or running a workflow through the facade.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use braid::{
-    Engine, FailureKind, NodeContext, NodeError, NodeStatus, Reducer, ReducerError, RunStatus,
+    BuildContext, BuildError, Engine, FailureKind, Node, NodeContext, NodeError, NodeFuture,
+    NodeKind, NodeStatus, Reducer, ReducerError, RunStatus,
 };
 use serde_json::{Value, json};
 
@@ -158,4 +159,82 @@ nodes:
         n.failure.as_ref().map(|f| (f.kind, f.message.as_str())),
         Some((FailureKind::Error, "no, thank you"))
     );
+}
+
+/// A node that says it finishes at its first poll (`Node::is_instant`) but then waits.
+struct Liar;
+
+impl Node for Liar {
+    fn is_instant(&self) -> bool {
+        true
+    }
+    fn call(&self, _ctx: NodeContext) -> NodeFuture {
+        Box::pin(async {
+            tokio::time::sleep(ms(100)).await;
+            Ok(json!({ "out": "late" }))
+        })
+    }
+}
+
+struct LiarKind;
+
+impl NodeKind for LiarKind {
+    fn name(&self) -> &str {
+        "liar"
+    }
+    fn params_schema(
+        &self,
+        _: &mut braid::schemars::SchemaGenerator,
+    ) -> Option<braid::schemars::Schema> {
+        None
+    }
+    fn build(
+        &self,
+        _: Option<&Value>,
+        _: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
+        Ok(Arc::new(Liar))
+    }
+}
+
+const LIAR: &str = r#"
+version: 1
+name: liar
+state:
+  out:   { reducer: replace }
+  after: { reducer: replace }
+nodes:
+  slow:
+    kind: liar
+    writes: [out]
+  next:
+    kind: mock
+    needs: [slow]
+    writes: [after]
+    with: { output: { after: "{{ state.out }}" } }
+  cut:
+    kind: liar
+    timeout: 50ms
+    on_error: continue
+"#;
+
+/// The scheduler starts an instant node's first attempt in place; one that is pending after all
+/// goes on in a task, and keeps its timeout, its timing and its result.
+#[tokio::test(start_paused = true)]
+async fn an_instant_node_that_waits_after_all_finishes_in_a_task() {
+    let engine = Engine::builder().node_kind(Arc::new(LiarKind)).build();
+    let r = run_default(&load_with(&engine, LIAR)).await;
+    assert_eq!(r.status, RunStatus::Degraded, "{:?}", r.report.error);
+    assert_eq!(node(&r, "slow").status, NodeStatus::Succeeded);
+    assert_eq!(span(&r, "slow"), (Some(ms(0)), Some(ms(100))));
+    assert_eq!(span(&r, "next"), (Some(ms(100)), Some(ms(100))));
+    assert_eq!(r.state["after"], json!("late"));
+    let cut = node(&r, "cut");
+    assert_eq!(cut.status, NodeStatus::FellBack);
+    assert_eq!(
+        cut.failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::Timeout)
+    );
+    assert_eq!(span(&r, "cut"), (Some(ms(0)), Some(ms(50))));
+    assert_eq!(r.report.wall_time, ms(100));
 }
