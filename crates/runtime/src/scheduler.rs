@@ -210,6 +210,7 @@ pub fn run(
             // A timeout too large to add (`Duration::MAX`) is no deadline at all.
             deadline: timeout.and_then(|t| run_start.checked_add(t)),
             attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            retried: std::sync::Mutex::new(Vec::new()),
             events,
         });
         let mut s = Scheduler {
@@ -477,9 +478,11 @@ impl Scheduler<'_> {
                 let now = Instant::now();
                 self.in_flight -= 1;
                 self.in_flight_gauge.decrement(1.0);
+                let attempts = self.run.attempts[id.index()].load(Ordering::Relaxed).max(1);
+                self.take_retries(id, attempts);
                 let rec = &mut self.records[id.index()];
                 rec.end = Some(now);
-                rec.attempts = self.run.attempts[id.index()].load(Ordering::Relaxed).max(1);
+                rec.attempts = attempts;
                 self.fail(
                     id,
                     Failure {
@@ -496,12 +499,10 @@ impl Scheduler<'_> {
         self.in_flight -= 1;
         self.in_flight_gauge.decrement(1.0);
         let id = outcome.id;
+        self.take_retries(id, outcome.attempts);
         let rec = &mut self.records[id.index()];
         rec.attempts = outcome.attempts;
         rec.end = Some(outcome.end);
-        if !outcome.retries.is_empty() {
-            rec.failed().retries = outcome.retries;
-        }
         match outcome.result {
             Ok(update) => {
                 rec.status = Some(NodeStatus::Succeeded);
@@ -541,6 +542,27 @@ impl Scheduler<'_> {
                 },
                 outcome.end,
             ),
+        }
+    }
+
+    /// Moves node `id`'s retried attempts, if it made more than one, into its record.
+    fn take_retries(&mut self, id: NodeId, attempts: u32) {
+        if attempts <= 1 {
+            return;
+        }
+        let mut mine = Vec::new();
+        self.run
+            .retried
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(n, a)| {
+                if *n == id {
+                    mine.push(a.clone());
+                }
+                *n != id
+            });
+        if !mine.is_empty() {
+            self.records[id.index()].failed().retries = mine;
         }
     }
 
@@ -621,6 +643,17 @@ impl Scheduler<'_> {
                     });
                 }
             }
+        }
+        // Whatever retried attempts are left belong to the nodes just cancelled.
+        let left = std::mem::take(
+            &mut *self
+                .run
+                .retried
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (id, attempt) in left {
+            self.records[id.index()].failed().retries.push(attempt);
         }
         self.in_flight_gauge.decrement(self.in_flight as f64);
         self.in_flight = 0;

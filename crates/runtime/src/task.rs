@@ -8,8 +8,8 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,6 +42,9 @@ pub(crate) struct RunShared {
     pub deadline: Option<Instant>,
     /// Where each node's current attempt number is published, by node index.
     pub attempts: Box<[AtomicU32]>,
+    /// Every failed attempt that was retried, by node: published as it happens (a lock taken only
+    /// on a retry), so that a node whose task is aborted mid-retry keeps its history.
+    pub retried: Mutex<Vec<(NodeId, AttemptReport)>>,
     pub events: Option<EventSender>,
 }
 
@@ -60,7 +63,6 @@ pub(crate) struct Outcome {
     pub result: Result<Writes, NodeError>,
     pub attempts: u32,
     pub end: Instant,
-    pub retries: Vec<AttemptReport>,
     /// The last attempt was cut short by the run's deadline.
     pub hit_deadline: bool,
 }
@@ -168,7 +170,6 @@ pub(crate) struct NodeRun {
     job: Job,
     start: Instant,
     rng: Rng,
-    retries: Vec<AttemptReport>,
     emitter: Option<braid_core::Emitter>,
     attempt: u32,
 }
@@ -191,7 +192,6 @@ impl NodeRun {
             rng: Rng::derive(job.seed, &[0x7e7e]),
             job,
             start,
-            retries: Vec::new(),
             emitter,
             attempt: 0,
         }
@@ -296,7 +296,7 @@ impl NodeRun {
                 at: elapsed(run.start, now),
             });
         }
-        self.retries.push(AttemptReport {
+        let report = AttemptReport {
             attempt,
             start: elapsed(run.start, attempt_start),
             end: elapsed(run.start, now),
@@ -304,7 +304,11 @@ impl NodeRun {
                 kind: err.kind,
                 message: err.message,
             },
-        });
+        };
+        run.retried
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((self.job.id, report));
         Step::Retry(delay)
     }
 
@@ -319,7 +323,6 @@ impl NodeRun {
             result,
             attempts: self.attempt,
             end,
-            retries: std::mem::take(&mut self.retries),
             hit_deadline,
         }
     }

@@ -516,6 +516,17 @@ async fn fail_fast_leaves_no_task_running() {
         (retrying.attempts, retrying.start, retrying.end),
         (2, Some(ms(0)), Some(ms(100)))
     );
+    // Its first, timed-out attempt is still in its report, although its task was aborted.
+    let retries: Vec<_> = retrying
+        .retries
+        .iter()
+        .map(|a| (a.attempt, a.start, a.end, a.failure.kind))
+        .collect();
+    assert_eq!(retries, [(1, ms(0), ms(30), FailureKind::Timeout)]);
+    assert_eq!(
+        retrying.failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::Cancelled)
+    );
 }
 
 #[tokio::test(start_paused = true)]
