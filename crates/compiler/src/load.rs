@@ -136,6 +136,54 @@ impl SpanMap {
         }
     }
 
+    /// Narrows a one-line span of a string scalar to the bytes `range` of the string's value
+    /// (where a template's syntax error is), when the scalar is written as its value is: plain,
+    /// or quoted without escapes. Otherwise returns the span unchanged.
+    pub fn within(&self, span: Span, range: Option<std::ops::Range<usize>>) -> Span {
+        let Some(range) = range else { return span };
+        if span.start.line != span.end.line || span.start.line == 0 {
+            return span;
+        }
+        let Some(line) = self.text.split('\n').nth(span.start.line as usize - 1) else {
+            return span;
+        };
+        let chars: Vec<char> = line.chars().collect();
+        let (from, to) = (
+            span.start.column as usize - 1,
+            (span.end.column as usize - 1).min(chars.len()),
+        );
+        if from >= to {
+            return span;
+        }
+        let raw: String = chars[from..to].iter().collect();
+        let (quote, inner) = match raw.chars().next() {
+            Some(q @ ('"' | '\'')) if raw.len() >= 2 && raw.ends_with(q) => {
+                let inner = &raw[1..raw.len() - 1];
+                if (q == '"' && inner.contains('\\')) || (q == '\'' && inner.contains("''")) {
+                    return span;
+                }
+                (1, inner)
+            }
+            _ => (0, raw.as_str()),
+        };
+        let (Some(before), Some(blamed)) = (inner.get(..range.start), inner.get(range.clone()))
+        else {
+            return span;
+        };
+        // Past the last character (the end of the input): the last character.
+        let start = (from + quote + before.chars().count()).min(to - 1);
+        let end = (start + blamed.chars().count().max(1)).min(to);
+        let pos = |c: usize| Pos {
+            line: span.start.line,
+            column: c as u32 + 1,
+            offset: span.start.offset + (c - from) as u32,
+        };
+        Span {
+            start: pos(start),
+            end: pos(end),
+        }
+    }
+
     /// The spans of the value at `pointer`, or of its nearest ancestor that has them (values
     /// produced by an alias have only the alias's span).
     pub fn lookup(&self, pointer: &str) -> NodeSpan {
@@ -756,6 +804,32 @@ mod tests {
 
     fn ok(text: &str) -> (Document, Vec<Diagnostic>) {
         load(text, Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn a_blamed_range_narrows_only_scalars_written_as_their_value() {
+        let (d, _) = ok("a: \"x {{ y } z\"\nb: x {{ y } z\nc: 'it''s {{ y }'\nd: \"\\t{{ y }\"\n");
+        let col = |p: &str, r: std::ops::Range<usize>| {
+            let s = d.spans.within(d.spans.value(p), Some(r));
+            (s.start.column, s.end.column)
+        };
+        // The value's bytes 9..10 are the lone `}`: inside the quotes, one column further.
+        assert_eq!(col("/a", 9..10), (14, 15));
+        assert_eq!(col("/b", 9..10), (13, 14));
+        // An empty range at the end of the input still gets a caret, on the last character.
+        assert_eq!(col("/b", 10..10), (13, 14));
+        // Escapes shift the bytes: the whole scalar stays underlined.
+        let whole = |p: &str| {
+            let s = d.spans.value(p);
+            (s.start.column, s.end.column)
+        };
+        assert_eq!(col("/c", 3..4), whole("/c"));
+        assert_eq!(col("/d", 3..4), whole("/d"));
+        // Without a range, nothing changes.
+        assert_eq!(
+            d.spans.within(d.spans.value("/a"), None),
+            d.spans.value("/a")
+        );
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub fn lower(
                 out.push(
                     Diagnostic::error(
                         Code::ExpressionSyntax,
-                        spans.value(&e.pointer),
+                        spans.within(spans.value(&e.pointer), e.range.clone()),
                         format!("node `{name}`'s `when` does not compile: {}", e.message),
                     )
                     .help(expression_help(src)),
@@ -157,7 +157,7 @@ pub fn lower(
             reads.extend(r);
             for e in errors {
                 out.push(
-                    Diagnostic::error(Code::TemplateSyntax, spans.value(&e.pointer), format!("template in node `{name}` does not compile: {}", e.message))
+                    Diagnostic::error(Code::TemplateSyntax, spans.within(spans.value(&e.pointer), e.range.clone()), format!("template in node `{name}` does not compile: {}", e.message))
                         .help("fix the template: `{{ expression }}` for values, `{% if %}…{% endif %}` for blocks"),
                 );
             }

@@ -63,6 +63,9 @@ pub struct BuildError {
     pub message: String,
     /// What part of the definition is wrong.
     pub kind: BuildErrorKind,
+    /// For a template or expression that does not compile: the bytes of the string at
+    /// `pointer` the engine blames, when it knows.
+    pub range: Option<std::ops::Range<usize>>,
 }
 
 impl BuildError {
@@ -72,6 +75,7 @@ impl BuildError {
             pointer: pointer.into(),
             message: message.into(),
             kind: BuildErrorKind::Params,
+            range: None,
         }
     }
 }
@@ -233,7 +237,10 @@ impl<'a> BuildContext<'a> {
                             return Templated::Expr(Arc::new(e));
                         }
                         Err(e) => {
-                            self.error(pointer, e.message);
+                            // The expression is a slice of `s`: blame the same bytes of `s`.
+                            let at = expr.as_ptr() as usize - s.as_ptr() as usize;
+                            let range = e.range.map(|r| r.start + at..r.end + at);
+                            self.error(pointer, e.message, range);
                             return Templated::Literal(value.clone());
                         }
                     }
@@ -245,7 +252,7 @@ impl<'a> BuildContext<'a> {
                         Templated::Template(id)
                     }
                     Err(e) => {
-                        self.error(pointer, e.message);
+                        self.error(pointer, e.message, e.range);
                         Templated::Literal(value.clone())
                     }
                 }
@@ -288,7 +295,7 @@ impl<'a> BuildContext<'a> {
                 Some(Arc::new(e))
             }
             Err(e) => {
-                self.error(pointer, e.message);
+                self.error(pointer, e.message, e.range);
                 None
             }
         }
@@ -307,11 +314,12 @@ impl<'a> BuildContext<'a> {
         }
     }
 
-    fn error(&mut self, pointer: &str, message: String) {
+    fn error(&mut self, pointer: &str, message: String, range: Option<std::ops::Range<usize>>) {
         self.errors.push(BuildError {
             pointer: format!("{}{pointer}", self.base),
             message,
             kind: BuildErrorKind::Template,
+            range,
         });
     }
 
