@@ -30,6 +30,22 @@ async fn a_sub_workflow_runs_as_one_node() {
     assert_eq!(r.state["answer"], "kw:keys, vec:keys:5");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_sequential_parent_runs_its_sub_workflow_sequentially() {
+    let wf = Engine::new()
+        .load_file(path("parent.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let options = RunOptions {
+        mode: Some(braid::ExecutionMode::Sequential),
+        ..RunOptions::default()
+    };
+    let r = wf.run(json!({ "query": "keys" }), options).await.unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.report.error);
+    // The retrievers one after the other (200 + 300 ms), then the answer (100 ms).
+    assert_eq!(r.report.wall_time, Duration::from_millis(600));
+    assert_eq!(r.state["rag_results"], json!(["kw:keys", "vec:keys:5"]));
+}
+
 #[test]
 fn a_cycle_of_files_is_reported_where_it_starts() {
     let text = std::fs::read_to_string(path("cycle-a.yaml")).unwrap();

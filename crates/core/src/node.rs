@@ -160,6 +160,9 @@ pub struct RunScope {
     pub plan: Arc<crate::Plan>,
     /// The run's resolved inputs.
     pub inputs: Arc<Value>,
+    /// The run is sequential: nodes that run work of their own concurrently (`map`'s items)
+    /// run it one at a time too.
+    pub sequential: bool,
 }
 
 /// Where a context's node name, inputs and templates come from.
@@ -380,6 +383,15 @@ impl NodeContext {
         Self::build(self.origin.clone(), self.attempt, seed, self.state.clone())
             .with_vars(vars)
             .with_emitter(self.emitter.clone())
+    }
+
+    /// Whether the run is sequential (one node at a time): a node that runs inner work
+    /// concurrently should then run it one at a time too. False for contexts built by hand.
+    pub fn sequential(&self) -> bool {
+        match &self.origin {
+            Origin::Run(scope, _) => scope.sequential,
+            Origin::Own { .. } => false,
+        }
     }
 
     /// The node's name.

@@ -227,7 +227,12 @@ impl Node for MapNode {
         };
         let this = MapRun {
             inner: self.inner.clone(),
-            limit: self.max_concurrency.unwrap_or(usize::MAX).max(1),
+            // A sequential run runs everything one at a time, a map's items included.
+            limit: if ctx.sequential() {
+                1
+            } else {
+                self.max_concurrency.unwrap_or(usize::MAX).max(1)
+            },
             allowed: self.allowed.of(items.len()),
             timeout: self.item_timeout,
         };

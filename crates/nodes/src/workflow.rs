@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use braid_core::registry::parse_params;
 use braid_core::{
-    BuildContext, BuildError, Node, NodeContext, NodeError, NodeFuture, NodeKind, Plan, Templated,
+    BuildContext, BuildError, ExecutionMode, Node, NodeContext, NodeError, NodeFuture, NodeKind,
+    Plan, Templated,
 };
 use braid_runtime::{RunOptions, RunStatus};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -59,6 +60,7 @@ impl Node for SubWorkflow {
         let outputs = self.outputs.clone();
         let given = ctx.render(&self.inputs);
         let seed = ctx.seed();
+        let sequential = ctx.sequential();
         Box::pin(async move {
             let Value::Object(given) = given? else {
                 return Err(
@@ -76,6 +78,8 @@ impl Node for SubWorkflow {
             })?;
             let options = RunOptions {
                 seed,
+                // A sequential parent runs its sub-workflows sequentially too.
+                mode: sequential.then_some(ExecutionMode::Sequential),
                 ..RunOptions::default()
             };
             let result = braid_runtime::run(plan.clone(), inputs, options).await;

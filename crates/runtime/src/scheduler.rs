@@ -205,6 +205,7 @@ pub fn run(
             scope: Arc::new(RunScope {
                 plan: plan.clone(),
                 inputs,
+                sequential: mode == ExecutionMode::Sequential,
             }),
             start: run_start,
             // A timeout too large to add (`Duration::MAX`) is no deadline at all.

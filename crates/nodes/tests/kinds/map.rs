@@ -124,6 +124,26 @@ async fn max_concurrency_bounds_items_in_flight() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_sequential_run_runs_items_one_at_a_time() {
+    let mock = "{ kind: mock, with: { latency: 100ms, output: { x: '{{ item }}' } } }";
+    let wf = load(&workflow(&format!(
+        "{{ over: '{{{{ inputs.items }}}}', into: results, max_concurrency: 4, node: {mock} }}"
+    )));
+    let options = RunOptions {
+        mode: Some(braid::ExecutionMode::Sequential),
+        ..RunOptions::default()
+    };
+    let r = wf.run(json!({}), options).await.unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.report.error);
+    // Six items of 100 ms, one at a time, whatever the map's own limit.
+    assert_eq!(
+        r.report.node("fan").unwrap().duration(),
+        Duration::from_millis(600)
+    );
+    assert_eq!(r.state["results"].as_array().unwrap().len(), 6);
+}
+
 /// Items without `v` fail: the inner transform reads `item.v`, and undefined is an error.
 const SOME_FAIL: &str = "[{ v: 1 }, {}, { v: 3 }, {}, { v: 5 }, { v: 6 }, { v: 7 }, { v: 8 }]";
 
