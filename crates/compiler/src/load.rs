@@ -102,60 +102,56 @@ pub struct SpanMap {
 }
 
 impl SpanMap {
-    /// Narrows a one-line span to the first occurrence of `needle` inside it (such as the
-    /// variable a template reads), or returns it unchanged.
-    pub fn narrow(&self, span: Span, needle: &str) -> Span {
-        if span.start.line != span.end.line || span.start.line == 0 || needle.is_empty() {
-            return span;
+    /// The text a one-line span covers, as characters, with the span's first column (from 0):
+    /// what [`narrow`](Self::narrow) and [`within`](Self::within) search. `None` for spans over
+    /// several lines or outside the text.
+    fn one_line(&self, span: Span) -> Option<(String, usize)> {
+        if span.start.line != span.end.line || span.start.line == 0 {
+            return None;
         }
-        let Some(line) = self.text.split('\n').nth(span.start.line as usize - 1) else {
-            return span;
-        };
+        let line = self.text.split('\n').nth(span.start.line as usize - 1)?;
         let chars: Vec<char> = line.chars().collect();
         let (from, to) = (
             span.start.column as usize - 1,
             (span.end.column as usize - 1).min(chars.len()),
         );
-        if from >= to {
-            return span;
-        }
-        let hay: String = chars[from..to].iter().collect();
-        let Some(byte) = hay.find(needle) else {
-            return span;
-        };
-        let col = from + hay[..byte].chars().count();
-        let len = needle.chars().count();
+        (from < to).then(|| (chars[from..to].iter().collect(), from))
+    }
+
+    /// The part of a one-line `span` from character `start` to `end` of its line (from 0);
+    /// `from` is the span's first column, as [`one_line`](Self::one_line) gives it.
+    fn part(span: Span, from: usize, start: usize, end: usize) -> Span {
         let pos = |c: usize| Pos {
             line: span.start.line,
             column: c as u32 + 1,
             offset: span.start.offset + (c - from) as u32,
         };
         Span {
-            start: pos(col),
-            end: pos(col + len),
+            start: pos(start),
+            end: pos(end),
         }
+    }
+
+    /// Narrows a one-line span to the first occurrence of `needle` inside it (such as the
+    /// variable a template reads), or returns it unchanged.
+    pub fn narrow(&self, span: Span, needle: &str) -> Span {
+        let Some((hay, from)) = self.one_line(span).filter(|_| !needle.is_empty()) else {
+            return span;
+        };
+        let Some(byte) = hay.find(needle) else {
+            return span;
+        };
+        let col = from + hay[..byte].chars().count();
+        Self::part(span, from, col, col + needle.chars().count())
     }
 
     /// Narrows a one-line span of a string scalar to the bytes `range` of the string's value
     /// (where a template's syntax error is), when the scalar is written as its value is: plain,
     /// or quoted without escapes. Otherwise returns the span unchanged.
     pub fn within(&self, span: Span, range: Option<std::ops::Range<usize>>) -> Span {
-        let Some(range) = range else { return span };
-        if span.start.line != span.end.line || span.start.line == 0 {
-            return span;
-        }
-        let Some(line) = self.text.split('\n').nth(span.start.line as usize - 1) else {
+        let (Some(range), Some((raw, from))) = (range, self.one_line(span)) else {
             return span;
         };
-        let chars: Vec<char> = line.chars().collect();
-        let (from, to) = (
-            span.start.column as usize - 1,
-            (span.end.column as usize - 1).min(chars.len()),
-        );
-        if from >= to {
-            return span;
-        }
-        let raw: String = chars[from..to].iter().collect();
         let (quote, inner) = match raw.chars().next() {
             Some(q @ ('"' | '\'')) if raw.len() >= 2 && raw.ends_with(q) => {
                 let inner = &raw[1..raw.len() - 1];
@@ -170,18 +166,11 @@ impl SpanMap {
         else {
             return span;
         };
+        let to = from + raw.chars().count();
         // Past the last character (the end of the input): the last character.
         let start = (from + quote + before.chars().count()).min(to - 1);
         let end = (start + blamed.chars().count().max(1)).min(to);
-        let pos = |c: usize| Pos {
-            line: span.start.line,
-            column: c as u32 + 1,
-            offset: span.start.offset + (c - from) as u32,
-        };
-        Span {
-            start: pos(start),
-            end: pos(end),
-        }
+        Self::part(span, from, start, end)
     }
 
     /// The spans of the value at `pointer`, or of its nearest ancestor that has them (values
