@@ -440,13 +440,11 @@ fn run_with_events(wf: &Workflow, options: RunOptions, spawned: bool) -> (RunRes
 fn check_events(r: &RunResult, events: &[Event]) -> Result<(), TestCaseError> {
     let first_is_run_started = matches!(events.first(), Some(Event::RunStarted { nodes, .. }) if *nodes == r.report.nodes.len());
     prop_assert!(first_is_run_started);
-    prop_assert_eq!(
-        events.last(),
-        Some(&Event::RunFinished {
-            status: r.status,
-            wall_time: r.report.wall_time
-        })
-    );
+    let finished = Event::RunFinished {
+        status: r.status,
+        wall_time: r.report.wall_time,
+    };
+    prop_assert_eq!(events.last(), Some(&finished));
     let times: Vec<Duration> = events
         .iter()
         .filter_map(|e| match e {
