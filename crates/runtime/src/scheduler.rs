@@ -138,7 +138,6 @@ struct Scheduler<'a> {
     plan: &'a Arc<Plan>,
     /// Inputs, deadline, attempt counters and event sender, shared with the node tasks.
     run: Arc<RunShared>,
-    empty_state: StateView,
     store: Store,
     records: Vec<Record>,
     remaining: Vec<u32>,
@@ -211,13 +210,12 @@ pub fn run(
             // A timeout too large to add (`Duration::MAX`) is no deadline at all.
             deadline: timeout.and_then(|t| run_start.checked_add(t)),
             attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            retried: std::sync::Mutex::new(Vec::new()),
+            retries: std::sync::Mutex::new(Vec::new()),
             events,
         });
         let mut s = Scheduler {
             plan: &plan,
             run,
-            empty_state: StateView::default(),
             store: Store::new(&plan),
             records: (0..n).map(|_| Record::default()).collect(),
             remaining: plan.nodes().iter().map(|p| p.needs.len() as u32).collect(),
@@ -293,27 +291,20 @@ impl Scheduler<'_> {
             if self.in_flight == 0 {
                 return;
             }
-            let next = if self.run.deadline.is_none() && self.cancel.is_none() {
-                match &mut self.join {
-                    Some(join) => join.join_next().await,
-                    None => None,
+            let next = match self.wait().await {
+                Wake::Joined(next) => next,
+                Wake::Deadline => {
+                    self.error = Some(RunError::Timeout {
+                        timeout: timeout.unwrap_or_default(),
+                    });
+                    self.cancel_in_flight(FailureKind::Timeout, DEADLINE).await;
+                    return;
                 }
-            } else {
-                match self.wait().await {
-                    Wake::Joined(next) => next,
-                    Wake::Deadline => {
-                        self.error = Some(RunError::Timeout {
-                            timeout: timeout.unwrap_or_default(),
-                        });
-                        self.cancel_in_flight(FailureKind::Timeout, DEADLINE).await;
-                        return;
-                    }
-                    Wake::Cancelled => {
-                        self.error = Some(RunError::Cancelled);
-                        self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled")
-                            .await;
-                        return;
-                    }
+                Wake::Cancelled => {
+                    self.error = Some(RunError::Cancelled);
+                    self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled")
+                        .await;
+                    return;
                 }
             };
             match next {
@@ -367,11 +358,10 @@ impl Scheduler<'_> {
 
     /// The state a node may read: its `reads`, as they stand now.
     fn view(&self, id: NodeId) -> StateView {
-        let node = self.plan.node(id);
-        if node.reads.is_empty() {
-            return self.empty_state.clone();
-        }
-        let entries = node
+        // A node that reads nothing gets an empty view, which allocates nothing.
+        let entries = self
+            .plan
+            .node(id)
             .reads
             .iter()
             .filter_map(|&k| {
@@ -552,16 +542,12 @@ impl Scheduler<'_> {
             return;
         }
         let mut mine = Vec::new();
-        self.run
-            .retried
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|(n, a)| {
-                if *n == id {
-                    mine.push(a.clone());
-                }
-                *n != id
-            });
+        self.run.retried().retain(|(n, a)| {
+            if *n == id {
+                mine.push(a.clone());
+            }
+            *n != id
+        });
         if !mine.is_empty() {
             self.records[id.index()].failed().retries = mine;
         }
@@ -646,13 +632,7 @@ impl Scheduler<'_> {
             }
         }
         // Whatever retried attempts are left belong to the nodes just cancelled.
-        let left = std::mem::take(
-            &mut *self
-                .run
-                .retried
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let left = std::mem::take(&mut *self.run.retried());
         for (id, attempt) in left {
             self.records[id.index()].failed().retries.push(attempt);
         }

@@ -9,7 +9,7 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,8 +44,16 @@ pub(crate) struct RunShared {
     pub attempts: Box<[AtomicU32]>,
     /// Every failed attempt that was retried, by node: published as it happens (a lock taken only
     /// on a retry), so that a node whose task is aborted mid-retry keeps its history.
-    pub retried: Mutex<Vec<(NodeId, AttemptReport)>>,
+    pub retries: Mutex<Vec<(NodeId, AttemptReport)>>,
     pub events: Option<EventSender>,
+}
+
+impl RunShared {
+    /// The retried attempts published so far, locked. Never held across an `.await`; a panic
+    /// while it was held leaves the list usable.
+    pub(crate) fn retried(&self) -> MutexGuard<'_, Vec<(NodeId, AttemptReport)>> {
+        self.retries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Everything a node's task needs.
@@ -305,15 +313,12 @@ impl NodeRun {
                 message: err.message,
             },
         };
-        run.retried
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((self.job.id, report));
+        run.retried().push((self.job.id, report));
         Step::Retry(delay)
     }
 
     fn outcome(
-        &mut self,
+        &self,
         result: Result<Writes, NodeError>,
         end: Instant,
         hit_deadline: bool,
@@ -368,12 +373,12 @@ impl NodeRun {
         loop {
             step = match step {
                 Step::Done(outcome) => return outcome,
-                Step::Start => std::future::poll_fn(|cx| Poll::Ready(self.attempt(cx))).await,
                 Step::Waiting(running) => self.wait(running).await,
-                Step::Retry(delay) => {
-                    if !delay.is_zero() {
-                        Box::pin(tokio::time::sleep(delay)).await;
-                    }
+                Step::Retry(delay) if !delay.is_zero() => {
+                    Box::pin(tokio::time::sleep(delay)).await;
+                    Step::Start
+                }
+                Step::Start | Step::Retry(_) => {
                     std::future::poll_fn(|cx| Poll::Ready(self.attempt(cx))).await
                 }
             };
