@@ -172,6 +172,7 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         seed: args.seed,
         events: Some(tx),
         cancel: Some(cancel.clone()),
+        ..RunOptions::default()
     };
     let display = if args.quiet {
         Display::Quiet

@@ -10,7 +10,9 @@ pub mod plan;
 pub mod reducer;
 pub mod registry;
 pub mod rng;
+pub mod state;
 pub mod template;
+pub mod work;
 
 pub use id::{KeyId, NodeId};
 pub use node::{
@@ -26,3 +28,4 @@ pub use registry::{
     BuildContext, BuildError, BuildErrorKind, NodeKind, Registry, TemplateRead, WorkflowLoader,
 };
 pub use template::{Expr, TemplateEnv, TemplateError, TemplateId, Templated};
+pub use work::{Executor, ItemCheck, Items, ItemsOutcome, SubRun, WorkFuture};

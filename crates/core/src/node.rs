@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+pub use crate::state::StateView;
 use crate::template::{self, TemplateEnv, TemplateError, Templated};
+use crate::work::{Executor, Items, ItemsOutcome, SubRun, WorkFuture};
 
 /// A node's partial state update: key → contribution.
 pub type StateUpdate = Map<String, Value>;
@@ -154,15 +156,22 @@ pub struct NodeContext {
 /// and the contexts of that run's nodes point at it, so building a context bumps one per-run count
 /// instead of the counts of the plan's names and templates, which every concurrent run shares
 /// (contended cache lines on a multi-thread runtime).
-#[derive(Debug)]
 pub struct RunScope {
     /// The plan being run.
     pub plan: Arc<crate::Plan>,
     /// The run's resolved inputs.
     pub inputs: Arc<Value>,
-    /// The run is sequential: nodes that run work of their own concurrently (`map`'s items)
-    /// run it one at a time too.
-    pub sequential: bool,
+    /// Runs the inner work the run's nodes ask for (`map`'s items, a sub-workflow).
+    pub executor: Arc<dyn Executor>,
+}
+
+impl std::fmt::Debug for RunScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunScope")
+            .field("plan", &self.plan.name())
+            .field("inputs", &self.inputs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a context's node name, inputs and templates come from.
@@ -176,61 +185,6 @@ enum Origin {
         inputs: Arc<Value>,
         templates: Arc<TemplateEnv>,
     },
-}
-
-/// The state keys a node may read, shared with the run's store: building one copies no value.
-#[derive(Debug, Clone, Default)]
-pub struct StateView(Option<Entries>);
-
-/// A view's keys and values (`None` in a [`StateView`] when there are none: no allocation).
-type Entries = Arc<[(Arc<str>, Arc<Value>)]>;
-
-impl StateView {
-    /// A view of these keys and values.
-    pub fn new(entries: Vec<(Arc<str>, Arc<Value>)>) -> Self {
-        if entries.is_empty() {
-            // No allocation for a node that reads nothing (most nodes).
-            StateView(None)
-        } else {
-            StateView(Some(entries.into()))
-        }
-    }
-
-    /// A view of a JSON object's entries (each value copied once).
-    pub fn from_object(state: &Value) -> Self {
-        let entries = state
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (Arc::from(k.as_str()), Arc::new(v.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        StateView::new(entries)
-    }
-
-    /// One key's value.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries()
-            .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, v)| &**v)
-    }
-
-    /// The keys and values.
-    pub fn entries(&self) -> &[(Arc<str>, Arc<Value>)] {
-        self.0.as_deref().unwrap_or_default()
-    }
-
-    /// The view as one JSON object (copies every value).
-    pub fn to_json(&self) -> Value {
-        Value::Object(
-            self.entries()
-                .iter()
-                .map(|(k, v)| (k.to_string(), (**v).clone()))
-                .collect(),
-        )
-    }
 }
 
 /// Receives what a node streams while it runs (such as an LLM's tokens): the node's name and a
@@ -380,17 +334,49 @@ impl NodeContext {
     /// same node name, attempt, inputs, state, templates and emitter, with its own `seed` and its
     /// own template variables `vars` (a JSON object, replacing any this context has).
     pub fn inner(&self, seed: u64, vars: Value) -> NodeContext {
-        Self::build(self.origin.clone(), self.attempt, seed, self.state.clone())
-            .with_vars(vars)
-            .with_emitter(self.emitter.clone())
+        self.inner_shared(seed, Arc::new(vars))
     }
 
-    /// Whether the run is sequential (one node at a time): a node that runs inner work
-    /// concurrently should then run it one at a time too. False for contexts built by hand.
-    pub fn sequential(&self) -> bool {
+    /// As [`inner`](Self::inner), with the variables shared (one item's context made once per
+    /// attempt copies nothing).
+    pub fn inner_shared(&self, seed: u64, vars: Arc<Value>) -> NodeContext {
+        let mut ctx = Self::build(self.origin.clone(), self.attempt, seed, self.state.clone())
+            .with_emitter(self.emitter.clone());
+        ctx.vars = Some(vars);
+        ctx
+    }
+
+    /// Runs `items.node` once per item on this node's behalf, through the runtime's attempt
+    /// logic (timeout, retry, panic capture, the item check), at most `max_concurrency` at a
+    /// time (one at a time in a sequential run).
+    ///
+    /// # Errors
+    ///
+    /// When this context belongs to no run (built by hand), since only a runtime runs items.
+    pub fn run_items(&self, items: Items) -> Result<WorkFuture<ItemsOutcome>, NodeError> {
         match &self.origin {
-            Origin::Run(scope, _) => scope.sequential,
-            Origin::Own { .. } => false,
+            Origin::Run(scope, _) => Ok(scope.executor.run_items(self, items)),
+            Origin::Own { node, .. } => Err(crate::work::no_runtime(node)),
+        }
+    }
+
+    /// Runs a sub-plan on this node's behalf, with `inputs` as given (the runtime checks them
+    /// against the plan's declarations and fills in defaults). The sub-run sees this run's
+    /// cancellation and deadline, runs sequentially in a sequential run, and its events reach this
+    /// run's event stream, attributed to this node.
+    ///
+    /// # Errors
+    ///
+    /// When this context belongs to no run (built by hand), since only a runtime runs plans; the
+    /// future fails when the inputs do not fit.
+    pub fn run_plan(
+        &self,
+        plan: Arc<crate::Plan>,
+        inputs: Map<String, Value>,
+    ) -> Result<WorkFuture<Result<SubRun, NodeError>>, NodeError> {
+        match &self.origin {
+            Origin::Run(scope, _) => Ok(scope.executor.run_plan(self, plan, inputs)),
+            Origin::Own { node, .. } => Err(crate::work::no_runtime(node)),
         }
     }
 

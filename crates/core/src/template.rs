@@ -75,7 +75,7 @@ pub struct Raw<'a> {
     /// The run's inputs.
     pub inputs: &'a Value,
     /// The state the node may read.
-    pub state: &'a crate::node::StateView,
+    pub state: &'a crate::state::StateView,
     /// Extra variables (a JSON object), if any.
     pub vars: Option<&'a Value>,
 }
@@ -298,7 +298,7 @@ impl TemplateEnv {
 pub fn context(inputs: &Value, state: &Value) -> minijinja::Value {
     scope(
         &Arc::new(inputs.clone()),
-        &crate::node::StateView::from_object(state),
+        &crate::state::StateView::from_object(state),
         None,
     )
 }
@@ -307,7 +307,7 @@ pub fn context(inputs: &Value, state: &Value) -> minijinja::Value {
 /// a template pays for the keys it reads, not for the whole state. Building it allocates once.
 pub fn scope(
     inputs: &Arc<Value>,
-    state: &crate::node::StateView,
+    state: &crate::state::StateView,
     vars: Option<&Arc<Value>>,
 ) -> minijinja::Value {
     minijinja::Value::from_object(Scope {
@@ -367,7 +367,7 @@ impl minijinja::value::Object for Scope {
 
 /// The state a node may read, seen by templates without copying it.
 #[derive(Debug)]
-struct StateObject(crate::node::StateView);
+struct StateObject(crate::state::StateView);
 
 impl minijinja::value::Object for StateObject {
     fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
@@ -575,7 +575,7 @@ mod tests {
     #[test]
     fn a_condition_on_a_missing_key_is_false_and_through_a_missing_parent_an_error() {
         let state = json!({ "memory": {} });
-        let view = crate::node::StateView::from_object(&state);
+        let view = crate::state::StateView::from_object(&state);
         let inputs = json!({});
         let raw = Raw {
             inputs: &inputs,

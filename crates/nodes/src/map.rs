@@ -19,30 +19,28 @@
 //!
 //! The inner node is built once, at compile time, through the registry, so its parameters and
 //! templates are checked with the workflow (its templates may use `item` and `index` besides
-//! `inputs` and `state`). At run time every item runs the inner node in a task of a [`JoinSet`]
-//! owned by the map's future, at most `max_concurrency` at a time: dropping the map (its timeout,
-//! cancellation) aborts every item in flight. A panic in an item is caught and counts as a failure
+//! `inputs` and `state`). At run time the map asks its context to run the inner node once per
+//! item ([`NodeContext::run_items`]): the runtime runs each item through the same attempt logic
+//! as every node (the item timeout, panic capture, the check of what it returned), at most
+//! `max_concurrency` at a time (one at a time in a sequential run); dropping the map (its timeout,
+//! cancellation) stops every item in flight. A panic in an item is caught and counts as a failure
 //! of that item. The results are written as `{ into: [result of item 0, item 1, ...] }`, in item
 //! order whatever order they finish in, so the key's reducer (`replace`, `append`, ...) applies.
 
-use std::any::Any;
-use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid_core::node::{CatchUnwind, type_name};
+use braid_core::node::type_name;
+use braid_core::plan::RetryPolicy;
 use braid_core::registry::parse_params;
-use braid_core::rng::Rng;
 use braid_core::{
-    BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind,
-    Templated,
+    BuildContext, BuildError, FailureKind, ItemCheck, Items, ItemsOutcome, Node, NodeContext,
+    NodeError, NodeFuture, NodeKind, Templated,
 };
 use braid_spec::DurationSpec;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
-use tokio::task::JoinSet;
+use serde_json::{Map, Value};
 
 /// The inner node of a `map`: a kind and its parameters, as in a node's `kind:` and `with:`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -151,43 +149,6 @@ struct MapNode {
     item_timeout: Option<Duration>,
 }
 
-fn panicked(payload: &(dyn Any + Send)) -> NodeError {
-    let detail = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned());
-    let message = match detail {
-        Some(s) => format!("the inner node panicked: {s}"),
-        None => "the inner node panicked".to_owned(),
-    };
-    NodeError::of_kind(FailureKind::Panic, message)
-}
-
-/// Runs one item: the inner node's call and future, panics caught, within the item timeout.
-async fn run_item(
-    inner: Arc<dyn Node>,
-    ctx: NodeContext,
-    timeout: Option<Duration>,
-) -> Result<Value, NodeError> {
-    let fut = match catch_unwind(AssertUnwindSafe(|| inner.call(ctx))) {
-        Ok(f) => CatchUnwind(f),
-        Err(payload) => return Err(panicked(&*payload)),
-    };
-    let out = match timeout {
-        None => fut.await,
-        Some(t) => match tokio::time::timeout(t, fut).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(NodeError::of_kind(
-                    FailureKind::Timeout,
-                    format!("the item took longer than `item_timeout` ({t:?})"),
-                ));
-            }
-        },
-    };
-    out.unwrap_or_else(|payload| Err(panicked(&*payload)))
-}
-
 impl Shape {
     /// An item's result from its inner update.
     fn result_of(&self, update: Value) -> Result<Value, NodeError> {
@@ -225,27 +186,41 @@ impl Node for MapNode {
             }
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let this = MapRun {
-            inner: self.inner.clone(),
-            // A sequential run runs everything one at a time, a map's items included.
-            limit: if ctx.sequential() {
-                1
-            } else {
-                self.max_concurrency.unwrap_or(usize::MAX).max(1)
-            },
-            allowed: self.allowed.of(items.len()),
-            timeout: self.item_timeout,
+        let total = items.len();
+        let allowed = self.allowed.of(total);
+        let shape = self.shape.clone();
+        let check: ItemCheck = {
+            let shape = shape.clone();
+            Arc::new(move |update| shape.result_of(update))
         };
-        Box::pin(this.run(ctx, items, self.shape.clone()))
+        let work = ctx.run_items(Items {
+            node: self.inner.clone(),
+            items,
+            max_concurrency: self.max_concurrency,
+            timeout: self.item_timeout,
+            retry: RetryPolicy::default(),
+            check,
+            tolerated: allowed,
+        });
+        Box::pin(async move {
+            let results = match work?.await {
+                ItemsOutcome::Done(results) => results,
+                ItemsOutcome::TooManyFailures(failures) => {
+                    return Err(too_many(&failures, total, allowed));
+                }
+            };
+            let list: Vec<Value> = match shape.on_item_error {
+                OnItemError::Skip => results.into_iter().filter_map(Result::ok).collect(),
+                OnItemError::FillNull => results
+                    .into_iter()
+                    .map(|r| r.unwrap_or(Value::Null))
+                    .collect(),
+            };
+            let mut update = Map::new();
+            update.insert(shape.into, Value::Array(list));
+            Ok(Value::Object(update))
+        })
     }
-}
-
-/// What the map's future needs besides its context and items.
-struct MapRun {
-    inner: Arc<dyn Node>,
-    limit: usize,
-    allowed: u64,
-    timeout: Option<Duration>,
 }
 
 /// How results are shaped into the update.
@@ -254,79 +229,6 @@ struct Shape {
     into: String,
     collect: Option<String>,
     on_item_error: OnItemError,
-}
-
-impl MapRun {
-    async fn run(
-        self,
-        ctx: NodeContext,
-        items: Vec<Value>,
-        shape: Shape,
-    ) -> Result<Value, NodeError> {
-        let total = items.len();
-        let mut results: Vec<Option<Value>> = vec![None; total];
-        let mut failures: Vec<(usize, NodeError)> = Vec::new();
-        // Owned by this future: dropping it (timeout, cancellation) aborts every item in flight.
-        let mut set = JoinSet::new();
-        let mut ids = HashMap::new();
-        let mut pending = items.into_iter().enumerate();
-        let spawn = |set: &mut JoinSet<(usize, Result<Value, NodeError>)>,
-                     ids: &mut HashMap<tokio::task::Id, usize>,
-                     (i, item): (usize, Value)| {
-            let seed = Rng::derive(ctx.seed(), &[0x006d_6170, i as u64]).next_u64();
-            let item_ctx = ctx.inner(seed, json!({ "item": item, "index": i }));
-            let fut = run_item(self.inner.clone(), item_ctx, self.timeout);
-            let handle = set.spawn(async move { (i, fut.await) });
-            ids.insert(handle.id(), i);
-        };
-        for next in pending.by_ref().take(self.limit) {
-            spawn(&mut set, &mut ids, next);
-        }
-        while let Some(joined) = set.join_next().await {
-            let (i, outcome) = match joined {
-                Ok((i, r)) => (i, r.and_then(|u| shape.result_of(u))),
-                // Not expected (panics are caught inside the task), but never lose an item.
-                Err(e) => {
-                    let i = ids.get(&e.id()).copied().unwrap_or(usize::MAX);
-                    (
-                        i,
-                        Err(NodeError::of_kind(
-                            FailureKind::Panic,
-                            format!("the item's task failed: {e}"),
-                        )),
-                    )
-                }
-            };
-            match outcome {
-                Ok(v) => {
-                    ctx.emit(json!({ "map_item": i, "ok": true }));
-                    if let Some(slot) = results.get_mut(i) {
-                        *slot = Some(v);
-                    }
-                }
-                Err(e) => {
-                    ctx.emit(json!({ "map_item": i, "ok": false, "failure": e.kind.as_str(), "message": e.message }));
-                    failures.push((i, e));
-                    if failures.len() as u64 > self.allowed {
-                        return Err(too_many(&failures, total, self.allowed));
-                    }
-                }
-            }
-            if let Some(next) = pending.next() {
-                spawn(&mut set, &mut ids, next);
-            }
-        }
-        let list: Vec<Value> = match shape.on_item_error {
-            OnItemError::Skip => results.into_iter().flatten().collect(),
-            OnItemError::FillNull => results
-                .into_iter()
-                .map(|r| r.unwrap_or(Value::Null))
-                .collect(),
-        };
-        let mut update = Map::new();
-        update.insert(shape.into, Value::Array(list));
-        Ok(Value::Object(update))
-    }
 }
 
 /// The map's failure: how many items failed, and the first few failures.

@@ -11,18 +11,19 @@
 //! ```
 //!
 //! The file is compiled with this one (`braid validate` follows the reference and reports cycles
-//! across files, and the sub-workflow's own errors), and run on each call with its own scheduler:
-//! its nodes run in parallel as usual, and cancelling this node (timeout, fail-fast) cancels the
-//! whole sub-run. A sub-run that fails is this node's failure; a degraded one still succeeds.
+//! across files, and the sub-workflow's own errors), and run on each call by the runtime that runs
+//! this node ([`NodeContext::run_plan`]): its nodes run in parallel as usual (one at a time in a
+//! sequential run), it sees this run's cancellation and deadline, its events reach this run's
+//! event stream attributed to this node, and cancelling this node (timeout, fail-fast) cancels
+//! the whole sub-run. A sub-run that fails is this node's failure; a degraded one still succeeds.
 
 use std::sync::Arc;
 
 use braid_core::registry::parse_params;
 use braid_core::{
-    BuildContext, BuildError, ExecutionMode, Node, NodeContext, NodeError, NodeFuture, NodeKind,
-    Plan, Templated,
+    BuildContext, BuildError, Node, NodeContext, NodeError, NodeFuture, NodeKind, Plan, SubRun,
+    Templated, WorkFuture,
 };
-use braid_runtime::{RunOptions, RunStatus};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -58,43 +59,18 @@ impl Node for SubWorkflow {
     fn call(&self, ctx: NodeContext) -> NodeFuture {
         let plan = self.plan.clone();
         let outputs = self.outputs.clone();
-        let given = ctx.render(&self.inputs);
-        let seed = ctx.seed();
-        let sequential = ctx.sequential();
+        let run = ctx
+            .render(&self.inputs)
+            .and_then(|given| start(&ctx, plan.clone(), given));
         Box::pin(async move {
-            let Value::Object(given) = given? else {
-                return Err(
-                    NodeError::new("the sub-workflow's `inputs` must be a mapping").permanent(),
-                );
-            };
-            let inputs = braid_runtime::resolve_inputs(&plan, given).map_err(|errors| {
-                let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                NodeError::new(format!(
-                    "inputs of workflow `{}`: {}",
-                    plan.name(),
-                    list.join("; ")
-                ))
-                .permanent()
-            })?;
-            let options = RunOptions {
-                seed,
-                // A sequential parent runs its sub-workflows sequentially too.
-                mode: sequential.then_some(ExecutionMode::Sequential),
-                ..RunOptions::default()
-            };
-            let result = braid_runtime::run(plan.clone(), inputs, options).await;
-            if result.status == RunStatus::Failed {
-                let why = result
-                    .report
-                    .error
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "it failed".to_owned());
+            let sub = run?.await?;
+            if let Some(why) = sub.failed {
                 return Err(NodeError::new(format!(
                     "workflow `{}` failed: {why}",
                     plan.name()
                 )));
             }
-            let Value::Object(mut state) = result.state else {
+            let Value::Object(mut state) = sub.state else {
                 return Ok(Value::Object(Map::new()));
             };
             let mut update = Map::with_capacity(outputs.len());
@@ -104,6 +80,18 @@ impl Node for SubWorkflow {
             Ok(Value::Object(update))
         })
     }
+}
+
+/// Asks the runtime to run the sub-workflow with the rendered inputs.
+fn start(
+    ctx: &NodeContext,
+    plan: Arc<Plan>,
+    given: Value,
+) -> Result<WorkFuture<Result<SubRun, NodeError>>, NodeError> {
+    let Value::Object(given) = given else {
+        return Err(NodeError::new("the sub-workflow's `inputs` must be a mapping").permanent());
+    };
+    ctx.run_plan(plan, given)
 }
 
 impl NodeKind for WorkflowKind {

@@ -77,6 +77,14 @@ pub enum Event {
         #[serde(serialize_with = "crate::report::ms")]
         at: Duration,
     },
+    /// Something that happened in inner work of `node` (a sub-workflow's run): that run's event,
+    /// attributed to the node that runs it. Sub-workflows of sub-workflows nest.
+    Nested {
+        /// The node of this run that runs the inner work.
+        node: Arc<str>,
+        /// The inner run's event.
+        inner: Box<Event>,
+    },
     /// The run finished.
     RunFinished {
         /// How it ended.
@@ -85,4 +93,27 @@ pub enum Event {
         #[serde(serialize_with = "crate::report::ms")]
         wall_time: Duration,
     },
+}
+
+/// Where a run sends its events: the subscriber's channel, or, for a sub-run, the parent run's
+/// sink with each event wrapped as [`Event::Nested`] under the parent node.
+#[derive(Clone)]
+pub(crate) enum EventSink {
+    Channel(EventSender),
+    Nested(Arc<EventSink>, Arc<str>),
+}
+
+impl EventSink {
+    /// Sends an event; a subscriber that went away is not an error.
+    pub(crate) fn send(&self, event: Event) {
+        match self {
+            EventSink::Channel(tx) => {
+                let _ = tx.send(event);
+            }
+            EventSink::Nested(parent, node) => parent.send(Event::Nested {
+                node: node.clone(),
+                inner: Box::new(event),
+            }),
+        }
+    }
 }

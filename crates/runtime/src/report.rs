@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid_core::FailureKind;
+use braid_core::{ExecutionMode, FailureKind, Plan};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -156,6 +156,14 @@ pub enum RunError {
     },
     /// The run was cancelled from outside (its [`CancelToken`](crate::CancelToken), Ctrl-C).
     Cancelled,
+    /// The run's [`Observer`](crate::Observer) could not record a node's end (a journal whose
+    /// store went away): the run stops rather than go on unrecorded.
+    Observer {
+        /// The node whose end was not recorded.
+        node: String,
+        /// What the observer said.
+        message: String,
+    },
 }
 
 impl std::fmt::Display for RunError {
@@ -170,6 +178,12 @@ impl std::fmt::Display for RunError {
                 )
             }
             RunError::Timeout { timeout } => write!(f, "the run's timeout of {timeout:?} expired"),
+            RunError::Observer { node, message } => {
+                write!(
+                    f,
+                    "the end of node `{node}` could not be recorded: {message}"
+                )
+            }
         }
     }
 }
@@ -216,4 +230,82 @@ pub struct RunResult {
     pub state: Value,
     /// What happened.
     pub report: RunReport,
+}
+
+impl RunResult {
+    /// Assembles a run's result from its nodes' reports (in canonical order) and final state.
+    pub(crate) fn assemble(
+        plan: &Plan,
+        mode: ExecutionMode,
+        nodes: Vec<NodeReport>,
+        state: Value,
+        error: Option<RunError>,
+        degraded: bool,
+        wall_time: Duration,
+    ) -> RunResult {
+        let status = match (&error, degraded) {
+            (Some(_), _) => RunStatus::Failed,
+            (None, true) => RunStatus::Degraded,
+            (None, false) => RunStatus::Succeeded,
+        };
+        let node_time_sum: Duration = nodes.iter().map(NodeReport::duration).sum();
+        let speedup = if wall_time.is_zero() {
+            1.0
+        } else {
+            node_time_sum.as_secs_f64() / wall_time.as_secs_f64()
+        };
+        let critical_path = critical_path(plan, &nodes);
+        RunResult {
+            status,
+            state,
+            report: RunReport {
+                workflow: plan.name().clone(),
+                status,
+                mode: match mode {
+                    ExecutionMode::Parallel => "parallel",
+                    ExecutionMode::Sequential => "sequential",
+                },
+                error,
+                wall_time,
+                node_time_sum,
+                speedup,
+                critical_path,
+                nodes,
+            },
+        }
+    }
+}
+
+/// The chain of nodes that set the wall time: from the node that ended last, back through the
+/// need that ended last, to a node that needed nothing that ran.
+fn critical_path(plan: &Plan, nodes: &[NodeReport]) -> Vec<Arc<str>> {
+    let end = |i: usize| {
+        nodes[i]
+            .end
+            .filter(|_| nodes[i].status != NodeStatus::NotStarted)
+    };
+    let Some(mut cur) = (0..nodes.len())
+        .filter(|&i| end(i).is_some())
+        .max_by_key(|&i| (end(i), i))
+    else {
+        return Vec::new();
+    };
+    let mut path = vec![nodes[cur].name.clone()];
+    loop {
+        let prev = plan.nodes()[cur]
+            .needs
+            .iter()
+            .map(|n| n.index())
+            .filter(|&i| end(i).is_some())
+            .max_by_key(|&i| (end(i), i));
+        match prev {
+            Some(p) => {
+                path.push(nodes[p].name.clone());
+                cur = p;
+            }
+            None => break,
+        }
+    }
+    path.reverse();
+    path
 }

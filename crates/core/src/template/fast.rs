@@ -470,7 +470,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::node::StateView;
+    use crate::state::StateView;
     use crate::template::{Expr, TemplateEnv, scope};
 
     /// Expressions over state keys `a`, `b`, `c`, inputs `q`, and the variable `item`.
