@@ -65,8 +65,9 @@ pub use braid_core::{
 pub use braid_runtime::metrics;
 pub use braid_runtime::run as run_plan;
 pub use braid_runtime::{
-    CancelToken, Event, EventReceiver, InputError, NodeReport, NodeStatus, RunError, RunOptions,
-    RunReport, RunResult, RunStatus,
+    CancelToken, Event, EventReceiver, InputError, NodeReport, NodeSettled, NodeStatus, Observer,
+    PartialRun, PartialRunError, PriorNode, Recorded, RunError, RunOptions, RunReport, RunResult,
+    RunStatus,
 };
 pub use braid_spec::parse_duration;
 /// The JSON Schema library [`NodeKind::params_schema`] speaks, for kinds written against this
@@ -91,6 +92,9 @@ pub enum Error {
     /// The run's inputs do not fit the workflow.
     #[error("invalid inputs: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Inputs(Vec<InputError>),
+    /// The nodes given as settled cannot continue a run of this workflow.
+    #[error("cannot continue the run: {0}")]
+    Partial(#[from] PartialRunError),
 }
 
 /// A workflow that did not compile: its source and every diagnostic.
@@ -357,6 +361,31 @@ impl Workflow {
     pub async fn run(&self, inputs: Value, options: RunOptions) -> Result<RunResult, Error> {
         let inputs = self.resolve(inputs)?;
         Ok(braid_runtime::run(self.0.plan.clone(), inputs, options).await)
+    }
+
+    /// Continues a run of this workflow from partial state: the nodes in `settled` (as an
+    /// [`Observer`] saw them end in an earlier run) keep their status and writes, which are folded
+    /// as if they had just run; they never run again; the rest runs. With the same inputs and
+    /// seed, the final state is the one an uninterrupted run ends with, byte for byte.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Inputs`] when the inputs do not fit, [`Error::Partial`] when `settled` cannot
+    /// continue a run of this workflow (an unknown node, a node whose need is not settled,
+    /// writes it may not make); nothing runs then.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Workflow::run).
+    pub async fn run_from(
+        &self,
+        settled: Vec<PriorNode>,
+        inputs: Value,
+        options: RunOptions,
+    ) -> Result<RunResult, Error> {
+        let inputs = self.resolve(inputs)?;
+        let partial = PartialRun::new(self.0.plan.clone(), settled)?;
+        Ok(braid_runtime::run_from(partial, inputs, options).await)
     }
 
     /// Runs the workflow once, streaming its events: returns the run's future and the receiver.

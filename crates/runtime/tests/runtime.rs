@@ -22,8 +22,12 @@ mod events;
 mod failures;
 #[path = "runtime/handlers.rs"]
 mod handlers;
+#[path = "runtime/inner.rs"]
+mod inner;
 #[path = "runtime/inputs.rs"]
 mod inputs;
+#[path = "runtime/ledger.rs"]
+mod ledger;
 #[path = "runtime/mode1.rs"]
 mod mode1;
 #[path = "runtime/properties.rs"]

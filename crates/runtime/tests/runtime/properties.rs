@@ -21,7 +21,7 @@ use proptest::sample::Index;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
 
-use crate::util::{drain, load_with, quiet_scripted_panics, state_text};
+use crate::util::{Recorder, drain, load_with, quiet_scripted_panics, state_text};
 
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     Engine::builder()
@@ -274,6 +274,74 @@ proptest! {
         prop_assert_eq!(&parallel.state["log"], &Value::Array(writers));
         let total: usize = (0..n).filter(|&i| dag.writes[i] & 2 != 0).sum();
         prop_assert_eq!(&parallel.state["total"], &json!(total));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting from partial state
+
+/// A random subset of the nodes closed under `needs` (a node is in only if all its needs are):
+/// what an interrupted run may have settled.
+fn settled_prefix(needs: &[Vec<usize>], bits: u64) -> BTreeSet<usize> {
+    let mut x = bits;
+    let mut set = BTreeSet::new();
+    for i in canonical(needs) {
+        // A linear congruential step: two thirds of the eligible nodes are kept.
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        if needs[i].iter().all(|p| set.contains(p)) && (x >> 33) % 3 != 0 {
+            set.insert(i);
+        }
+    }
+    set
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn a_run_continued_from_settled_nodes_ends_as_an_uninterrupted_one(
+        dag in dag(),
+        bits in any::<u64>(),
+        sequential in any::<bool>(),
+    ) {
+        let wf = load_with(&ENGINE, &dag_yaml(&dag, 0));
+        let mode = sequential.then_some(ExecutionMode::Sequential);
+        let recorder = std::sync::Arc::new(Recorder::default());
+        let whole = run(&wf, RunOptions { mode, seed: bits, observer: Some(recorder.clone()), ..RunOptions::default() });
+        prop_assert_eq!(whole.status, RunStatus::Succeeded);
+
+        let keep = settled_prefix(&dag.needs, bits);
+        let settled: Vec<braid::PriorNode> = recorder
+            .ends()
+            .into_iter()
+            .filter(|e| keep.iter().any(|&i| name(i) == e.node))
+            .collect();
+        prop_assert_eq!(settled.len(), keep.len());
+        let (continued, events) = block_on(async {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let options = RunOptions { mode, seed: bits, events: Some(tx), ..RunOptions::default() };
+            let r = wf.run_from(settled, json!({}), options).await.expect("the run continues");
+            (r, drain(rx))
+        });
+
+        prop_assert_eq!(continued.status, whole.status);
+        prop_assert_eq!(state_text(&continued), state_text(&whole));
+        for (a, b) in whole.report.nodes.iter().zip(&continued.report.nodes) {
+            prop_assert_eq!(&a.name, &b.name);
+            prop_assert_eq!(a.status, b.status, "{}", a.name);
+            prop_assert_eq!(a.attempts, b.attempts, "{}", a.name);
+        }
+        // No settled node ran again; every other node ran once.
+        for n in whole.report.nodes.iter() {
+            let starts = events
+                .iter()
+                .filter(|e| matches!(e, Event::NodeStarted { node, .. } if *node == n.name))
+                .count();
+            let was_settled = keep.iter().any(|&i| *name(i) == *n.name);
+            prop_assert_eq!(starts, usize::from(!was_settled), "{}", n.name);
+        }
     }
 }
 

@@ -113,3 +113,33 @@ pub(crate) fn quiet_scripted_panics() {
         }));
     });
 }
+
+/// An observer that keeps every node's end as the [`PriorNode`] a journal would give back.
+#[derive(Default)]
+pub(crate) struct Recorder(std::sync::Mutex<Vec<braid::PriorNode>>);
+
+impl Recorder {
+    /// The node ends seen so far, in the order they came.
+    pub(crate) fn ends(&self) -> Vec<braid::PriorNode> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+impl braid::Observer for Recorder {
+    fn settled(&self, node: &braid::NodeSettled<'_>) -> Option<braid::Recorded> {
+        let end = braid::PriorNode {
+            node: node.node().to_string(),
+            status: node.status(),
+            attempts: node.attempts(),
+            start: node.start(),
+            end: node.end(),
+            failure: node.failure().cloned(),
+            writes: node
+                .writes()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        self.0.lock().expect("not poisoned").push(end);
+        None
+    }
+}
