@@ -161,8 +161,9 @@ pub struct RunScope {
     pub plan: Arc<crate::Plan>,
     /// The run's resolved inputs.
     pub inputs: Arc<Value>,
-    /// Runs the inner work the run's nodes ask for (`map`'s items, a sub-workflow).
-    pub executor: Arc<dyn Executor>,
+    /// Runs the inner work the run's nodes ask for (`map`'s items, a sub-workflow). Weak: the
+    /// runtime's per-run state is the executor and owns this scope (no allocation of its own).
+    pub executor: std::sync::Weak<dyn Executor>,
 }
 
 impl std::fmt::Debug for RunScope {
@@ -355,7 +356,10 @@ impl NodeContext {
     /// When this context belongs to no run (built by hand), since only a runtime runs items.
     pub fn run_items(&self, items: Items) -> Result<WorkFuture<ItemsOutcome>, NodeError> {
         match &self.origin {
-            Origin::Run(scope, _) => Ok(scope.executor.run_items(self, items)),
+            Origin::Run(scope, _) => match scope.executor.upgrade() {
+                Some(executor) => Ok(executor.run_items(self, items)),
+                None => Err(crate::work::run_ended(self.name())),
+            },
             Origin::Own { node, .. } => Err(crate::work::no_runtime(node)),
         }
     }
@@ -375,7 +379,10 @@ impl NodeContext {
         inputs: Map<String, Value>,
     ) -> Result<WorkFuture<Result<SubRun, NodeError>>, NodeError> {
         match &self.origin {
-            Origin::Run(scope, _) => Ok(scope.executor.run_plan(self, plan, inputs)),
+            Origin::Run(scope, _) => match scope.executor.upgrade() {
+                Some(executor) => Ok(executor.run_plan(self, plan, inputs)),
+                None => Err(crate::work::run_ended(self.name())),
+            },
             Origin::Own { node, .. } => Err(crate::work::no_runtime(node)),
         }
     }

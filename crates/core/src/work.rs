@@ -95,3 +95,12 @@ pub(crate) fn no_runtime(node: &str) -> NodeError {
     ))
     .permanent()
 }
+
+/// The failure of inner work asked for after the node's run has ended (a handler that kept its
+/// context past its own future).
+pub(crate) fn run_ended(node: &str) -> NodeError {
+    NodeError::new(format!(
+        "node `{node}` asked for inner work after its run had ended"
+    ))
+    .permanent()
+}

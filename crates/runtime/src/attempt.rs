@@ -61,6 +61,10 @@ pub(crate) struct RunShared {
     /// on a retry), so that a node whose task is aborted mid-retry keeps its history.
     pub retries: Mutex<Vec<(NodeId, AttemptReport)>>,
     pub events: Option<EventSink>,
+    /// The run is sequential: inner work runs one item at a time too.
+    pub sequential: bool,
+    /// The run's cancel token, which sub-runs share.
+    pub cancel: Option<crate::options::CancelToken>,
 }
 
 impl RunShared {
@@ -71,6 +75,7 @@ impl RunShared {
     }
 
     /// Sends an event, made only when someone listens.
+    #[inline]
     pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
         if let Some(sink) = &self.events {
             sink.send(event());
@@ -175,10 +180,12 @@ impl Work for NodeWork {
     type Output = Writes;
     const WHAT: &'static str = "node";
 
+    #[inline]
     fn run(&self) -> (Instant, Option<Instant>) {
         (self.run.start, self.run.deadline)
     }
 
+    #[inline]
     fn call(&self, attempt: u32, at: Instant) -> NodeFuture {
         let run = &*self.run;
         let node = run.scope.plan.node(self.id);
@@ -199,14 +206,17 @@ impl Work for NodeWork {
         node.handler.call(ctx)
     }
 
+    #[inline]
     fn timeout(&self) -> Option<Duration> {
         self.plan().node(self.id).timeout
     }
 
+    #[inline]
     fn retry(&self) -> &RetryPolicy {
         &self.plan().node(self.id).retry
     }
 
+    #[inline]
     fn check(&self, value: Value) -> Result<Writes, NodeError> {
         check_output(self.plan(), self.id, value)
     }

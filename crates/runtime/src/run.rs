@@ -20,7 +20,7 @@ use crate::attempt::{RunShared, Writes, check_output};
 use crate::event::{Event, EventSink};
 use crate::ledger::Ledger;
 use crate::metrics::PlanMetrics;
-use crate::options::{CancelToken, RunOptions};
+use crate::options::RunOptions;
 use crate::report::{Failure, NodeStatus, RunResult, RunStatus};
 use crate::scheduler::Scheduler;
 
@@ -249,23 +249,24 @@ fn start(
         let n = plan.nodes().len();
         // A timeout too large to add (`Duration::MAX`) is no deadline at all.
         let deadline = timeout.and_then(|t| run_start.checked_add(t));
-        let executor = Arc::new(RunExecutor {
-            sequential: mode == ExecutionMode::Sequential,
-            deadline,
-            cancel: cancel.clone(),
-            events: events.clone(),
-        });
-        let run = Arc::new(RunShared {
-            scope: Arc::new(RunScope {
-                plan: plan.clone(),
-                inputs,
-                executor,
-            }),
-            start: run_start,
-            deadline,
-            attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            retries: std::sync::Mutex::new(Vec::new()),
-            events,
+        // The run's shared state is also the executor of its nodes' inner work: the scope
+        // points back at it, weakly, so no allocation is added per run.
+        let run = Arc::new_cyclic(|me: &std::sync::Weak<RunShared>| {
+            let executor: std::sync::Weak<dyn Executor> = me.clone();
+            RunShared {
+                scope: Arc::new(RunScope {
+                    plan: plan.clone(),
+                    inputs,
+                    executor,
+                }),
+                start: run_start,
+                deadline,
+                attempts: (0..n).map(|_| AtomicU32::new(0)).collect(),
+                retries: std::sync::Mutex::new(Vec::new()),
+                events,
+                sequential: mode == ExecutionMode::Sequential,
+                cancel: cancel.clone(),
+            }
         });
         let mut ledger = Ledger::new(&plan, observer);
         for (id, prior) in settled {
@@ -304,14 +305,7 @@ fn start(
 
 /// Runs the inner work of one run's nodes, with the run's mode, deadline, cancellation and
 /// event sink.
-struct RunExecutor {
-    sequential: bool,
-    deadline: Option<Instant>,
-    cancel: Option<CancelToken>,
-    events: Option<EventSink>,
-}
-
-impl Executor for RunExecutor {
+impl Executor for RunShared {
     fn run_items(&self, parent: &NodeContext, items: Items) -> WorkFuture<ItemsOutcome> {
         // A sequential run runs everything one at a time, a map's items included.
         let limit = if self.sequential {

@@ -315,7 +315,12 @@ impl<'a> Scheduler<'a> {
                 catch_unwind(AssertUnwindSafe(|| attempts.attempt(&mut cx)))
             };
             match step {
-                Ok(Step::Done(outcome)) => self.finished(id, Ok(outcome)),
+                Ok(Step::Done(outcome)) => {
+                    // Drop the attempts (and the node's state view) before its writes are
+                    // folded: a view still alive would make the fold copy the key it shares.
+                    drop(attempts);
+                    self.finished(id, Ok(outcome));
+                }
                 Ok(step) => self.spawn(id, attempts.finish(step), span),
                 Err(_) => self.finished(id, Err(TASK_PANICKED.to_owned())),
             }
@@ -432,6 +437,7 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Records a node's end in the ledger and releases its dependents, now or once recorded.
+    #[inline(always)]
     fn settle(&mut self, id: NodeId, ending: Ending) {
         match self.ledger.settle(&self.run, id, ending) {
             Release::Now => self.release(id),
