@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use braid_core::node::{CatchUnwind, type_name};
-use braid_core::registry::parse_params;
+use braid_core::registry::{duration_param, parse_params};
 use braid_core::rng::Rng;
 use braid_core::{
     BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind,
@@ -416,11 +416,7 @@ impl NodeKind for MapKind {
         let item_timeout = p
             .item_timeout
             .as_ref()
-            .map(|d| {
-                d.parse().map_err(|e| {
-                    BuildError::params("/item_timeout", format!("invalid duration `{}`: {e}", d.0))
-                })
-            })
+            .map(|d| duration_param("/item_timeout", d))
             .transpose()?;
         let with = p.node.with.map(Value::Object);
         let inner = cx.with_roots(&["item", "index"], |cx| {
