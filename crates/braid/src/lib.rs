@@ -164,7 +164,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Registers a node kind with its own parameters (see [`NodeKind`](braid_core::NodeKind)).
+    /// Registers a node kind with its own parameters (see [`NodeKind`]).
     #[must_use]
     pub fn node_kind(mut self, kind: Arc<dyn NodeKind>) -> Self {
         self.registry.register_kind(kind);
