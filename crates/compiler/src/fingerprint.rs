@@ -23,6 +23,9 @@
 //! as the LF one: YAML reads both alike. An include written with an absolute path keys by that
 //! path and so is only stable where that path is.
 //!
+//! An included file's own plan (the one its node runs) has its own fingerprint, by the same
+//! definition with that file as the root.
+//!
 //! What it covers is the text. It does not cover what is code rather than text: the registry's
 //! kinds and reducers (built-in or registered by the embedding program), the Braid version that
 //! compiled it (its defaults and built-in kinds), compile options (they only accept or refuse), or
