@@ -54,13 +54,13 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use braid_compiler::{
-    Code, Compilation, CompileOptions, Compiler, Diagnostic, Limits, Severity, Source, Span, graph,
-    render,
+    Code, Compilation, CompileOptions, Compiler, Diagnostic, Limits, Severity, Source, SourceFile,
+    Span, graph, render,
 };
-pub use braid_core::plan::{InputDecl, ValueType};
+pub use braid_core::plan::{InputDecl, InputType};
 pub use braid_core::{
-    BuildContext, BuildError, ExecutionMode, FailureKind, Node, NodeContext, NodeError, NodeFuture,
-    NodeKind, Plan, Reducer, ReducerError, Registry,
+    BuildContext, BuildError, ExecutionMode, FailureKind, Fingerprint, Node, NodeContext,
+    NodeError, NodeFuture, NodeKind, Plan, Reducer, ReducerError, Registry,
 };
 pub use braid_runtime::metrics;
 pub use braid_runtime::run as run_plan;
@@ -168,7 +168,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Registers a node kind with its own parameters (see [`NodeKind`](braid_core::NodeKind)).
+    /// Registers a node kind with its own parameters (see [`NodeKind`]).
     #[must_use]
     pub fn node_kind(mut self, kind: Arc<dyn NodeKind>) -> Self {
         self.registry.register_kind(kind);
@@ -273,6 +273,7 @@ impl Engine {
                     plan: Arc::new(plan),
                     warnings: c.diagnostics,
                     source,
+                    files: c.files,
                     defaults,
                 })))
             }
@@ -294,6 +295,8 @@ struct Compiled {
     plan: Arc<Plan>,
     warnings: Vec<Diagnostic>,
     source: Source,
+    /// Every file read: the source, then the files it includes.
+    files: Vec<SourceFile>,
     /// The resolved inputs of a run given none (`None`: some input is required).
     defaults: Option<Arc<Value>>,
 }
@@ -312,6 +315,19 @@ impl Workflow {
     /// The source it was compiled from (for rendering its warnings).
     pub fn source(&self) -> &Source {
         &self.0.source
+    }
+
+    /// The workflow's identity: a hash of its source and of every file it includes, the same on
+    /// every machine for the same files ([`Plan::fingerprint`]; what it covers is defined in
+    /// `braid_compiler::fingerprint`).
+    pub fn fingerprint(&self) -> &Fingerprint {
+        self.0.plan.fingerprint()
+    }
+
+    /// Every file it was compiled from: the source first, then each workflow file its nodes
+    /// include, directly or not ([`Compilation::files`]). The files to watch for a reload.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.0.files
     }
 
     /// [`inputs`](Workflow::inputs), shared: a run given no inputs reuses the defaults resolved

@@ -81,7 +81,7 @@ pub(crate) fn parse_inputs(
         };
         let is_string = declared
             .iter()
-            .any(|d| &*d.name == key && d.ty == braid::ValueType::String);
+            .any(|d| &*d.name == key && d.ty == braid::InputType::String);
         let value = if is_string {
             Value::String(raw.to_owned())
         } else {

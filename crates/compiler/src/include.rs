@@ -1,21 +1,26 @@
 //! Other workflow files named by nodes (the `workflow` kind, or a `map` over one): resolved
 //! against the directory of the file that names them, compiled with the same compiler, cached for
-//! the compilation, and refused when they form a cycle of files.
+//! the compilation, and refused when they form a cycle of files. The loader also records every
+//! file it read, directly or through the files it included, keyed relative to the file being
+//! compiled: that list is [`Compilation::files`](crate::Compilation) and what the plan's
+//! fingerprint hashes.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use braid_core::{Plan, WorkflowLoader};
 
+use crate::fingerprint::{SourceFile, include_key};
 use crate::{Compiler, Source};
 
 /// How deep workflow files may nest.
 const MAX_DEPTH: usize = 16;
 
-/// Compiled files, shared by every file of one compilation.
-pub(crate) type Cache = RefCell<HashMap<PathBuf, Arc<Plan>>>;
+/// Compiled files, shared by every file of one compilation: each one's plan, and the files it read
+/// (keyed relative to it).
+pub(crate) type Cache = RefCell<HashMap<PathBuf, (Arc<Plan>, Vec<SourceFile>)>>;
 
 /// Loads the files named from one file being compiled.
 pub(crate) struct FileLoader<'a> {
@@ -25,6 +30,43 @@ pub(crate) struct FileLoader<'a> {
     /// The files being compiled, outermost first, this one last.
     pub chain: Vec<PathBuf>,
     pub cache: &'a Cache,
+    /// The files read so far, by key relative to the file being compiled (the root excluded).
+    pub read: RefCell<BTreeMap<String, SourceFile>>,
+}
+
+impl FileLoader<'_> {
+    /// Every file the compilation of `root` read: `root` first, then the included files by key,
+    /// the order [`fingerprint`](crate::fingerprint::fingerprint) hashes.
+    pub(crate) fn files(&self, root: &Source) -> Vec<SourceFile> {
+        std::iter::once(root_file(root))
+            .chain(self.read.borrow().values().cloned())
+            .collect()
+    }
+
+    /// Records the files an included file read (`files`, keyed relative to it; itself first),
+    /// rekeyed relative to the file being compiled. `written` is the path the node gave.
+    fn record(&self, written: &str, files: &[SourceFile]) {
+        let at = include_key("", written);
+        let mut read = self.read.borrow_mut();
+        for f in files {
+            let key = if f.key.is_empty() {
+                at.clone()
+            } else {
+                include_key(&at, &f.key)
+            };
+            read.entry(key.clone())
+                .or_insert_with(|| SourceFile { key, ..f.clone() });
+        }
+    }
+}
+
+/// The root of a compilation as a file it read.
+pub(crate) fn root_file(root: &Source) -> SourceFile {
+    SourceFile {
+        path: PathBuf::from(&root.name),
+        key: String::new(),
+        text: root.text.clone(),
+    }
 }
 
 fn short(p: &Path) -> String {
@@ -53,7 +95,8 @@ impl WorkflowLoader for FileLoader<'_> {
                 "workflow files nest deeper than {MAX_DEPTH} levels"
             ));
         }
-        if let Some(plan) = self.cache.borrow().get(&canonical) {
+        if let Some((plan, files)) = self.cache.borrow().get(&canonical) {
+            self.record(path, files);
             return Ok(plan.clone());
         }
         let text = std::fs::read_to_string(&full)
@@ -62,10 +105,13 @@ impl WorkflowLoader for FileLoader<'_> {
         let mut chain = self.chain.clone();
         chain.push(canonical.clone());
         let compiled = self.compiler.compile_in(&source, chain, self.cache);
+        self.record(path, &compiled.files);
         match compiled.plan {
             Some(plan) => {
                 let plan = Arc::new(plan);
-                self.cache.borrow_mut().insert(canonical, plan.clone());
+                self.cache
+                    .borrow_mut()
+                    .insert(canonical, (plan.clone(), compiled.files));
                 Ok(plan)
             }
             None => {

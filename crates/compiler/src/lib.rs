@@ -1,7 +1,8 @@
 //! Braid's compiler: workflow YAML text in, a [`Plan`] or diagnostics out.
 //!
 //! ```text
-//! text ─► load (spans) ─► JSON Schema check ─► spec types (serde) ─► semantic checks ─► lower ─► Plan
+//! text ─► load (spans) ─► JSON Schema check ─► spec types (serde)
+//!      ─► check declarations ─► build kinds ─► check data flow ─► fingerprint ─► lower ─► Plan
 //! ```
 //!
 //! * [`load`] turns YAML into a JSON value and a span for every node; it is the only module that
@@ -9,13 +10,20 @@
 //! * [`schema`] generates the JSON Schema from the spec types and the registered kinds, and
 //!   checks the document against it.
 //! * [`check`] holds one small function per semantic rule; all run, so every problem is reported.
-//! * [`lower`] is the one place where defaults are applied and names become indices.
+//!   They run in two groups: [`check::declarations`] before the builds, [`check::data_flow`] after.
+//! * [`build`] builds every node through its kind, compiling its templates (which reveals what
+//!   it reads) and loading the workflow files it includes.
+//! * [`fingerprint`] defines the plan's identity over the files read ([`Compilation::files`]).
+//! * [`lower`] turns names into indices, parses durations and applies the defaults of the
+//!   fields every node has, and builds the [`Plan`].
 //! * [`graph`] renders a plan as Mermaid or Graphviz; [`render`] renders diagnostics.
 //!
 //! The compiler never uses tokio and never runs a node.
 
+pub mod build;
 pub mod check;
 pub mod diagnostic;
+pub mod fingerprint;
 pub mod graph;
 mod include;
 pub mod load;
@@ -30,6 +38,7 @@ use braid_spec::Workflow;
 use serde::Deserialize;
 
 pub use diagnostic::{Code, Diagnostic, Label, Pos, Severity, Span};
+pub use fingerprint::SourceFile;
 pub use load::{Limits, SpanMap};
 pub use schema::{SchemaValidator, workflow_schema};
 
@@ -69,6 +78,11 @@ pub struct Compilation {
     pub spec: Option<Workflow>,
     /// Every problem found, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
+    /// Every file read: the source compiled first, then each workflow file its nodes include
+    /// (directly or not), by [`key`](SourceFile::key). What a service watches; the plan's
+    /// [`fingerprint`](Plan::fingerprint) is the [`fingerprint`](fingerprint::fingerprint) of
+    /// this list. An included file that could not be read is not in it.
+    pub files: Vec<SourceFile>,
 }
 
 impl Compilation {
@@ -124,6 +138,7 @@ impl Compiler {
         cache: &include::Cache,
     ) -> Compilation {
         let mut diagnostics = Vec::new();
+        let root_only = || vec![include::root_file(source)];
         let (doc, warnings) = match load::load(&source.text, self.options.limits) {
             Ok(ok) => ok,
             Err(d) => {
@@ -131,6 +146,7 @@ impl Compiler {
                     plan: None,
                     spec: None,
                     diagnostics: d,
+                    files: root_only(),
                 };
             }
         };
@@ -138,7 +154,7 @@ impl Compiler {
         let schema_errors = self.validator.check(&doc.value, &doc.spans);
         if !schema_errors.is_empty() {
             diagnostics.extend(schema_errors);
-            return finish(None, None, diagnostics);
+            return finish(None, None, root_only(), diagnostics);
         }
         let spec = match Workflow::deserialize(&doc.value) {
             Ok(spec) => spec,
@@ -151,7 +167,7 @@ impl Compiler {
                     )
                     .help("this is a bug in Braid; please report it with the file"),
                 );
-                return finish(None, None, diagnostics);
+                return finish(None, None, root_only(), diagnostics);
             }
         };
         let dir = std::path::Path::new(&source.name)
@@ -163,21 +179,41 @@ impl Compiler {
             dir,
             chain,
             cache,
+            read: Default::default(),
         };
-        let (plan, semantic) = lower::lower(&spec, &doc.spans, &self.registry, &loader);
-        diagnostics.extend(semantic);
-        let plan = if diagnostics.iter().any(Diagnostic::is_error) {
-            None
-        } else {
-            plan
-        };
-        finish(plan, Some(spec), diagnostics)
+        let model = check::Model::new(&spec, &doc.spans, &self.registry);
+        let (plan, files) = middle(&model, &loader, source, &mut diagnostics);
+        drop(model);
+        finish(plan, Some(spec), files, diagnostics)
     }
+}
+
+/// The compiler's middle, in its steps: check what the file declares, build every node through its
+/// kind (which reveals what templates read and loads included files), check the data flow, then
+/// lower to a plan identified by the fingerprint of every file read. Returns the plan (`None` when
+/// `out` holds an error) and the files read.
+fn middle(
+    model: &check::Model<'_>,
+    loader: &include::FileLoader<'_>,
+    root: &Source,
+    out: &mut Vec<Diagnostic>,
+) -> (Option<Plan>, Vec<SourceFile>) {
+    if !check::size(model, out) {
+        return (None, loader.files(root));
+    }
+    let declared = check::declarations(model, out);
+    let built = build::nodes(model, loader, out);
+    let node_reads = check::data_flow(model, &declared, &built.reads, out);
+    let files = loader.files(root);
+    let fingerprint = fingerprint::fingerprint(&files);
+    let plan = lower::lower(model, declared, built, &node_reads, fingerprint, out);
+    (plan, files)
 }
 
 fn finish(
     plan: Option<Plan>,
     spec: Option<Workflow>,
+    files: Vec<SourceFile>,
     mut diagnostics: Vec<Diagnostic>,
 ) -> Compilation {
     diagnostics.sort_by_key(|d| (d.span().start, d.code));
@@ -185,5 +221,6 @@ fn finish(
         plan,
         spec,
         diagnostics,
+        files,
     }
 }

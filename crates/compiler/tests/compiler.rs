@@ -6,6 +6,8 @@
 //! * `fixtures`: every file in `tests/fixtures/invalid/` renders the diagnostics its snapshot holds,
 //!   every file in `tests/fixtures/valid/` and `workflows/` compiles cleanly, every code is covered.
 //! * `schema_drift`: the committed `schemas/workflow.schema.json` is what the types generate.
+//! * `duration_grammar`: the schema's duration pattern and the parser accept the same strings.
+//! * `fingerprint`: a plan's identity over its files, and the files a compilation lists.
 //! * `limits`: inputs too large to keep as fixtures, generated in code.
 //! * `no_panic`: mutated variants of the valid fixtures never panic the compiler.
 
@@ -13,6 +15,10 @@
 
 #[path = "compiler/common.rs"]
 mod common;
+#[path = "compiler/duration_grammar.rs"]
+mod duration_grammar;
+#[path = "compiler/fingerprint.rs"]
+mod fingerprint;
 #[path = "compiler/fixtures.rs"]
 mod fixtures;
 #[path = "compiler/limits.rs"]

@@ -4,6 +4,7 @@
 //! Nothing here knows YAML or tokio. A [`Plan`] is immutable and can only be built through
 //! [`Plan::new`], which proves it acyclic and every reference resolved: the runtime never re-checks.
 
+pub mod fingerprint;
 pub mod id;
 pub mod node;
 pub mod plan;
@@ -14,14 +15,15 @@ pub mod state;
 pub mod template;
 pub mod work;
 
+pub use fingerprint::Fingerprint;
 pub use id::{KeyId, NodeId};
 pub use node::{
     Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, RunScope, StateUpdate,
     StateView,
 };
 pub use plan::{
-    Channel, ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, Plan, PlanError, PlanNode,
-    PlanParts, RetryPolicy, ValueType,
+    Channel, ExecutionMode, InputDecl, InputType, NodeParts, OnErrorPolicy, Plan, PlanError,
+    PlanNode, PlanParts, RetryPolicy,
 };
 pub use reducer::{Reducer, ReducerError};
 pub use registry::{

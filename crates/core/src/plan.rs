@@ -5,6 +5,12 @@
 //! [`NodeId`] order *is* canonical order. That order is what makes runs deterministic: each state
 //! key's contributions are folded in it, so a parallel run and a sequential run end in the same
 //! state whatever finishes first. The runtime receives a `Plan` and never re-checks any of this.
+//!
+//! A plan carries its [`Fingerprint`] (the identity of the sources it came from), given in its
+//! parts. The file format's closed vocabularies, [`ExecutionMode`] and [`InputType`], are
+//! `braid-spec`'s own types, re-exported here: a twin enum would be one more conversion to keep in
+//! step, and `InputType::accepts` is then the one type check of an input, used by the compiler
+//! (for defaults) and the runtime (for the inputs a run is given).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,76 +20,23 @@ use std::time::Duration;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::Value;
 
+use crate::fingerprint::Fingerprint;
 use crate::id::{KeyId, NodeId};
 use crate::node::Node;
 use crate::reducer::Reducer;
 use crate::rng::Rng;
 use crate::template::{Expr, TemplateEnv};
 
-/// Parallel or sequential execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExecutionMode {
-    /// Ready-set scheduling.
-    #[default]
-    Parallel,
-    /// One node at a time, in canonical order.
-    Sequential,
-}
-
-/// The JSON type an input must have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueType {
-    /// A string.
-    String,
-    /// Any number.
-    Number,
-    /// A whole number.
-    Integer,
-    /// A boolean.
-    Boolean,
-    /// An object.
-    Object,
-    /// An array.
-    Array,
-    /// Anything.
-    Any,
-}
-
-impl ValueType {
-    /// The type's name, as written in a workflow file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ValueType::String => "string",
-            ValueType::Number => "number",
-            ValueType::Integer => "integer",
-            ValueType::Boolean => "boolean",
-            ValueType::Object => "object",
-            ValueType::Array => "array",
-            ValueType::Any => "any",
-        }
-    }
-
-    /// Whether `value` has this type.
-    pub fn accepts(self, value: &Value) -> bool {
-        match self {
-            ValueType::String => value.is_string(),
-            ValueType::Number => value.is_number(),
-            ValueType::Integer => value.is_i64() || value.is_u64(),
-            ValueType::Boolean => value.is_boolean(),
-            ValueType::Object => value.is_object(),
-            ValueType::Array => value.is_array(),
-            ValueType::Any => true,
-        }
-    }
-}
+pub use braid_spec::{ExecutionMode, InputType};
 
 /// A declared input.
 #[derive(Debug, Clone)]
 pub struct InputDecl {
     /// The input's name.
     pub name: Arc<str>,
-    /// Its type.
-    pub ty: ValueType,
+    /// Its type: the file format's [`InputType`], whose [`accepts`](InputType::accepts) is the
+    /// one type check, used by the compiler (defaults) and the runtime (given inputs) alike.
+    pub ty: InputType,
     /// Its default; `None` makes it required.
     pub default: Option<Value>,
 }
@@ -213,6 +166,8 @@ pub struct PlanParts {
     pub timeout: Option<Duration>,
     /// The plan's compiled templates.
     pub templates: TemplateEnv,
+    /// The identity of the sources the plan was compiled from (the compiler computes it).
+    pub fingerprint: Fingerprint,
 }
 
 /// A node of a [`Plan`].
@@ -281,6 +236,7 @@ pub struct Plan {
     max_concurrency: Option<u32>,
     timeout: Option<Duration>,
     templates: Arc<TemplateEnv>,
+    fingerprint: Fingerprint,
     /// Per node: the hash of its name, which salts its random seed in every run.
     salts: Vec<u64>,
     /// Every key, in order, each `null`: cloned for a run's final state (cloning copies the
@@ -293,6 +249,7 @@ impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plan")
             .field("name", &self.name)
+            .field("fingerprint", &self.fingerprint)
             .field("nodes", &self.nodes)
             .field("keys", &self.keys)
             .finish_non_exhaustive()
@@ -408,6 +365,7 @@ impl Plan {
             max_concurrency,
             timeout,
             templates,
+            fingerprint,
         } = parts;
         let n = nodes.len();
         if n == 0 {
@@ -521,6 +479,7 @@ impl Plan {
             max_concurrency,
             timeout,
             templates: Arc::new(templates),
+            fingerprint,
             cache: std::sync::OnceLock::new(),
         })
     }
@@ -593,6 +552,12 @@ impl Plan {
     /// The compiled templates.
     pub fn templates(&self) -> &Arc<TemplateEnv> {
         &self.templates
+    }
+
+    /// The plan's identity: a hash of the workflow's source text and of every file it includes,
+    /// the same on every machine for the same files (see [`Fingerprint`]).
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
     }
 
     /// A value the runtime derives from the plan once and keeps with it (such as its metric

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use braid_spec::DurationSpec;
 use schemars::{Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -88,6 +90,19 @@ impl BuildError {
 pub fn parse_params<P: DeserializeOwned>(params: Option<&Value>) -> Result<P, BuildError> {
     let empty = Value::Object(Default::default());
     P::deserialize(params.unwrap_or(&empty)).map_err(|e| BuildError::params("", e.to_string()))
+}
+
+/// Parses a duration written in a workflow file (`800ms`, `1m30s`), at `pointer` (relative to the
+/// kind's `with:` block): the one place where durations become [`Duration`]s, used by every kind
+/// with a duration parameter and by the compiler for the fields every node has. The grammar is
+/// [`braid_spec::parse_duration`]'s, which the schema's pattern is tested against.
+///
+/// # Errors
+///
+/// A [`BuildError`] at `pointer` saying what is wrong with the text: `invalid duration `…`: why`.
+pub fn duration_param(pointer: &str, d: &DurationSpec) -> Result<Duration, BuildError> {
+    d.parse()
+        .map_err(|e| BuildError::params(pointer, format!("invalid duration `{}`: {e}", d.0)))
 }
 
 /// A variable a node's template or expression reads.

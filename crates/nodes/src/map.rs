@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use braid_core::node::type_name;
 use braid_core::plan::RetryPolicy;
-use braid_core::registry::parse_params;
+use braid_core::registry::{duration_param, parse_params};
 use braid_core::{
     BuildContext, BuildError, FailureKind, ItemCheck, Items, ItemsOutcome, Node, NodeContext,
     NodeError, NodeFuture, NodeKind, Templated,
@@ -318,11 +318,7 @@ impl NodeKind for MapKind {
         let item_timeout = p
             .item_timeout
             .as_ref()
-            .map(|d| {
-                d.parse().map_err(|e| {
-                    BuildError::params("/item_timeout", format!("invalid duration `{}`: {e}", d.0))
-                })
-            })
+            .map(|d| duration_param("/item_timeout", d))
             .transpose()?;
         let with = p.node.with.map(Value::Object);
         let inner = cx.with_roots(&["item", "index"], |cx| {

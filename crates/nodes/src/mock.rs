@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid_core::registry::parse_params;
+use braid_core::registry::{duration_param, parse_params};
 use braid_core::rng::Rng;
 use braid_core::{
     BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind,
@@ -170,11 +170,6 @@ async fn precise_sleep(d: Duration) {
     tokio::time::sleep_until(tokio::time::Instant::now() + aim).await;
 }
 
-fn parse(d: &DurationSpec, pointer: &str) -> Result<Duration, BuildError> {
-    d.parse()
-        .map_err(|e| BuildError::params(pointer, format!("invalid duration `{}`: {e}", d.0)))
-}
-
 impl NodeKind for MockKind {
     fn name(&self) -> &str {
         "mock"
@@ -193,10 +188,10 @@ impl NodeKind for MockKind {
         let p: MockParams = parse_params(params)?;
         let delay = match &p.latency {
             None => Delay::None,
-            Some(Latency::Fixed(d)) => Delay::Fixed(parse(d, "/latency")?),
+            Some(Latency::Fixed(d)) => Delay::Fixed(duration_param("/latency", d)?),
             Some(Latency::Sampled(s)) => {
-                let p50 = parse(&s.p50, "/latency/p50")?.as_secs_f64();
-                let p95 = parse(&s.p95, "/latency/p95")?.as_secs_f64();
+                let p50 = duration_param("/latency/p50", &s.p50)?.as_secs_f64();
+                let p95 = duration_param("/latency/p95", &s.p95)?.as_secs_f64();
                 if p50 <= 0.0 || p95 < p50 {
                     return Err(BuildError::params(
                         "/latency",

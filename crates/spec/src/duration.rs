@@ -1,14 +1,24 @@
 //! Durations as written in a workflow file: `800ms`, `2s`, `1.5s`, `1m30s`, `1h`.
 //!
 //! The file keeps them as strings (so an error can point at the text the user wrote); the compiler
-//! parses them with [`parse_duration`], the one parser, which the schema's pattern mirrors.
+//! and every kind parse them with [`parse_duration`] (through `braid_core::registry::duration_param`),
+//! the one parser.
+//!
+//! One grammar, two forms: the parser, and the schema's [`DURATION_PATTERN`] that editors and CI
+//! check files with. The units are listed once, in `UNITS`; a test here derives the pattern's
+//! unit alternation from that list, and a test in the compiler (`duration_grammar`) checks, with the
+//! regex engine the schema is validated with, that the pattern and the parser accept exactly the
+//! same strings, for every string of up to six characters over the characters the grammar tells
+//! apart. The parser refuses one thing more: a duration too long for a `Duration` (`1e300h` cannot
+//! be written, but `99999999999999999999h` can), which the compiler reports as an invalid duration.
 
 use std::time::Duration;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-/// The JSON Schema pattern of a duration; [`parse_duration`] accepts exactly these strings.
+/// The JSON Schema pattern of a duration: one or more groups of a number (digits, optionally a
+/// fraction) and a unit. [`parse_duration`] accepts exactly these strings, short of overflow.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
 /// A duration as written in the file, such as `800ms` or `1m30s`.
@@ -56,6 +66,9 @@ impl std::fmt::Display for DurationError {
 
 impl std::error::Error for DurationError {}
 
+/// The units, in the order the pattern lists them, with their length in seconds.
+const UNITS: [(&str, f64); 4] = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
+
 /// Parses `800ms`, `2s`, `1.5s`, `1m30s`, `1h`.
 ///
 /// # Errors
@@ -87,19 +100,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
             i += 1;
         }
-        let seconds_per_unit = match &text[unit_start..i] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => {
+        let unit = &text[unit_start..i];
+        let seconds_per_unit = match UNITS.iter().find(|(name, _)| *name == unit) {
+            Some(&(_, seconds)) => seconds,
+            None if unit.is_empty() => {
                 return Err(err(format!(
                     "`{number}` has no unit; write `{number}ms` or `{number}s`"
                 )));
             }
-            other => {
+            None => {
                 return Err(err(format!(
-                    "unknown unit `{other}`; use `ms`, `s`, `m` or `h`"
+                    "unknown unit `{unit}`; use `ms`, `s`, `m` or `h`"
                 )));
             }
         };
@@ -131,6 +142,16 @@ mod tests {
         for bad in ["", "5", "5 s", "ms", "5sec", "1.s", ".5s", "-1s", "1e3ms"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn the_pattern_lists_the_parsers_units() {
+        let units: Vec<&str> = UNITS.iter().map(|(name, _)| *name).collect();
+        let expected = format!(r"^([0-9]+(\.[0-9]+)?({}))+$", units.join("|"));
+        assert_eq!(DURATION_PATTERN, expected);
+        // The error message names the same units.
+        let e = parse_duration("1d").unwrap_err();
+        assert_eq!(e.message, "unknown unit `d`; use `ms`, `s`, `m` or `h`");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! These types are one-to-one with the YAML a user writes: every field here is a field in the file,
 //! with the same name, and its doc comment becomes the field's `description` in the published JSON
 //! Schema (`schemas/workflow.schema.json`). They carry *what the user wrote*, not what it means:
-//! names stay names, durations stay strings, defaults stay unapplied. The compiler turns them into a
-//! `braid_core::Plan`, the one place where meaning (indices, parsed durations, defaults) is given.
+//! names stay names, durations stay strings, and the only defaults are structural serde defaults
+//! the schema publishes (`reducer: replace`, `mode: parallel`, `on_error: fail`). The compiler
+//! turns them into a `braid_core::Plan`, where meaning (indices, parsed durations, policies) is
+//! given. The closed vocabularies of the format, [`ExecutionMode`] and [`InputType`], are used by
+//! the plan as they are: `braid-core` re-exports them rather than keeping twins.
 //!
 //! Unknown fields are rejected everywhere (`deny_unknown_fields`), and kind-specific parameters are
 //! nested under `with:` rather than flattened, so the two never mix.

@@ -4,21 +4,27 @@
 //! names to positions once. Every check runs even when an earlier one failed, so `braid validate`
 //! shows every problem at once; a check that needs a sound graph (reads, concurrent writers) runs
 //! only when the graph is acyclic.
+//!
+//! The rules run in two groups, on either side of the kind builds (`crate::build`):
+//! [`declarations`] checks what the file declares (the graph, names, state keys, writes and
+//! fallbacks); [`data_flow`] checks what nodes read, which only the builds reveal (the variables
+//! their templates and `when` name), and which writers may run at the same time.
 
 mod graph;
 mod names;
 mod state;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use braid_core::Registry;
+use braid_core::{Reducer, Registry, TemplateRead};
 use braid_spec::Workflow;
 
 pub use graph::{Ancestry, cycles, needs};
 pub use names::{inputs, kinds};
 pub use state::{channels, concurrent_replace, fallbacks, reads, writes};
 
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::load::{SpanMap, escape};
 
 /// The spec with names resolved to positions, shared by the checks.
@@ -78,3 +84,79 @@ impl<'a> Model<'a> {
 
 /// Diagnostics collected by the checks.
 pub type Sink = Vec<Diagnostic>;
+
+/// The most nodes one workflow may have (ancestry costs one bit per pair of nodes).
+pub const MAX_NODES: usize = 50_000;
+
+/// Whether the workflow is small enough to check at all; reports it when it is not.
+pub fn size(m: &Model<'_>, out: &mut Sink) -> bool {
+    let count = m.spec.nodes.len();
+    if count <= MAX_NODES {
+        return true;
+    }
+    out.push(
+        Diagnostic::error(
+            Code::TooLarge,
+            m.spans.key("/nodes"),
+            format!("the workflow has {count} nodes; Braid accepts at most {MAX_NODES}"),
+        )
+        .help("split it into several workflows"),
+    );
+    false
+}
+
+/// What [`declarations`] resolved, for the later steps.
+pub struct Declared {
+    /// Per node (file position), the positions of the nodes it needs.
+    pub needs: Vec<Vec<usize>>,
+    /// The canonical order of the nodes, when they form no cycle.
+    pub order: Option<Vec<usize>>,
+    /// Per state key (declaration position), its reducer, when it names one that exists.
+    pub reducers: Vec<Option<Arc<dyn Reducer>>>,
+}
+
+/// The checks of what the file declares, before any node is built: `needs` and cycles, kinds,
+/// input defaults, state keys and reducers, `writes`, fallbacks.
+pub fn declarations(m: &Model<'_>, out: &mut Sink) -> Declared {
+    let needs = needs(m, out);
+    let order = cycles(m, &needs, out);
+    kinds(m, out);
+    inputs(m, out);
+    let reducers = channels(m, out);
+    writes(m, out);
+    fallbacks(m, &reducers, out);
+    Declared {
+        needs,
+        order,
+        reducers,
+    }
+}
+
+/// The checks of the data flow, after the kind builds: what each node reads (its `reads`, plus
+/// `template_reads[node]`, what its templates and `when` name) must be declared and written only
+/// upstream, and no two writers of a `replace` key may run at the same time. Returns, per node,
+/// the keys (declaration positions) it reads.
+pub fn data_flow(
+    m: &Model<'_>,
+    declared: &Declared,
+    template_reads: &[Vec<TemplateRead>],
+    out: &mut Sink,
+) -> Vec<Vec<usize>> {
+    let mut writers: Vec<Vec<usize>> = vec![Vec::new(); m.spec.state.len()];
+    for (i, node) in m.spec.nodes.values().enumerate() {
+        for key in &node.writes {
+            if let Some(&k) = m.key_index.get(key.as_str()) {
+                writers[k].push(i);
+            }
+        }
+    }
+    let ancestry = declared
+        .order
+        .as_ref()
+        .map(|o| Ancestry::new(&declared.needs, o));
+    let node_reads = reads(m, ancestry.as_ref(), template_reads, &writers, out);
+    if let Some(anc) = &ancestry {
+        concurrent_replace(m, anc, &declared.reducers, &writers, out);
+    }
+    node_reads
+}

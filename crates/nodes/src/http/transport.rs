@@ -51,15 +51,11 @@ pub(crate) fn duration(
 ) -> Result<Duration, BuildError> {
     match d {
         None => Ok(default),
-        Some(d) => match d.parse() {
-            Ok(v) if !v.is_zero() => Ok(v),
-            Ok(_) => Err(BuildError::params(
+        Some(d) => match braid_core::registry::duration_param(pointer, d)? {
+            v if !v.is_zero() => Ok(v),
+            _ => Err(BuildError::params(
                 pointer,
                 "the duration must be above zero",
-            )),
-            Err(e) => Err(BuildError::params(
-                pointer,
-                format!("invalid duration `{}`: {e}", d.0),
             )),
         },
     }

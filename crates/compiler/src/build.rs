@@ -1,0 +1,116 @@
+//! Kind builds: every node's `when` and `with:` compiled, the latter through its kind.
+//!
+//! This is the step between the checks of the declarations and the checks of the data flow
+//! (`crate::check`): building a node compiles its templates, and the variables they name are the
+//! reads the data-flow checks need. A kind that runs other workflow files loads them here, through
+//! the compiler's loader. Problems become diagnostics (`InvalidParams`, `TemplateSyntax`,
+//! `ExpressionSyntax`); a node whose kind is unknown or refused its parameters gets no handler, and
+//! the plan is not built.
+
+use std::sync::Arc;
+
+use braid_core::{BuildContext, Expr, Node, TemplateEnv, TemplateRead, WorkflowLoader};
+
+use crate::check::Model;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::load::escape;
+
+/// Every node built, by file position.
+pub struct Built {
+    /// The templates of every node, compiled into the plan's environment.
+    pub templates: TemplateEnv,
+    /// Per node, what runs: `None` when its kind is unknown or refused its `with:`.
+    pub handlers: Vec<Option<Arc<dyn Node>>>,
+    /// Per node, its compiled `when`.
+    pub whens: Vec<Option<Arc<Expr>>>,
+    /// Per node, the variables its templates and `when` read.
+    pub reads: Vec<Vec<TemplateRead>>,
+}
+
+/// Builds every node of the model: its `when`, then its `with:` through its kind. `loader`
+/// compiles the other workflow files nodes name (relative to this one).
+pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnostic>) -> Built {
+    let count = m.spec.nodes.len();
+    let mut built = Built {
+        templates: TemplateEnv::new(),
+        handlers: Vec::with_capacity(count),
+        whens: Vec::with_capacity(count),
+        reads: Vec::with_capacity(count),
+    };
+    for (name, node) in &m.spec.nodes {
+        let base = "/nodes/".to_owned() + &escape(name);
+        let mut reads = Vec::new();
+        let mut when = None;
+        if let Some(src) = &node.when {
+            let mut cx = BuildContext::new(&mut built.templates, base.clone() + "/when");
+            when = cx.expression("", src);
+            let (r, errors) = cx.finish();
+            reads.extend(r);
+            for e in errors {
+                out.push(
+                    Diagnostic::error(
+                        Code::ExpressionSyntax,
+                        m.spans.within(m.spans.value(&e.pointer), e.range.clone()),
+                        format!("node `{name}`'s `when` does not compile: {}", e.message),
+                    )
+                    .help(expression_help(src)),
+                );
+            }
+        }
+        let mut handler = None;
+        if let Some(kind) = m.registry.kind(&node.kind) {
+            let mut cx = BuildContext::new(&mut built.templates, base.clone() + "/with")
+                .with_registry(m.registry)
+                .with_loader(loader);
+            match kind.build(node.with.as_ref(), &mut cx) {
+                Ok(h) => handler = Some(h),
+                Err(e) => out.push(
+                    Diagnostic::error(
+                        Code::InvalidParams,
+                        m.spans.value(&format!("{base}/with{}", e.pointer)),
+                        format!(
+                            "node `{name}`'s `with` does not fit kind `{}`: {}",
+                            node.kind, e.message
+                        ),
+                    )
+                    .help(format!(
+                        "see the `{}` kind's parameters in docs/workflow-format.md",
+                        node.kind
+                    )),
+                ),
+            }
+            let (r, errors) = cx.finish();
+            reads.extend(r);
+            for e in errors {
+                out.push(
+                    Diagnostic::error(Code::TemplateSyntax, m.spans.within(m.spans.value(&e.pointer), e.range.clone()), format!("template in node `{name}` does not compile: {}", e.message))
+                        .help("fix the template: `{{ expression }}` for values, `{% if %}…{% endif %}` for blocks"),
+                );
+            }
+        }
+        built.handlers.push(handler);
+        built.whens.push(when);
+        built.reads.push(reads);
+    }
+    built
+}
+
+/// How to fix a `when` that does not compile, from the mistakes people make most.
+fn expression_help(src: &str) -> String {
+    let trimmed = src.trim();
+    if trimmed.starts_with("{{") && trimmed.ends_with("}}") {
+        let inner = trimmed.trim_start_matches('{').trim_end_matches('}').trim();
+        return format!(
+            "`when` is an expression, not a template: write `{inner}` without `{{{{ }}}}`"
+        );
+    }
+    for (op, word) in [("&&", "and"), ("||", "or"), ("===", "==")] {
+        if src.contains(op) {
+            return format!("write `{word}` instead of `{op}`");
+        }
+    }
+    if src.trim_start().starts_with('!') {
+        return "write `not` instead of `!`".to_owned();
+    }
+    "write a Jinja expression such as `inputs.enable_rag` or `state.docs | length > 0`, without `{{ }}`".to_owned()
+}
