@@ -4,3 +4,4 @@
 
 mod cli;
 mod observability;
+mod signals;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use braid::{Engine, Source, render};
 use clap::ValueEnum;
 
-use crate::exit;
+use crate::{exit, output};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -55,7 +55,6 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     let mut files = Vec::new();
     for p in &args.paths {
@@ -101,12 +100,12 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         invalid_files += usize::from(e > 0);
         match args.format {
             Format::Human => {
-                eprint!("{}", render::human(&name, &text, &diagnostics, color));
+                output::err(&render::human(&name, &text, &diagnostics, color));
                 if e == 0 {
-                    eprintln!("{name}: ok");
+                    output::err(&format!("{name}: ok\n"));
                 }
             }
-            Format::Github => print!("{}", render::github(&name, &diagnostics)),
+            Format::Github => output::out(&render::github(&name, &diagnostics))?,
             Format::Json => json.push(serde_json::to_value(render::json(&name, &diagnostics))?),
         }
     }
@@ -123,15 +122,15 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
                 "warnings": warnings,
                 "diagnostics": diagnostics,
             });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            output::out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
         }
         Format::Human | Format::Github => {
             let files_word = if files.len() == 1 { "file" } else { "files" };
-            eprintln!(
-                "{} in {} {files_word}",
+            output::err(&format!(
+                "{} in {} {files_word}\n",
                 render::summary(errors, warnings),
                 files.len()
-            );
+            ));
         }
     }
     Ok(if unreadable {
