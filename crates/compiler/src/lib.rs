@@ -16,6 +16,7 @@
 
 pub mod check;
 pub mod diagnostic;
+mod file;
 pub mod graph;
 mod include;
 pub mod load;
@@ -30,6 +31,7 @@ use braid_spec::Workflow;
 use serde::Deserialize;
 
 pub use diagnostic::{Code, Diagnostic, Label, Pos, Severity, Span};
+pub use file::read_source;
 pub use load::{Limits, SpanMap};
 pub use schema::{SchemaValidator, workflow_schema};
 
