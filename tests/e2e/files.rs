@@ -91,7 +91,9 @@ fn a_sub_workflow_path_to_a_device_is_refused_at_once() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("cannot read `/dev/zero`: a device: workflows are read from regular files only"),
+        stderr.contains(
+            "cannot read `/dev/zero`: a device: workflows are read from regular files only"
+        ),
         "{stderr}"
     );
 
