@@ -13,5 +13,8 @@ mod llm;
 #[path = "nodes/secrets.rs"]
 mod secrets;
 
+#[path = "nodes/secrets_prop.rs"]
+mod secrets_prop;
+
 #[path = "nodes/example.rs"]
 mod example;

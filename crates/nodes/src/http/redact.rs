@@ -171,25 +171,30 @@ impl Resolved {
                     .query_pairs_mut()
                     .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
             }
-            let other = other.as_str();
-            let (Some(first), Some(last)) = (other.find(&sentinel), other.rfind(&sentinel)) else {
-                continue;
-            };
-            // From the first occurrence to the last: exact for one occurrence, and for several
-            // it covers them all (and the text between).
-            let after = other.len() - last - sentinel.len();
-            let prefix = common_prefix(real, other).min(first);
-            let suffix = common_suffix(real, other).min(after);
-            if prefix + suffix < real.len() {
-                let (start, end) = (prefix, real.len() - suffix);
-                if real.is_char_boundary(start) && real.is_char_boundary(end) {
-                    learned.push(real[start..end].to_owned());
-                } else {
-                    learned.push(real.to_owned());
-                }
+            // The whole URL, as messages name it: from the first occurrence to the last (exact
+            // for one occurrence; for several, it covers them and the text between).
+            let whole = other.as_str();
+            learned.extend(differing(real, whole, &sentinel).map(str::to_owned));
+            if whole.matches(sentinel.as_str()).count() > 1 {
+                learned.extend(occurrences(real, whole, &sentinel));
             }
-            if first != last {
-                learned.extend(occurrences(real, other, &sentinel));
+            // Each component, as it went on the wire: a `?` or `#` inside a secret splits it
+            // between the path, the query and the fragment (which is not sent at all), so the
+            // server sees pieces of it, each encoded by its component's rules.
+            for (r, o) in components(url).into_iter().zip(components(&other)) {
+                if r == o {
+                    continue;
+                }
+                let Some(piece) = differing(r, o, &sentinel) else {
+                    continue;
+                };
+                // Shorter pieces would redact unrelated text and tell next to nothing.
+                if piece.chars().count() >= MIN_PIECE {
+                    let decoded =
+                        String::from_utf8_lossy(&percent_decode(piece.as_bytes())).into_owned();
+                    learned.push(piece.to_owned());
+                    learned.push(decoded);
+                }
             }
         }
         if let Some(user_pass) = basic_credentials(url).filter(|_| !secrets.is_empty()) {
@@ -230,6 +235,43 @@ pub(crate) fn basic_credentials(url: &Url) -> Option<String> {
         decode(url.username()),
         url.password().map(decode).unwrap_or_default()
     ))
+}
+
+/// The shortest piece of a secret learned from a URL component.
+const MIN_PIECE: usize = 4;
+
+/// A URL's components, as serialized: userinfo, host, path, query, fragment.
+fn components(url: &Url) -> [&str; 6] {
+    [
+        url.username(),
+        url.password().unwrap_or_default(),
+        url.host_str().unwrap_or_default(),
+        url.path(),
+        url.query().unwrap_or_default(),
+        url.fragment().unwrap_or_default(),
+    ]
+}
+
+/// Where `real` differs from `other` (the same text rendered with a secret replaced by
+/// `sentinel`): `real` without the prefix and suffix they share, the prefix no longer than the
+/// text before `other`'s first sentinel and the suffix no longer than the text after its last.
+fn differing<'a>(real: &'a str, other: &str, sentinel: &str) -> Option<&'a str> {
+    let (before, after) = match (other.find(sentinel), other.rfind(sentinel)) {
+        (Some(first), Some(last)) => (first, other.len() - last - sentinel.len()),
+        _ => (other.len(), other.len()),
+    };
+    let mut start = common_prefix(real, other).min(before);
+    let mut end = real.len()
+        - common_suffix(real, other)
+            .min(after)
+            .min(real.len() - start);
+    while !real.is_char_boundary(start) {
+        start -= 1;
+    }
+    while !real.is_char_boundary(end) {
+        end += 1;
+    }
+    (start < end).then(|| &real[start..end])
 }
 
 /// Each occurrence of a secret in `real`, where `other` (the same URL with the secret replaced
