@@ -5,4 +5,5 @@
 mod cli;
 mod files;
 mod observability;
+mod secrets;
 mod signals;
