@@ -105,6 +105,7 @@ pub fn lower(
     let reducers = check::channels(&m, &mut out);
     check::writes(&m, &mut out);
     check::fallbacks(&m, &reducers, &mut out);
+    check::shell_templates(&m, &mut out);
 
     // Build every node through its kind, compiling its templates and `when`.
     let mut templates = TemplateEnv::new();

@@ -7,6 +7,7 @@
 
 mod graph;
 mod names;
+mod shell;
 mod state;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use braid_spec::Workflow;
 
 pub use graph::{Ancestry, cycles, needs};
 pub use names::{inputs, kinds};
+pub use shell::shell_templates;
 pub use state::{channels, concurrent_replace, fallbacks, reads, writes};
 
 use crate::diagnostic::{Diagnostic, Span};
