@@ -457,6 +457,24 @@ impl NodeKind for HttpKind {
             .body
             .as_ref()
             .map(|b| cx.with_roots(&["secrets"], |cx| cx.templated("/body", b)));
+        // A secret the templates read must be declared: `secrets.tokn` is a typo to report now,
+        // not an undefined value when the node runs.
+        let undeclared = cx.root_reads("secrets").find_map(|r| {
+            let name = r.path.split('.').nth(1)?.to_owned();
+            (!p.secrets.contains_key(&name)).then_some((r.pointer, name))
+        });
+        if let Some((pointer, name)) = undeclared {
+            let declared: Vec<String> = p.secrets.keys().map(|k| format!("`{k}`")).collect();
+            let known = if declared.is_empty() {
+                "no secrets are declared: add `secrets: { NAME: ENV_VAR }`".to_owned()
+            } else {
+                format!("the declared secrets are {}", declared.join(", "))
+            };
+            return Err(BuildError::params(
+                pointer,
+                format!("`secrets.{name}` is not declared in `secrets`; {known}"),
+            ));
+        }
         let mut output = Vec::with_capacity(p.output.len());
         for (key, value) in &p.output {
             let pointer = format!("/output/{}", escape(key));

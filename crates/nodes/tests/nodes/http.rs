@@ -437,6 +437,25 @@ fn invalid_params_are_diagnostics() {
         Engine::new().load_str("test.yaml", &yaml).is_err(),
         "outputs cannot read secrets"
     );
+    // A typo in a secret's name is found when the workflow compiles, at the template.
+    let yaml = one_node(
+        "first",
+        "",
+        "      url: http://127.0.0.1:1/x\n      headers: { Authorization: \"Bearer {{ secrets.tokn }}\" }\n      secrets: { token: SOME_TOKEN }",
+    );
+    let Err(braid::Error::Invalid(invalid)) = Engine::new().load_str("test.yaml", &yaml) else {
+        panic!("the workflow should not compile")
+    };
+    let d = &invalid.diagnostics[0];
+    assert_eq!(d.code, braid::Code::InvalidParams);
+    assert!(
+        d.message.ends_with(
+            "`secrets.tokn` is not declared in `secrets`; the declared secrets are `token`"
+        ),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.span().start.line, 19, "at the header's template");
 }
 
 /// On a machine without CA certificates (a minimal container) the workflow still compiles and
