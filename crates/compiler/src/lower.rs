@@ -53,6 +53,26 @@ fn duration(
     }
 }
 
+/// How to fix a `when` that does not compile, from the mistakes people make most.
+fn expression_help(src: &str) -> String {
+    let trimmed = src.trim();
+    if trimmed.starts_with("{{") && trimmed.ends_with("}}") {
+        let inner = trimmed.trim_start_matches('{').trim_end_matches('}').trim();
+        return format!(
+            "`when` is an expression, not a template: write `{inner}` without `{{{{ }}}}`"
+        );
+    }
+    for (op, word) in [("&&", "and"), ("||", "or"), ("===", "==")] {
+        if src.contains(op) {
+            return format!("write `{word}` instead of `{op}`");
+        }
+    }
+    if src.trim_start().starts_with('!') {
+        return "write `not` instead of `!`".to_owned();
+    }
+    "write a Jinja expression such as `inputs.enable_rag` or `state.docs | length > 0`, without `{{ }}`".to_owned()
+}
+
 /// How to fix a `with:` block its kind refused: a did-you-mean for an unknown inner kind (a
 /// `map`'s `node.kind`), else where the kind's parameters are documented.
 fn params_help(
@@ -80,26 +100,6 @@ fn params_help(
         }
         _ => format!("see the `{kind}` kind's parameters (`braid schema` lists them)"),
     }
-}
-
-/// How to fix a `when` that does not compile, from the mistakes people make most.
-fn expression_help(src: &str) -> String {
-    let trimmed = src.trim();
-    if trimmed.starts_with("{{") && trimmed.ends_with("}}") {
-        let inner = trimmed.trim_start_matches('{').trim_end_matches('}').trim();
-        return format!(
-            "`when` is an expression, not a template: write `{inner}` without `{{{{ }}}}`"
-        );
-    }
-    for (op, word) in [("&&", "and"), ("||", "or"), ("===", "==")] {
-        if src.contains(op) {
-            return format!("write `{word}` instead of `{op}`");
-        }
-    }
-    if src.trim_start().starts_with('!') {
-        return "write `not` instead of `!`".to_owned();
-    }
-    "write a Jinja expression such as `inputs.enable_rag` or `state.docs | length > 0`, without `{{ }}`".to_owned()
 }
 
 /// Checks `spec` and lowers it to a plan. The plan is `None` when any error was found.

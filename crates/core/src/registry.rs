@@ -171,6 +171,20 @@ impl<'a> BuildContext<'a> {
         out
     }
 
+    /// What the templates of this block (not an enclosing one) read of an extra root given to
+    /// [`with_roots`](Self::with_roots), such as `secrets.token`: the pointer (relative to this
+    /// context's base) and the dotted path. A kind that provides the root checks the names here.
+    pub fn root_reads<'s>(&'s self, root: &'s str) -> impl Iterator<Item = TemplateRead> + 's {
+        self.root_reads.iter().filter_map(move |r| {
+            let relative = r.pointer.strip_prefix(&self.base)?;
+            let first = r.path.split('.').next()?;
+            (first == root).then(|| TemplateRead {
+                pointer: relative.to_owned(),
+                path: r.path.clone(),
+            })
+        })
+    }
+
     /// Builds an inner node of kind `kind` from `params`, located at `pointer` (relative to this
     /// context's base), sharing this context's templates, reads and errors.
     ///
@@ -320,20 +334,6 @@ impl<'a> BuildContext<'a> {
                 path,
             });
         }
-    }
-
-    /// What the templates of this block (not an enclosing one) read of an extra root given to
-    /// [`with_roots`](Self::with_roots), such as `secrets.token`: the pointer (relative to this
-    /// context's base) and the dotted path. A kind that provides the root checks the names here.
-    pub fn root_reads<'s>(&'s self, root: &'s str) -> impl Iterator<Item = TemplateRead> + 's {
-        self.root_reads.iter().filter_map(move |r| {
-            let relative = r.pointer.strip_prefix(&self.base)?;
-            let first = r.path.split('.').next()?;
-            (first == root).then(|| TemplateRead {
-                pointer: relative.to_owned(),
-                path: r.path.clone(),
-            })
-        })
     }
 
     fn error(&mut self, pointer: &str, message: String, range: Option<std::ops::Range<usize>>) {
