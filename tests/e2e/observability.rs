@@ -65,11 +65,25 @@ fn run_writes_trace_timeline_and_prometheus_metrics() {
     let scrape =
         Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition format");
     let find = |name: &'static str| scrape.samples.iter().filter(move |s| s.metric == name);
+    // Every node and failure type has its series from the start, at 0 until it happens.
     let failures: Vec<_> = find("parallel_task_failures_total").collect();
-    assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0].labels.get("task_name"), Some("code_exec"));
-    assert_eq!(failures[0].labels.get("failure_type"), Some("error"));
-    assert!(matches!(failures[0].value, Metric::Counter(c) if c == 1.0));
+    assert_eq!(failures.len(), 6 * 5, "a series per node and failure type");
+    for f in &failures {
+        let counted = match f.value {
+            Metric::Counter(c) => c,
+            ref other => panic!("{other:?}"),
+        };
+        let expected = if f.labels.get("task_name") == Some("code_exec")
+            && f.labels.get("failure_type") == Some("error")
+        {
+            1.0
+        } else {
+            0.0
+        };
+        assert_eq!(counted, expected, "{:?}", f.labels);
+    }
+    let runs: Vec<_> = find("braid_runs_total").collect();
+    assert_eq!(runs.len(), 3, "succeeded, degraded, failed");
     let histogram = find("parallel_execution_duration_ms")
         .next()
         .expect("the origin document's histogram");

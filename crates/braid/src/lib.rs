@@ -253,12 +253,22 @@ impl Engine {
     ///
     /// [`Error::Io`] when the file cannot be read; [`Error::Invalid`] when it has an error.
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<Workflow, Error> {
+        let source = self.read_file(path)?;
+        self.load_source(source)
+    }
+
+    /// Reads a workflow file: only a regular file (not a directory, FIFO or device), of at most
+    /// the compiler's size limit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read, is not a regular file, or is too large.
+    pub fn read_file(&self, path: impl AsRef<Path>) -> Result<Source, Error> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        self.compiler.read_file(path).map_err(|source| Error::Io {
             path: path.display().to_string(),
             source,
-        })?;
-        self.load_source(Source::new(path.display().to_string(), text))
+        })
     }
 
     fn load_source(&self, source: Source) -> Result<Workflow, Error> {

@@ -77,7 +77,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     let workflow = match run::load(engine, &args.file)? {
         Ok(w) => w,
@@ -97,10 +96,10 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
             .iter()
             .find(|n| !SIMULATED.contains(&&*n.kind))
         {
-            eprintln!(
-                "error: `--simulate` runs on a virtual clock, which only fits nodes of kind mock, transform and noop; node `{}` is of kind `{}`",
+            crate::output::err(&format!(
+                "error: `--simulate` runs on a virtual clock, which only fits nodes of kind mock, transform and noop; node `{}` is of kind `{}`\n",
                 n.name, n.kind
-            );
+            ));
             return Ok(exit::USAGE);
         }
     }
@@ -123,10 +122,10 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     {
         if !args.json {
             let name = if m == 0 { "parallel" } else { "sequential" };
-            eprintln!(
-                "running {} {name} runs ({} warm-up)...",
+            crate::output::err(&format!(
+                "running {} {name} runs ({} warm-up)...\n",
                 args.runs, args.warmup
-            );
+            ));
         }
         for i in 0..total {
             let options = RunOptions {
@@ -141,7 +140,7 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         }
     }
     let text = report(&reports[0], &reports[1], args.json)?;
-    print!("{text}");
+    crate::output::out(&text)?;
     Ok(exit::OK)
 }
 

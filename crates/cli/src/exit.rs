@@ -10,5 +10,8 @@ pub(crate) const USAGE: u8 = 2;
 pub(crate) const INVALID: u8 = 3;
 /// `run`: the run finished degraded (some node fell back).
 pub(crate) const DEGRADED: u8 = 4;
-/// `run`: interrupted (Ctrl-C); the partial state and report were still written.
+/// `run`: interrupted (Ctrl-C, `SIGINT`); the partial state and report were still written.
 pub(crate) const INTERRUPTED: u8 = 130;
+/// `run`: terminated (`SIGTERM`, as systemd, Kubernetes and CI runners stop a process); the
+/// partial state and report were still written.
+pub(crate) const TERMINATED: u8 = 143;

@@ -208,7 +208,6 @@ fn render(plan: &Plan, rec: &Recorder, now: Duration, color: bool) -> String {
 
 /// Consumes a run's events until the run ends, showing them as `display` says, and returns the
 /// record of every attempt.
-#[allow(clippy::print_stderr)]
 pub(crate) async fn watch(plan: Arc<Plan>, mut rx: EventReceiver, display: Display) -> Recorder {
     let mut rec = Recorder::new(&plan);
     let started = tokio::time::Instant::now();
@@ -223,7 +222,7 @@ pub(crate) async fn watch(plan: Arc<Plan>, mut rx: EventReceiver, display: Displ
                 let Some(event) = event else { break };
                 if display == Display::Lines {
                     if let Some(line) = line_for(&event) {
-                        eprintln!("{line}");
+                        crate::output::err(&format!("{line}\n"));
                     }
                 }
                 rec.apply(&event);

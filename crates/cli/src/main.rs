@@ -6,6 +6,7 @@
 mod bench;
 mod exit;
 mod live;
+mod output;
 mod run;
 mod telemetry;
 mod timeline;
@@ -89,22 +90,20 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("error: {e:#}");
-            }
+            output::err(&format!("error: {e:#}\n"));
             ExitCode::from(exit::USAGE)
         }
     }
 }
 
-#[allow(clippy::print_stdout)]
 fn schema(engine: &braid::Engine) -> anyhow::Result<u8> {
-    println!("{}", serde_json::to_string_pretty(engine.schema())?);
+    output::out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(engine.schema())?
+    ))?;
     Ok(exit::OK)
 }
 
-#[allow(clippy::print_stdout)]
 fn graph(
     engine: &braid::Engine,
     file: &std::path::Path,
@@ -118,6 +117,6 @@ fn graph(
         GraphFormat::Mermaid => braid::graph::GraphFormat::Mermaid,
         GraphFormat::Dot => braid::graph::GraphFormat::Dot,
     };
-    print!("{}", braid::graph::render(workflow.plan(), format));
+    output::out(&braid::graph::render(workflow.plan(), format))?;
     Ok(exit::OK)
 }

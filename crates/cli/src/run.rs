@@ -94,7 +94,6 @@ pub(crate) fn parse_inputs(
 
 /// The run's inputs from `--input` and `--input-file`, checked against the workflow; when they do
 /// not fit, prints every problem and gives the exit code.
-#[allow(clippy::print_stderr)]
 pub(crate) fn inputs(
     workflow: &braid::Workflow,
     entries: &[String],
@@ -105,7 +104,7 @@ pub(crate) fn inputs(
         Ok(v) => Ok(Ok(v)),
         Err(braid::Error::Inputs(errors)) => {
             for e in errors {
-                eprintln!("error: {e}");
+                crate::output::err(&format!("error: {e}\n"));
             }
             Ok(Err(exit::INVALID))
         }
@@ -114,7 +113,6 @@ pub(crate) fn inputs(
 }
 
 /// Loads a workflow; when it is invalid, prints its diagnostics and gives the exit code.
-#[allow(clippy::print_stderr)]
 pub(crate) fn load(
     engine: &Engine,
     file: &std::path::Path,
@@ -122,35 +120,28 @@ pub(crate) fn load(
     match engine.load_file(file) {
         Ok(w) => {
             if !w.warnings().is_empty() {
-                eprint!(
-                    "{}",
-                    render::human(
-                        &w.source().name,
-                        &w.source().text,
-                        w.warnings(),
-                        validate::color()
-                    )
-                );
+                crate::output::err(&render::human(
+                    &w.source().name,
+                    &w.source().text,
+                    w.warnings(),
+                    validate::color(),
+                ));
             }
             Ok(Ok(w))
         }
         Err(braid::Error::Invalid(inv)) => {
-            eprint!(
-                "{}",
-                render::human(
-                    &inv.source.name,
-                    &inv.source.text,
-                    &inv.diagnostics,
-                    validate::color()
-                )
-            );
+            crate::output::err(&render::human(
+                &inv.source.name,
+                &inv.source.text,
+                &inv.diagnostics,
+                validate::color(),
+            ));
             Ok(Err(exit::INVALID))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
 pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     let workflow = match load(engine, &args.file)? {
         Ok(w) => w,
@@ -187,20 +178,27 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let plan = workflow.plan().clone();
-    let (result, record, interrupted) = rt.block_on(async move {
+    let (result, record, stopped_by) = rt.block_on(async move {
+        // Listen before anything starts, so that no signal finds the default action (death).
+        let mut terminate = Terminate::new();
         // The watcher ends when the run drops its event sender.
         let watcher = tokio::spawn(live::watch(plan.clone(), rx, display));
         let run = braid::run_plan(plan, resolved, options);
         tokio::pin!(run);
-        // Ctrl-C cancels the run, which still reports every node and keeps what completed.
-        let (result, interrupted) = tokio::select! {
-            r = &mut run => (r, false),
+        // Ctrl-C and SIGTERM cancel the run, which still reports every node and keeps what
+        // completed; dropping the `exec` nodes' futures kills their process groups.
+        let (result, stopped_by) = tokio::select! {
+            r = &mut run => (r, None),
             _ = tokio::signal::ctrl_c() => {
                 cancel.cancel();
-                (run.await, true)
+                (run.await, Some(exit::INTERRUPTED))
+            }
+            () = terminate.recv() => {
+                cancel.cancel();
+                (run.await, Some(exit::TERMINATED))
             }
         };
-        (result, watcher.await, interrupted)
+        (result, watcher.await, stopped_by)
     });
     let record = record.context("the live view failed")?;
     if let Some(path) = &args.report {
@@ -218,18 +216,52 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     if let Some(path) = &args.metrics_file {
         write(path, &crate::telemetry::metrics_text())?;
     }
-    println!("{}", serde_json::to_string_pretty(&result.state)?);
+    crate::output::out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&result.state)?
+    ))?;
     if !args.quiet {
-        eprint!("{}", summary(&result, validate::color()));
+        crate::output::err(&summary(&result, validate::color()));
     }
-    if interrupted {
-        return Ok(exit::INTERRUPTED);
+    if let Some(code) = stopped_by {
+        return Ok(code);
     }
     Ok(match result.status {
         RunStatus::Succeeded => exit::OK,
         RunStatus::Degraded => exit::DEGRADED,
         RunStatus::Failed => exit::FAILED,
     })
+}
+
+/// `SIGTERM`, where there is one.
+struct Terminate {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Terminate {
+    /// Starts listening (so `SIGTERM` no longer kills the process). Needs the runtime.
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let kind = tokio::signal::unix::SignalKind::terminate();
+            Terminate {
+                signal: tokio::signal::unix::signal(kind).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Terminate {}
+    }
+
+    /// Resolves when `SIGTERM` arrives; never, where it cannot.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 fn write(path: &std::path::Path, text: &str) -> anyhow::Result<()> {

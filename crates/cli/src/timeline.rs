@@ -70,6 +70,43 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The time axis of a run lasting `total` ms: ticks from 0 at a round step (1, 2 or 5 times a
+/// power of ten, the smallest that cuts the run into at most six steps), labelled in ms, or in seconds once
+/// the step is a second or more.
+fn ticks(total: f64) -> Vec<(f64, String)> {
+    if total.is_nan() || total <= 0.0 {
+        return vec![(0.0, "0 ms".to_owned())];
+    }
+    let rough = total / 6.0;
+    let power = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|s| *s >= rough * (1.0 - 1e-9))
+        .unwrap_or(10.0 * power);
+    let seconds = step >= 1000.0;
+    let decimals = |unit: f64| {
+        let digits = -(step / unit).log10().floor();
+        if digits > 0.0 { digits as usize } else { 0 }
+    };
+    let mut out = Vec::new();
+    let mut i = 0.0f64;
+    loop {
+        let at = i * step;
+        if at > total * (1.0 + 1e-9) {
+            break;
+        }
+        let label = if seconds {
+            format!("{:.*} s", decimals(1000.0), at / 1000.0)
+        } else {
+            format!("{:.*} ms", decimals(1.0), at)
+        };
+        out.push((at, label));
+        i += 1.0;
+    }
+    out
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
@@ -91,7 +128,6 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 .skipped { color: #59636e; font-style: italic; position: absolute; left: 6px; top: 2px; font-size: 12px; }
 .axis { position: relative; height: 18px; font-size: 11px; color: #59636e; }
 .tick { position: absolute; transform: translateX(-50%); white-space: nowrap; }
-.tick:first-child { transform: none; } .tick:last-child { transform: translateX(-100%); }
 .legend span { display: inline-block; margin-right: 14px; }
 .legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; vertical-align: -1px; margin-right: 4px; }
 table { border-collapse: collapse; margin-top: 24px; font-size: 13px; }
@@ -139,13 +175,20 @@ pub(crate) fn html(report: &RunReport, rec: &Recorder) -> String {
     }
     out.push_str("<p class=\"legend\"><span><i class=\"succeeded\"></i>succeeded</span><span><i class=\"attempt-failed\"></i>failed attempt</span><span><i class=\"backoff\"></i>backoff</span><span><i class=\"fell_back\"></i>fell back</span><span><i class=\"failed\"></i>failed</span><span><i class=\"cancelled\"></i>cancelled</span><span>★ critical path</span></p>\n");
     out.push_str("<div class=\"chart\">\n<div></div><div class=\"axis\">");
-    for i in 0..=5 {
-        let t = report.wall_time.mul_f64(f64::from(i) / 5.0);
+    let total = report.wall_time.as_secs_f64() * 1000.0;
+    for (at, label) in ticks(total) {
+        let left = if total > 0.0 { at / total * 100.0 } else { 0.0 };
+        // The first label starts at its tick, one near the right edge ends at it.
+        let shift = if at == 0.0 {
+            "none"
+        } else if left > 92.0 {
+            "translateX(-100%)"
+        } else {
+            "translateX(-50%)"
+        };
         let _ = write!(
             out,
-            "<span class=\"tick\" style=\"left:{:.2}%\">{} ms</span>",
-            f64::from(i) * 20.0,
-            ms(t)
+            "<span class=\"tick\" style=\"left:{left:.2}%;transform:{shift}\">{label}</span>"
         );
     }
     out.push_str("</div>\n");
@@ -232,4 +275,31 @@ pub(crate) fn html(report: &RunReport, rec: &Recorder) -> String {
     }
     out.push_str("</table>\n</body></html>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ticks;
+
+    fn labels(total: f64) -> Vec<String> {
+        ticks(total).into_iter().map(|(_, l)| l).collect()
+    }
+
+    #[test]
+    fn axis_ticks_fall_on_round_steps() {
+        assert_eq!(
+            labels(2654.0),
+            ["0 ms", "500 ms", "1000 ms", "1500 ms", "2000 ms", "2500 ms"]
+        );
+        assert_eq!(
+            labels(1000.0),
+            ["0 ms", "200 ms", "400 ms", "600 ms", "800 ms", "1000 ms"]
+        );
+        assert_eq!(labels(73_500.0), ["0 s", "20 s", "40 s", "60 s"]);
+        assert_eq!(labels(9_000.0), ["0 s", "2 s", "4 s", "6 s", "8 s"]);
+        assert_eq!(labels(0.37), ["0.0 ms", "0.1 ms", "0.2 ms", "0.3 ms"]);
+        assert_eq!(labels(0.0), ["0 ms"]);
+        let t = ticks(2654.0);
+        assert_eq!(t[1].0, 500.0);
+    }
 }

@@ -73,9 +73,11 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
                             node.kind, e.message
                         ),
                     )
-                    .help(format!(
-                        "see the `{}` kind's parameters in docs/workflow-format.md",
-                        node.kind
+                    .help(params_help(
+                        &node.kind,
+                        &e.pointer,
+                        node.with.as_ref(),
+                        m.registry,
                     )),
                 ),
             }
@@ -113,4 +115,33 @@ fn expression_help(src: &str) -> String {
         return "write `not` instead of `!`".to_owned();
     }
     "write a Jinja expression such as `inputs.enable_rag` or `state.docs | length > 0`, without `{{ }}`".to_owned()
+}
+
+/// How to fix a `with:` block its kind refused: a did-you-mean for an unknown inner kind (a
+/// `map`'s `node.kind`), else where the kind's parameters are documented.
+fn params_help(
+    kind: &str,
+    pointer: &str,
+    with: Option<&serde_json::Value>,
+    registry: &braid_core::Registry,
+) -> String {
+    if pointer.ends_with("/kind") {
+        let given = with
+            .and_then(|w| w.pointer(pointer))
+            .and_then(serde_json::Value::as_str);
+        if let Some(given) = given.filter(|k| registry.kind(k).is_none()) {
+            if let Some(near) = crate::diagnostic::did_you_mean(given, registry.kind_names()) {
+                return format!("did you mean `{near}`?");
+            }
+        }
+    }
+    match kind {
+        "http" | "llm" | "exec" | "map" => {
+            format!("see the `{kind}` kind's parameters in docs/nodes/{kind}.md")
+        }
+        "mock" | "transform" | "noop" | "workflow" => {
+            format!("see the `{kind}` kind's parameters in docs/workflow-format.md#{kind}")
+        }
+        _ => format!("see the `{kind}` kind's parameters (`braid schema` lists them)"),
+    }
 }

@@ -113,6 +113,9 @@ codes! {
     ExpressionSyntax = "expression-syntax",
     /// A fallback key that the node does not list in `writes`, or a fallback value its reducer cannot take.
     InvalidFallback = "invalid-fallback",
+    /// A template inside a script that a shell or interpreter parses (`[sh, -c, "… {{ x }} …"]`):
+    /// a value could run as code. A warning.
+    ShellTemplate = "shell-template",
     /// A `fallback` on a node whose failure ends the run, so it is never written.
     UnusedFallback = "unused-fallback",
     /// The workflow is larger than Braid accepts.

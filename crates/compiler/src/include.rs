@@ -99,7 +99,8 @@ impl WorkflowLoader for FileLoader<'_> {
             self.record(path, files);
             return Ok(plan.clone());
         }
-        let text = std::fs::read_to_string(&full)
+        // Only a regular file, within the size limit: `path: /dev/zero` must not be read forever.
+        let text = crate::file::read_source(&full, self.compiler.options.limits.max_bytes)
             .map_err(|e| format!("cannot read `{}`: {e}", full.display()))?;
         let source = Source::new(full.display().to_string(), text);
         let mut chain = self.chain.clone();

@@ -23,6 +23,7 @@
 pub mod build;
 pub mod check;
 pub mod diagnostic;
+mod file;
 pub mod fingerprint;
 pub mod graph;
 mod include;
@@ -38,6 +39,7 @@ use braid_spec::Workflow;
 use serde::Deserialize;
 
 pub use diagnostic::{Code, Diagnostic, Label, Pos, Severity, Span};
+pub use file::read_source;
 pub use fingerprint::SourceFile;
 pub use load::{Limits, SpanMap};
 pub use schema::{SchemaValidator, workflow_schema};

@@ -336,6 +336,16 @@ struct Loader<'a> {
 
 fn syntax(e: &ScanError) -> Diagnostic {
     let p = pos(e.marker());
+    if e.info().contains("recursion limit") {
+        // The scanner's own bound on nested flow collections, met before the loader counts
+        // them: the nesting limit, not a syntax error.
+        return Diagnostic::error(
+            Code::YamlLimit,
+            Span { start: p, end: p },
+            "nesting is deeper than the YAML parser allows",
+        )
+        .help("flatten the structure");
+    }
     Diagnostic::error(
         Code::YamlSyntax,
         Span { start: p, end: p },
@@ -360,6 +370,9 @@ fn syntax_help(info: &str) -> &'static str {
 /// Adds to a syntax error the flow collection (`[` or `{`) that is still open when it occurs:
 /// an unclosed bracket is usually reported lines later, where the parser gives up.
 fn unclosed(d: Diagnostic, text: &str, open: Option<Span>) -> Diagnostic {
+    if d.code == Code::YamlLimit {
+        return d;
+    }
     // On the bracket's own line, the error is more likely inside the collection than its end.
     let Some(open) = open.filter(|o| o.start.line < d.span().start.line) else {
         return d;

@@ -224,6 +224,12 @@ impl SchemaValidator {
                     .is_some_and(|p| p == DURATION_PATTERN);
                 let (expected, help) = if is_duration {
                     ("a duration".to_owned(), duration_help(instance))
+                } else if pointer.ends_with("/with/over") {
+                    // `map.over` is a string only as an expression; quoting a number is no fix.
+                    (
+                        "a `{{ expression }}` or a list".to_owned(),
+                        "give the items: a `{{ expression }}` that gives a list, such as `\"{{ inputs.items }}\"`, or a list written out, such as `[1, 2, 3]`".to_owned(),
+                    )
                 } else {
                     let help = type_help(&expected, instance);
                     (expected, help)
@@ -742,6 +748,18 @@ fn type_help(expected: &str, found: &Value) -> String {
             format!("remove the quotes: `{}`", s.trim())
         }
         ("an integer", _) => "write a whole number, such as `2`, without quotes".to_owned(),
+        // A command line or several names in one string: one entry per part, not a one-entry list.
+        ("a list", Value::String(s)) if s.split_whitespace().count() > 1 => {
+            let parts: Vec<&str> = s.split_whitespace().collect();
+            if s.contains(['|', '>', '<', ';', '&', '$', '*', '`']) {
+                format!(
+                    "this is a shell command line: run it through a shell, `[sh, -c, \"{}\"]`, and keep templates out of the script (pass values as arguments, `\"$1\"`)",
+                    s.replace('"', "\\\"")
+                )
+            } else {
+                format!("write one entry per part: `[{}]`", parts.join(", "))
+            }
+        }
         ("a list", Value::String(s)) => format!("write a list: `[{s}]`"),
         ("a mapping", Value::Null) => {
             "give the mapping's entries, indented under the key, or `{}`".to_owned()

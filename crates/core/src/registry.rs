@@ -139,6 +139,9 @@ pub struct BuildContext<'a> {
     registry: Option<&'a Registry>,
     loader: Option<&'a dyn WorkflowLoader>,
     extra_roots: Vec<&'static str>,
+    /// Reads of the extra roots (absolute pointers), for the kind that provides them to check
+    /// ([`root_reads`](Self::root_reads)).
+    root_reads: Vec<TemplateRead>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -153,6 +156,7 @@ impl<'a> BuildContext<'a> {
             registry: None,
             loader: None,
             extra_roots: Vec::new(),
+            root_reads: Vec::new(),
         }
     }
 
@@ -180,6 +184,20 @@ impl<'a> BuildContext<'a> {
         let out = f(self);
         self.extra_roots.truncate(before);
         out
+    }
+
+    /// What the templates of this block (not an enclosing one) read of an extra root given to
+    /// [`with_roots`](Self::with_roots), such as `secrets.token`: the pointer (relative to this
+    /// context's base) and the dotted path. A kind that provides the root checks the names here.
+    pub fn root_reads<'s>(&'s self, root: &'s str) -> impl Iterator<Item = TemplateRead> + 's {
+        self.root_reads.iter().filter_map(move |r| {
+            let relative = r.pointer.strip_prefix(&self.base)?;
+            let first = r.path.split('.').next()?;
+            (first == root).then(|| TemplateRead {
+                pointer: relative.to_owned(),
+                path: r.path.clone(),
+            })
+        })
     }
 
     /// Builds an inner node of kind `kind` from `params`, located at `pointer` (relative to this
@@ -320,6 +338,10 @@ impl<'a> BuildContext<'a> {
         for path in vars {
             let root = path.split('.').next().unwrap_or_default();
             if self.extra_roots.contains(&root) {
+                self.root_reads.push(TemplateRead {
+                    pointer: format!("{}{pointer}", self.base),
+                    path,
+                });
                 continue;
             }
             self.reads.push(TemplateRead {

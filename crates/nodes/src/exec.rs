@@ -17,9 +17,10 @@
 //! the program prints one JSON object of state updates on standard output.
 //!
 //! The program runs in its own process group. When the node's future is dropped (its timeout, the
-//! run's deadline, fail-fast cancellation) a guard kills the whole group, so a script's children
-//! die with it; when the program exits, whatever it left running in its group is killed too: a
-//! node leaves nothing behind. Standard output, standard error and the wait are driven together,
+//! run's deadline, fail-fast cancellation, Ctrl-C or `SIGTERM` to `braid`) a guard kills the whole
+//! group, so a script's children die with it; when the program exits, whatever it left running
+//! in its group is killed too: a node leaves nothing behind. On Linux the program also dies if
+//! Braid is killed outright (a parent-death signal; see `orphan`). Standard output, standard error and the wait are driven together,
 //! so a program writing megabytes never deadlocks on a full pipe.
 
 use std::collections::BTreeMap;
@@ -219,7 +220,11 @@ enum Failed {
 async fn run(mut cmd: Command, program: &str, input: Vec<u8>) -> Result<Value, NodeError> {
     #[cfg(unix)]
     cmd.process_group(0);
-    let mut child = cmd.spawn().map_err(|e| spawn_error(program, &e))?;
+    #[cfg(target_os = "linux")]
+    let spawned = orphan::spawn(cmd).await;
+    #[cfg(not(target_os = "linux"))]
+    let spawned = cmd.spawn();
+    let mut child = spawned.map_err(|e| spawn_error(program, &e))?;
     // Declared after `child`, so dropped before it: the group dies first, then tokio reaps the child.
     let mut guard = GroupGuard::new(child.id());
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
@@ -277,6 +282,94 @@ async fn run(mut cmd: Command, program: &str, input: Vec<u8>) -> Result<Value, N
         )));
     }
     parse_update(program, &out, &tail)
+}
+
+/// On Linux, a program dies with Braid even when Braid is killed outright (`SIGKILL`, the OOM
+/// killer), which runs no guard: it is started with a parent-death signal (`PR_SET_PDEATHSIG`,
+/// `SIGKILL`).
+///
+/// The kernel sends that signal when the *thread* that forked the child exits, not the process.
+/// Tokio's blocking threads exit after a while idle, and a runtime's workers when it shuts down,
+/// so a program forked from one of them would be killed while Braid lives on. Programs are
+/// therefore forked from one thread that lives as long as the process ([`spawn`]). In the child,
+/// after setting the signal, the parent's pid is checked: if Braid died between the fork and
+/// the `prctl`, the child would never get the signal, so it exits at once.
+///
+/// Elsewhere (macOS, the BSDs) there is no such signal: a program outlives a Braid killed with
+/// `SIGKILL` (any other end of Braid kills its process group, as on Linux). Either way only the
+/// program itself gets the signal; processes it started are in its process group, which a
+/// supervisor can kill (`kill -- -PGID`).
+#[cfg(target_os = "linux")]
+mod orphan {
+    use std::io;
+    use std::sync::{OnceLock, mpsc};
+
+    use tokio::process::{Child, Command};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// The spawning thread's queue: `None` if the thread could not be started (then programs are
+    /// spawned where their node runs). Unbounded because each node waits for its own job, so it
+    /// holds at most one job per node in flight.
+    static JOBS: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+
+    fn jobs() -> Option<&'static mpsc::Sender<Job>> {
+        JOBS.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("braid-exec-spawner".into())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+    }
+
+    /// Spawns `cmd` (with its parent-death signal) from the spawning thread, inside the caller's
+    /// runtime. Must be called from a tokio runtime.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the caller stops waiting, a child spawned anyway is killed with its process group.
+    pub(super) async fn spawn(mut cmd: Command) -> io::Result<Child> {
+        let parent = nix::unistd::getpid();
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before `exec`, where only
+        // async-signal-safe calls are allowed: `prctl` and `getppid` are plain system calls,
+        // and the error is built from an errno without allocating.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(io::Error::from)?;
+                if nix::unistd::getppid() != parent {
+                    return Err(io::Error::from(nix::errno::Errno::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _runtime = handle.enter();
+            if let Err(Ok(child)) = tx.send(cmd.spawn()) {
+                super::GroupGuard::new(child.id()).kill();
+            }
+        });
+        match jobs() {
+            Some(queue) => {
+                if let Err(mpsc::SendError(job)) = queue.send(job) {
+                    job();
+                }
+            }
+            None => job(),
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(io::Error::other("the program was not spawned")))
+    }
 }
 
 fn spawn_error(program: &str, e: &std::io::Error) -> NodeError {
@@ -491,6 +584,40 @@ mod tests {
             tail.len()
         );
         assert!(tail.starts_with('…'));
+    }
+
+    /// The parent-death signal fires when the thread that forked the child exits: a program
+    /// asked for by a thread that then ends must live on (it is forked by the long-lived
+    /// spawning thread), and die only when it is killed.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_program_outlives_the_thread_that_asked_for_it() {
+        let pid = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut cmd = Command::new("sleep");
+                cmd.arg("60");
+                cmd.process_group(0);
+                let child = orphan::spawn(cmd).await.expect("sleep starts");
+                child.id().expect("a pid")
+            })
+        })
+        .join()
+        .expect("the thread ends");
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, r)| !r.starts_with('Z'))
+            })
+        };
+        // The signal is sent as the thread exits; give a wrongly killed child time to show it.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let alive = running();
+        GroupGuard::new(Some(pid)).kill();
+        assert!(alive, "the program died with the thread that asked for it");
     }
 
     #[test]

@@ -29,8 +29,8 @@ use braid_core::{
     BuildContext, BuildError, Node, NodeContext, NodeError, NodeFuture, NodeKind, Templated,
 };
 use braid_spec::DurationSpec;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use reqwest::{Client, Response, Url};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Client, Method, Response, Url};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -240,11 +240,8 @@ impl LlmNode {
             what: &what,
             timeout: self.timeout,
         };
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body);
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = secrets.get("api_key") {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
                 NodeError::new(
@@ -253,9 +250,15 @@ impl LlmNode {
                 .permanent()
             })?;
             value.set_sensitive(true);
-            request = request.header(AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, value);
         }
-        let mut response = http::send(request, &call).await?;
+        let outgoing = http::Outgoing {
+            method: Method::POST,
+            url: self.url.clone(),
+            headers,
+            body: Some(body),
+        };
+        let mut response = http::send(&self.client, outgoing, &call).await?;
         let status = response.status();
         let is_sse = response
             .headers()
@@ -267,7 +270,7 @@ impl LlmNode {
         } else {
             let headers = response.headers().clone();
             let bytes = http::read_body(&mut response, &call).await?;
-            http::check_status(&what, status, &headers, &bytes)?;
+            http::check_status(&what, status, &headers, &bytes, secrets)?;
             parse_completion(&what, &bytes)?
         };
         Ok(self.update(completion))
@@ -372,6 +375,7 @@ async fn read_stream(
         usage: None,
     };
     let mut read = 0usize;
+    let mut finished = false;
     loop {
         let chunk = response
             .chunk()
@@ -418,10 +422,20 @@ async fn read_stream(
             if let Some(usage) = event.get("usage").and_then(Usage::from_json) {
                 completion.usage = Some(usage);
             }
+            finished |= event
+                .pointer("/choices/0/finish_reason")
+                .is_some_and(|r| !r.is_null());
         }
         if chunk.is_none() {
-            // The server closed the stream without `[DONE]` (some do): what came is the answer.
-            return Ok(completion);
+            // Some servers close the stream after the last chunk without `[DONE]`: the
+            // `finish_reason` says the answer is whole. Without either, the stream was cut.
+            if finished {
+                return Ok(completion);
+            }
+            return Err(NodeError::new(format!(
+                "{}: the stream ended before the answer did (no `data: [DONE]` and no `finish_reason`)",
+                call.what
+            )));
         }
     }
 }

@@ -18,6 +18,9 @@ mod llm;
 #[path = "nodes/secrets.rs"]
 mod secrets;
 
+#[path = "nodes/secrets_prop.rs"]
+mod secrets_prop;
+
 #[path = "nodes/example.rs"]
 mod example;
 

@@ -97,9 +97,37 @@ fn failure_index(kind: FailureKind) -> usize {
     }
 }
 
+/// The failure kinds a node can have, in [`failure_index`] order.
+const FAILURE_KINDS: [FailureKind; 5] = [
+    FailureKind::Error,
+    FailureKind::Timeout,
+    FailureKind::Panic,
+    FailureKind::Cancelled,
+    FailureKind::InvalidOutput,
+];
+
+impl NodeMetrics {
+    fn attempts(&self, wf: &SharedString) -> &Counter {
+        self.attempts.get_or_init(|| {
+            metrics::counter!(NODE_ATTEMPTS_TOTAL, "workflow" => wf.clone(), "node" => self.name.clone())
+        })
+    }
+
+    fn failures(&self, wf: &SharedString, kind: FailureKind) -> &Counter {
+        self.failures[failure_index(kind)].get_or_init(|| {
+            metrics::counter!(
+                PARALLEL_TASK_FAILURES_TOTAL,
+                "workflow" => wf.clone(),
+                "task_name" => self.name.clone(),
+                "failure_type" => kind.as_str()
+            )
+        })
+    }
+}
+
 impl PlanMetrics {
     fn new(plan: &Plan) -> Self {
-        PlanMetrics {
+        let m = PlanMetrics {
             workflow: SharedString::from_shared(plan.name().clone()),
             parallel_duration: OnceLock::new(),
             speedup: OnceLock::new(),
@@ -116,7 +144,25 @@ impl PlanMetrics {
                     failures: Default::default(),
                 })
                 .collect(),
+        };
+        // Every counter series the plan can produce exists from the start, at 0, so that a
+        // dashboard or an alert on failures reads 0 rather than "no data" until the first one.
+        for status in [RunStatus::Succeeded, RunStatus::Degraded, RunStatus::Failed] {
+            m.runs(status).increment(0);
         }
+        for node in &m.nodes {
+            node.attempts(&m.workflow).increment(0);
+            for kind in FAILURE_KINDS {
+                node.failures(&m.workflow, kind).increment(0);
+            }
+        }
+        m
+    }
+
+    fn runs(&self, status: RunStatus) -> &Counter {
+        self.runs[run_index(status)].get_or_init(|| {
+            metrics::counter!(RUNS_TOTAL, "workflow" => self.workflow.clone(), "status" => status.as_str())
+        })
     }
 
     /// The plan's handles (made on its first run).
@@ -149,11 +195,7 @@ impl PlanMetrics {
                 metrics::histogram!(RUN_DURATION_MS, "workflow" => wf.clone(), "mode" => report.mode, "status" => status)
             })
             .record(wall);
-        self.runs[r]
-            .get_or_init(
-                || metrics::counter!(RUNS_TOTAL, "workflow" => wf.clone(), "status" => status),
-            )
-            .increment(1);
+        self.runs(report.status).increment(1);
         for (node, m) in report.nodes.iter().zip(&self.nodes) {
             let slot = match node.status {
                 NodeStatus::NotStarted | NodeStatus::Skipped => continue,
@@ -168,25 +210,14 @@ impl PlanMetrics {
                     metrics::histogram!(NODE_DURATION_MS, "workflow" => wf.clone(), "node" => m.name.clone(), "status" => st)
                 })
                 .record(ms(node.duration()));
-            m.attempts
-                .get_or_init(|| metrics::counter!(NODE_ATTEMPTS_TOTAL, "workflow" => wf.clone(), "node" => m.name.clone()))
-                .increment(u64::from(node.attempts));
+            m.attempts(wf).increment(u64::from(node.attempts));
             let failures = node
                 .retries
                 .iter()
                 .map(|r| r.failure.kind)
                 .chain(node.failure.as_ref().map(|f| f.kind));
             for kind in failures {
-                m.failures[failure_index(kind)]
-                    .get_or_init(|| {
-                        metrics::counter!(
-                            PARALLEL_TASK_FAILURES_TOTAL,
-                            "workflow" => wf.clone(),
-                            "task_name" => m.name.clone(),
-                            "failure_type" => kind.as_str()
-                        )
-                    })
-                    .increment(1);
+                m.failures(wf, kind).increment(1);
             }
         }
     }

@@ -12,6 +12,7 @@
 
 mod graph;
 mod names;
+mod shell;
 mod state;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use braid_spec::Workflow;
 
 pub use graph::{Ancestry, cycles, needs};
 pub use names::{inputs, kinds};
+pub use shell::shell_templates;
 pub use state::{channels, concurrent_replace, fallbacks, reads, writes};
 
 use crate::diagnostic::{Code, Diagnostic, Span};
@@ -116,7 +118,7 @@ pub struct Declared {
 }
 
 /// The checks of what the file declares, before any node is built: `needs` and cycles, kinds,
-/// input defaults, state keys and reducers, `writes`, fallbacks.
+/// input defaults, state keys and reducers, `writes`, fallbacks, and templates in shell scripts.
 pub fn declarations(m: &Model<'_>, out: &mut Sink) -> Declared {
     let needs = needs(m, out);
     let order = cycles(m, &needs, out);
@@ -125,6 +127,7 @@ pub fn declarations(m: &Model<'_>, out: &mut Sink) -> Declared {
     let reducers = channels(m, out);
     writes(m, out);
     fallbacks(m, &reducers, out);
+    shell_templates(m, out);
     Declared {
         needs,
         order,

@@ -19,7 +19,7 @@ const VALID: &str = "tests/fixtures/valid";
 const NOT_FROM_FIXTURES: &[Code] = &[Code::Io, Code::Internal, Code::TooLarge];
 
 /// Codes that are warnings: their fixtures compile to a plan, with the warning.
-const WARNINGS: &[Code] = &[Code::UnusedFallback];
+const WARNINGS: &[Code] = &[Code::UnusedFallback, Code::ShellTemplate];
 
 /// The code a fixture's file name starts with (the longest match, so `invalid-default-*` is not
 /// read as some shorter code).

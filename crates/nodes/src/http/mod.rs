@@ -25,6 +25,7 @@
 //! provider, no OpenSSL), secrets and their redaction, and the mapping of transport failures and
 //! statuses onto [`NodeError`]s.
 
+mod redact;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -37,8 +38,11 @@ use braid_core::{
     Templated,
 };
 use braid_spec::DurationSpec;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, Url};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName,
+    HeaderValue, LOCATION, PROXY_AUTHORIZATION, RETRY_AFTER, TRANSFER_ENCODING,
+};
+use reqwest::{Client, Method, Response, StatusCode, Url};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -185,16 +189,15 @@ impl Node for Http {
     fn call(&self, ctx: NodeContext) -> NodeFuture {
         let node = self.0.clone();
         Box::pin(async move {
-            let secrets = node.secrets.resolve()?;
-            node.attempt(&ctx, &secrets)
-                .await
-                .map_err(|e| secrets.redact_error(e))
+            let mut secrets = node.secrets.resolve()?;
+            let result = node.attempt(&ctx, &mut secrets).await;
+            result.map_err(|e| secrets.redact_error(e))
         })
     }
 }
 
 impl HttpNode {
-    async fn attempt(&self, ctx: &NodeContext, secrets: &Resolved) -> Result<Value, NodeError> {
+    async fn attempt(&self, ctx: &NodeContext, secrets: &mut Resolved) -> Result<Value, NodeError> {
         let vars = secrets.vars();
         let url = match ctx.render_with(&self.url, &vars)? {
             Value::String(s) => s,
@@ -223,15 +226,24 @@ impl HttpNode {
             }
         }
         if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        if !self.secrets.0.is_empty() {
+            // The exact forms the secrets took in this URL, before any message names it.
+            secrets.learn_url(&url, &query, |vars| {
+                match ctx.render_with(&self.url, vars) {
+                    Ok(Value::String(s)) => Some(s),
+                    _ => None,
+                }
+            });
         }
         let what = format!("`{} {url}`", self.method);
         let call = Call {
             what: &what,
             timeout: self.timeout,
         };
-        let mut request = self.client.request(self.method.clone(), url);
-        let mut has_content_type = false;
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + 1);
         for (name, value) in &self.headers {
             let v = ctx.render_with(value, &vars)?;
             let Some(v) = scalar(&v, &format!("header `{name}`"))? else {
@@ -244,24 +256,29 @@ impl HttpNode {
                 .permanent()
             })?;
             hv.set_sensitive(secrets.contains_secret(&v));
-            has_content_type |= *name == CONTENT_TYPE;
-            request = request.header(name.clone(), hv);
+            headers.append(name.clone(), hv);
         }
-        if let Some(body) = &self.body {
-            let body = ctx.render_with(body, &vars)?;
-            let bytes = serde_json::to_vec(&body)
+        let mut body = None;
+        if let Some(template) = &self.body {
+            let rendered = ctx.render_with(template, &vars)?;
+            let bytes = serde_json::to_vec(&rendered)
                 .map_err(|e| NodeError::new(format!("the body is not JSON: {e}")).permanent())?;
-            if !has_content_type {
-                request =
-                    request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
-            request = request.body(bytes);
+            body = Some(bytes);
         }
-        let mut response = send(request, &call).await?;
+        let outgoing = Outgoing {
+            method: self.method.clone(),
+            url,
+            headers,
+            body,
+        };
+        let mut response = send(&self.client, outgoing, &call).await?;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = read_body(&mut response, &call).await?;
-        check_status(&what, status, &headers, &bytes)?;
+        check_status(&what, status, &headers, &bytes, secrets)?;
         self.map_output(ctx, &what, status, &headers, &bytes)
     }
 
@@ -285,6 +302,8 @@ impl HttpNode {
                         ))
                         .permanent()
                     })?,
+                    // `""` is the whole body, which may be text.
+                    Body::Text(text) if pointer.is_empty() => Value::String(text.clone()),
                     Body::Text(_) => {
                         return Err(NodeError::new(format!(
                             "{what} returned {status} with a body that is not JSON, so `{pointer}` cannot be read"
@@ -377,8 +396,9 @@ fn header_object(headers: &HeaderMap) -> Value {
     Value::Object(out)
 }
 
+pub(crate) use redact::*;
 pub(crate) use transport::*;
-pub use transport::{is_retryable, retry_after};
+pub use transport::{MAX_REDIRECTS, is_retryable, retry_after};
 
 impl NodeKind for HttpKind {
     fn name(&self) -> &str {
@@ -437,6 +457,24 @@ impl NodeKind for HttpKind {
             .body
             .as_ref()
             .map(|b| cx.with_roots(&["secrets"], |cx| cx.templated("/body", b)));
+        // A secret the templates read must be declared: `secrets.tokn` is a typo to report now,
+        // not an undefined value when the node runs.
+        let undeclared = cx.root_reads("secrets").find_map(|r| {
+            let name = r.path.split('.').nth(1)?.to_owned();
+            (!p.secrets.contains_key(&name)).then_some((r.pointer, name))
+        });
+        if let Some((pointer, name)) = undeclared {
+            let declared: Vec<String> = p.secrets.keys().map(|k| format!("`{k}`")).collect();
+            let known = if declared.is_empty() {
+                "no secrets are declared: add `secrets: { NAME: ENV_VAR }`".to_owned()
+            } else {
+                format!("the declared secrets are {}", declared.join(", "))
+            };
+            return Err(BuildError::params(
+                pointer,
+                format!("`secrets.{name}` is not declared in `secrets`; {known}"),
+            ));
+        }
         let mut output = Vec::with_capacity(p.output.len());
         for (key, value) in &p.output {
             let pointer = format!("/output/{}", escape(key));
@@ -532,6 +570,7 @@ mod tests {
     #[test]
     fn statuses_map_to_retryable_or_permanent() {
         let h = HeaderMap::new();
+        let none = Resolved::from_values(Vec::new());
         for (code, retryable) in [
             (400, false),
             (401, false),
@@ -542,17 +581,24 @@ mod tests {
             (502, true),
             (503, true),
         ] {
-            let e =
-                check_status("`GET x`", StatusCode::from_u16(code).unwrap(), &h, b"").unwrap_err();
+            let e = check_status(
+                "`GET x`",
+                StatusCode::from_u16(code).unwrap(),
+                &h,
+                b"",
+                &none,
+            )
+            .unwrap_err();
             assert_eq!(e.retryable, retryable, "{code}");
             assert!(e.message.contains(&code.to_string()), "{}", e.message);
         }
-        assert!(check_status("`GET x`", StatusCode::NO_CONTENT, &h, b"").is_ok());
+        assert!(check_status("`GET x`", StatusCode::NO_CONTENT, &h, b"", &none).is_ok());
         let e = check_status(
             "`GET x`",
             StatusCode::BAD_REQUEST,
             &h,
             br#"{"error":{"message":"bad model"}}"#,
+            &none,
         )
         .unwrap_err();
         assert_eq!(e.message, "`GET x` returned 400 Bad Request: bad model");
@@ -562,14 +608,7 @@ mod tests {
     fn redaction_covers_encoded_forms() {
         // The variable name is unique to this test, and never set.
         let secrets = Secrets(vec![("k".into(), "BRAID_HTTP_UNIT_SECRET".into())]);
-        let r = Resolved {
-            vars: json!({"secrets": {"k": "a b/c\"d"}}),
-            needles: {
-                let mut n = redaction_forms("a b/c\"d");
-                n.sort_by_key(|s| std::cmp::Reverse(s.len()));
-                n
-            },
-        };
+        let r = Resolved::from_values(vec![("k".into(), "a b/c\"d".into())]);
         assert_eq!(r.redact("x a b/c\"d y"), "x *** y");
         assert_eq!(r.redact("?q=a+b%2Fc%22d"), "?q=***");
         assert_eq!(r.redact("?q=a%20b%2Fc%22d"), "?q=***");

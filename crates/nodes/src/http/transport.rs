@@ -1,6 +1,7 @@
 //! What the `llm` kind shares with `http`: the client (rustls with the `ring` provider, no
-//! OpenSSL), durations, secrets and their redaction, sending a request, reading a bounded body,
-//! and the mapping of transport failures and statuses onto [`NodeError`]s.
+//! OpenSSL), durations, sending a request (following redirects), reading a bounded body, and the
+//! mapping of transport failures and statuses onto [`NodeError`]s. Secrets and their redaction
+//! are in `redact`.
 
 #![allow(clippy::wildcard_imports)]
 
@@ -30,6 +31,9 @@ pub(crate) fn client(connect_timeout: Duration, timeout: Duration) -> Result<Cli
             .connect_timeout(connect_timeout)
             .timeout(timeout)
             .user_agent(concat!("braid/", env!("CARGO_PKG_VERSION")))
+            // Redirects are followed by `send`, which drops sensitive headers across origins.
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
     };
     let built = match NO_TLS_ROOTS.get() {
         Some(_) => builder().tls_certs_only([]).build(),
@@ -59,153 +63,6 @@ pub(crate) fn duration(
             )),
         },
     }
-}
-
-/// The secrets a node declares: name → environment variable.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Secrets(pub(crate) Vec<(String, String)>);
-
-impl Secrets {
-    /// Checks the declared names and variables (`pointer` is the map's, relative to `with:`).
-    pub(crate) fn new(
-        map: &BTreeMap<String, String>,
-        pointer: &str,
-    ) -> Result<Secrets, BuildError> {
-        let mut out = Vec::with_capacity(map.len());
-        for (name, var) in map {
-            let ident = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ident {
-                return Err(BuildError::params(
-                    pointer,
-                    format!("secret name `{name}` is not an identifier (letters, digits and `_`)"),
-                ));
-            }
-            check_env_name(var, &format!("{pointer}/{name}"))?;
-            out.push((name.clone(), var.clone()));
-        }
-        Ok(Secrets(out))
-    }
-
-    /// One secret, for a kind that takes a single variable (such as `llm`'s `api_key_env`).
-    pub(crate) fn single(name: &str, var: &str, pointer: &str) -> Result<Secrets, BuildError> {
-        check_env_name(var, pointer)?;
-        Ok(Secrets(vec![(name.to_owned(), var.to_owned())]))
-    }
-
-    /// Reads every variable now.
-    ///
-    /// # Errors
-    ///
-    /// A permanent error naming the first variable that is not set (or not UTF-8).
-    pub(crate) fn resolve(&self) -> Result<Resolved, NodeError> {
-        let mut values = Map::new();
-        let mut needles = Vec::new();
-        for (name, var) in &self.0 {
-            let value = std::env::var(var).map_err(|e| {
-                let why = match e {
-                    std::env::VarError::NotPresent => "is not set",
-                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
-                };
-                NodeError::new(format!(
-                    "secret `{name}`: the environment variable `{var}` {why}"
-                ))
-                .permanent()
-            })?;
-            needles.extend(redaction_forms(&value));
-            values.insert(name.clone(), Value::String(value));
-        }
-        needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        needles.dedup();
-        Ok(Resolved {
-            vars: json!({ "secrets": values }),
-            needles,
-        })
-    }
-}
-
-pub(crate) fn check_env_name(var: &str, pointer: &str) -> Result<(), BuildError> {
-    if var.is_empty() || var.contains(['=', '\0']) {
-        return Err(BuildError::params(
-            pointer,
-            format!("`{var}` is not an environment variable name"),
-        ));
-    }
-    Ok(())
-}
-
-/// The secret values of one call, and the means to keep them out of messages.
-#[derive(Debug)]
-pub(crate) struct Resolved {
-    pub(crate) vars: Value,
-    /// Every form a value may take in a message (raw, URL-encoded, JSON-escaped), longest first.
-    pub(crate) needles: Vec<String>,
-}
-
-impl Resolved {
-    /// The template variables: `{ "secrets": { name: value } }`.
-    pub(crate) fn vars(&self) -> Value {
-        self.vars.clone()
-    }
-
-    /// One secret's value.
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.vars["secrets"].get(name).and_then(Value::as_str)
-    }
-
-    pub(crate) fn contains_secret(&self, text: &str) -> bool {
-        self.needles.iter().any(|n| text.contains(n.as_str()))
-    }
-
-    /// `text` with every secret value replaced by `***`.
-    pub(crate) fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for needle in &self.needles {
-            if out.contains(needle.as_str()) {
-                out = out.replace(needle.as_str(), "***");
-            }
-        }
-        out
-    }
-
-    /// The error with every secret value in its message replaced by `***`.
-    pub(crate) fn redact_error(&self, mut e: NodeError) -> NodeError {
-        e.message = self.redact(&e.message);
-        e
-    }
-}
-
-/// The forms a secret value may take in a message.
-pub(crate) fn redaction_forms(value: &str) -> Vec<String> {
-    if value.is_empty() {
-        return Vec::new();
-    }
-    let mut forms = vec![value.to_owned()];
-    let mut percent = String::new();
-    let mut form = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            percent.push(b as char);
-        } else {
-            percent.push_str(&format!("%{b:02X}"));
-        }
-        if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_') {
-            form.push(b as char);
-        } else if b == b' ' {
-            form.push('+');
-        } else {
-            form.push_str(&format!("%{b:02X}"));
-        }
-    }
-    forms.push(percent);
-    forms.push(form);
-    if let Ok(quoted) = serde_json::to_string(value) {
-        forms.push(quoted[1..quoted.len() - 1].to_owned());
-    }
-    forms
 }
 
 /// An error and its sources, as one line, without the URL (the caller says which request).
@@ -268,13 +125,115 @@ pub(crate) fn transport_error(e: reqwest::Error, call: &Call<'_>) -> NodeError {
     }
 }
 
-/// Sends a request.
+/// The most redirects a call follows; one more fails it, permanently.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A request, kept whole so that it can be sent again where a redirect points.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Vec<u8>>,
+}
+
+/// Sends a request, following redirects (301, 302, 303, 307, 308; at most [`MAX_REDIRECTS`]).
+///
+/// Credentials in the URL's userinfo become an `Authorization: Basic` header. On a redirect to
+/// another origin (scheme, host or port), `Authorization`, `Cookie`, `Proxy-Authorization` and
+/// every header marked sensitive (each header holding a secret is) are dropped; no `Referer` is
+/// ever sent. A 303, or a 301/302 answering a `POST`, turns the request into a `GET` without a
+/// body, as browsers do.
 ///
 /// # Errors
 ///
-/// As [`transport_error`].
-pub(crate) async fn send(request: RequestBuilder, call: &Call<'_>) -> Result<Response, NodeError> {
-    request.send().await.map_err(|e| transport_error(e, call))
+/// As [`transport_error`]; a permanent error for too many redirects or a redirect to a location
+/// that is not an `http(s)` URL.
+pub(crate) async fn send(
+    client: &Client,
+    mut out: Outgoing,
+    call: &Call<'_>,
+) -> Result<Response, NodeError> {
+    if let Some(user_pass) = basic_credentials(&out.url) {
+        let mut value =
+            HeaderValue::from_str(&format!("Basic {}", base64(user_pass.as_bytes(), STANDARD)))
+                .map_err(|_| {
+                    NodeError::new("the URL's credentials are not a valid header").permanent()
+                })?;
+        value.set_sensitive(true);
+        if !out.headers.contains_key(AUTHORIZATION) {
+            out.headers.insert(AUTHORIZATION, value);
+        }
+        let _ = out.url.set_username("");
+        let _ = out.url.set_password(None);
+    }
+    let mut redirects = 0;
+    loop {
+        let mut request = client
+            .request(out.method.clone(), out.url.clone())
+            .headers(out.headers.clone());
+        if let Some(body) = &out.body {
+            request = request.body(body.clone());
+        }
+        let response = request.send().await.map_err(|e| transport_error(e, call))?;
+        let status = response.status();
+        if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+            return Ok(response);
+        }
+        let Some(location) = response.headers().get(LOCATION) else {
+            return Ok(response);
+        };
+        if redirects == MAX_REDIRECTS {
+            return Err(NodeError::new(format!(
+                "{}: too many redirects (more than {MAX_REDIRECTS})",
+                call.what
+            ))
+            .permanent());
+        }
+        redirects += 1;
+        let next = location
+            .to_str()
+            .ok()
+            .and_then(|l| out.url.join(l).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        let Some(next) = next else {
+            return Err(NodeError::new(format!(
+                "{} was redirected to `{}`, which is not an `http://` or `https://` URL",
+                call.what,
+                String::from_utf8_lossy(location.as_bytes())
+            ))
+            .permanent());
+        };
+        let to_get = (status == StatusCode::SEE_OTHER && out.method != Method::HEAD)
+            || (matches!(status.as_u16(), 301 | 302) && out.method == Method::POST);
+        if to_get {
+            out.method = Method::GET;
+            out.body = None;
+            for name in [
+                CONTENT_TYPE,
+                CONTENT_LENGTH,
+                CONTENT_ENCODING,
+                TRANSFER_ENCODING,
+            ] {
+                out.headers.remove(name);
+            }
+        }
+        if next.origin() != out.url.origin() {
+            for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
+                out.headers.remove(name);
+            }
+            let sensitive: Vec<HeaderName> = out
+                .headers
+                .iter()
+                .filter(|(_, v)| v.is_sensitive())
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in sensitive {
+                out.headers.remove(name);
+            }
+        }
+        out.url = next;
+    }
 }
 
 /// Reads the rest of a response body, up to [`MAX_BODY_BYTES`].
@@ -321,11 +280,12 @@ pub(crate) fn check_status(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
+    secrets: &Resolved,
 ) -> Result<(), NodeError> {
     if status.is_success() {
         return Ok(());
     }
-    let excerpt = error_excerpt(body);
+    let excerpt = error_excerpt(body, secrets);
     let message = match excerpt {
         Some(x) => format!("{what} returned {status}: {x}"),
         None => format!("{what} returned {status}"),
@@ -339,8 +299,9 @@ pub(crate) fn check_status(
     Err(e)
 }
 
-/// What an error body says, in at most 200 characters.
-pub(crate) fn error_excerpt(body: &[u8]) -> Option<String> {
+/// What an error body says, in at most 200 characters. Secrets are redacted first: a secret cut
+/// short, or with its whitespace reflowed, would no longer be found.
+pub(crate) fn error_excerpt(body: &[u8], secrets: &Resolved) -> Option<String> {
     const MAX: usize = 200;
     let text = match parse_body(body) {
         Body::Json(Value::Null) => return None,
@@ -357,6 +318,7 @@ pub(crate) fn error_excerpt(body: &[u8]) -> Option<String> {
         }
         Body::Text(s) => s,
     };
+    let text = secrets.redact(&text);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
         return None;

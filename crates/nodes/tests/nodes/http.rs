@@ -437,6 +437,25 @@ fn invalid_params_are_diagnostics() {
         Engine::new().load_str("test.yaml", &yaml).is_err(),
         "outputs cannot read secrets"
     );
+    // A typo in a secret's name is found when the workflow compiles, at the template.
+    let yaml = one_node(
+        "first",
+        "",
+        "      url: http://127.0.0.1:1/x\n      headers: { Authorization: \"Bearer {{ secrets.tokn }}\" }\n      secrets: { token: SOME_TOKEN }",
+    );
+    let Err(braid::Error::Invalid(invalid)) = Engine::new().load_str("test.yaml", &yaml) else {
+        panic!("the workflow should not compile")
+    };
+    let d = &invalid.diagnostics[0];
+    assert_eq!(d.code, braid::Code::InvalidParams);
+    assert!(
+        d.message.ends_with(
+            "`secrets.tokn` is not declared in `secrets`; the declared secrets are `token`"
+        ),
+        "{}",
+        d.message
+    );
+    assert_eq!(d.span().start.line, 19, "at the header's template");
 }
 
 /// On a machine without CA certificates (a minimal container) the workflow still compiles and
@@ -480,4 +499,72 @@ fn no_ca_certificates_still_allows_plain_http() {
             "{message}"
         );
     });
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_whole_body_is_written_as_text_when_it_is_not_json() {
+    let stub = Stub::start(vec![Reply::Full {
+        status: 200,
+        headers: vec![("content-type", "text/plain".to_owned())],
+        body: "plain words, not JSON".to_owned(),
+    }])
+    .await;
+    let yaml = one_node(
+        "all",
+        "",
+        &format!("      url: {}/t\n      output: {{ all: \"\" }}", stub.url()),
+    );
+    let (result, _) = run(&yaml, json!({})).await;
+    assert_eq!(result.status, RunStatus::Succeeded, "{:?}", result.report);
+    assert_eq!(result.state["all"], "plain words, not JSON");
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_redirects_is_permanent() {
+    let stub = Stub::start(vec![Reply::Full {
+        status: 302,
+        headers: vec![("location", "/loop".to_owned())],
+        body: String::new(),
+    }])
+    .await;
+    let yaml = one_node(
+        "count",
+        "    retry: { attempts: 3, backoff: 10ms }",
+        &format!(
+            "      url: {}/loop\n      output: {{ count: /n }}",
+            stub.url()
+        ),
+    );
+    let (result, _) = run(&yaml, json!({})).await;
+    assert_eq!(result.status, RunStatus::Failed);
+    let (kind, message, attempts) = failure(&result);
+    assert_eq!((kind, attempts), (FailureKind::Error, 1), "not retried");
+    assert_eq!(
+        message,
+        format!(
+            "`GET {}/loop`: too many redirects (more than {})",
+            stub.url(),
+            braid_nodes::http::MAX_REDIRECTS
+        )
+    );
+    assert_eq!(stub.requests().len(), braid_nodes::http::MAX_REDIRECTS + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured_beyond_max_backoff() {
+    let stub = Stub::start(vec![
+        Reply::json(503, json!({ "error": "overloaded" })).with_header("retry-after", "30"),
+        Reply::json(200, json!({ "n": 1 })),
+    ])
+    .await;
+    let yaml = one_node(
+        "count",
+        "    retry: { attempts: 2, backoff: 10ms, max_backoff: 1s }",
+        &format!("      url: {}/x\n      output: {{ count: /n }}", stub.url()),
+    );
+    let (result, events) = run(&yaml, json!({})).await;
+    assert_eq!(result.status, RunStatus::Succeeded, "{:?}", result.report);
+    let waits = retry_waits(&events);
+    assert_eq!(waits[0].0, Duration::from_secs(30));
+    assert_eq!(waits[0].1, Duration::from_secs(30), "virtual time");
 }

@@ -261,3 +261,44 @@ async fn a_missing_api_key_variable_is_permanent() {
     );
     assert!(stub.requests().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_cut_before_its_end_is_retried() {
+    let finish = format!(
+        "data: {}\n\n",
+        json!({ "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }] })
+    );
+    let stub = Stub::start(vec![
+        // Cut mid-answer: neither `[DONE]` nor a `finish_reason`.
+        Reply::Stream(vec![
+            (Duration::ZERO, chunk(json!({ "content": "Paris is" }))),
+            (Duration::ZERO, chunk(json!({ "content": " the " }))),
+        ]),
+        // Whole, though closed without `[DONE]`: the `finish_reason` says so.
+        Reply::Stream(vec![
+            (Duration::ZERO, chunk(json!({ "content": "Paris." }))),
+            (Duration::ZERO, finish),
+        ]),
+    ])
+    .await;
+    let yaml = workflow(&format!(
+        r#"      base_url: {}/v1
+      model: m
+      user: Capital of France?
+      stream: true
+      output: {{ text: response }}"#,
+        stub.url()
+    ));
+    let (result, _) = run(&yaml, json!({})).await;
+    assert_eq!(result.status, RunStatus::Succeeded, "{:?}", result.report);
+    assert_eq!(result.state["response"], "Paris.");
+    let node = result.report.node("answer").expect("node");
+    assert_eq!(node.attempts, 2);
+    assert_eq!(
+        node.retries[0].failure.message,
+        format!(
+            "`POST {}/v1/chat/completions`: the stream ended before the answer did (no `data: [DONE]` and no `finish_reason`)",
+            stub.url()
+        )
+    );
+}

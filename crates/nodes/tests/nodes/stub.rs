@@ -48,6 +48,9 @@ pub(crate) enum Reply {
     Stream(Vec<(Duration, String)>),
     /// Read the request, then never answer.
     Hang,
+    /// A `text/plain` response with this status whose body is the request as received: its
+    /// target, each header as `name: value`, and its body (a server that echoes what it got).
+    Echo(u16),
 }
 
 impl Reply {
@@ -129,7 +132,22 @@ async fn serve(mut socket: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Request>>
     let Some(request) = read_request(&mut socket).await else {
         return;
     };
-    log.lock().expect("lock").push(request);
+    log.lock().expect("lock").push(request.clone());
+    let reply = match reply {
+        Reply::Echo(status) => {
+            let mut body = format!("{} {}\n", request.method, request.target);
+            for (name, value) in &request.headers {
+                body.push_str(&format!("{name}: {value}\n"));
+            }
+            body.push_str(&String::from_utf8_lossy(&request.body));
+            Reply::Full {
+                status,
+                headers: vec![("content-type", "text/plain".to_owned())],
+                body,
+            }
+        }
+        other => other,
+    };
     match reply {
         Reply::Full {
             status,
@@ -159,6 +177,7 @@ async fn serve(mut socket: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Request>>
             }
         }
         Reply::Hang => std::future::pending::<()>().await,
+        Reply::Echo(_) => unreachable!("answered as `Full`"),
     }
     let _ = socket.shutdown().await;
 }
@@ -209,6 +228,8 @@ async fn read_request(socket: &mut TcpStream) -> Option<Request> {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
+        307 => "Temporary Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",

@@ -1,0 +1,523 @@
+//! Secrets of the `http` and `llm` kinds, and their redaction from every message a node produces.
+//!
+//! A secret leaves Braid in many shapes: as the template put it (a header, a JSON body), in the
+//! shape the URL parser gave it (percent-encoded by the rules of the URL component it landed in,
+//! with tabs and newlines dropped), as `base64(user:pass)` when it sits in the URL's userinfo,
+//! and a server may echo any of those back, JSON-escaped or base64-encoded. So redaction looks for
+//! all of them ([`redaction_forms`]), plus the exact strings the node put on the wire for this call
+//! ([`Resolved::learn_url`]), and it runs before anything is shortened or reflowed: a cut secret
+//! no longer matches (see [`Resolved::redact`] and `error_excerpt`).
+
+#![allow(clippy::wildcard_imports)]
+
+use super::*;
+
+/// The secrets a node declares: name → environment variable.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Secrets(pub(crate) Vec<(String, String)>);
+
+impl Secrets {
+    /// Checks the declared names and variables (`pointer` is the map's, relative to `with:`).
+    pub(crate) fn new(
+        map: &BTreeMap<String, String>,
+        pointer: &str,
+    ) -> Result<Secrets, BuildError> {
+        let mut out = Vec::with_capacity(map.len());
+        for (name, var) in map {
+            let ident = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ident {
+                return Err(BuildError::params(
+                    pointer,
+                    format!("secret name `{name}` is not an identifier (letters, digits and `_`)"),
+                ));
+            }
+            check_env_name(var, &format!("{pointer}/{name}"))?;
+            out.push((name.clone(), var.clone()));
+        }
+        Ok(Secrets(out))
+    }
+
+    /// One secret, for a kind that takes a single variable (such as `llm`'s `api_key_env`).
+    pub(crate) fn single(name: &str, var: &str, pointer: &str) -> Result<Secrets, BuildError> {
+        check_env_name(var, pointer)?;
+        Ok(Secrets(vec![(name.to_owned(), var.to_owned())]))
+    }
+
+    /// Reads every variable now.
+    ///
+    /// # Errors
+    ///
+    /// A permanent error naming the first variable that is not set (or not UTF-8).
+    pub(crate) fn resolve(&self) -> Result<Resolved, NodeError> {
+        let mut values = Vec::with_capacity(self.0.len());
+        for (name, var) in &self.0 {
+            let value = std::env::var(var).map_err(|e| {
+                let why = match e {
+                    std::env::VarError::NotPresent => "is not set",
+                    std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+                };
+                NodeError::new(format!(
+                    "secret `{name}`: the environment variable `{var}` {why}"
+                ))
+                .permanent()
+            })?;
+            values.push((name.clone(), value));
+        }
+        Ok(Resolved::from_values(values))
+    }
+}
+
+pub(crate) fn check_env_name(var: &str, pointer: &str) -> Result<(), BuildError> {
+    if var.is_empty() || var.contains(['=', '\0']) {
+        return Err(BuildError::params(
+            pointer,
+            format!("`{var}` is not an environment variable name"),
+        ));
+    }
+    Ok(())
+}
+
+/// The secret values of one call, and the means to keep them out of messages.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) vars: Value,
+    /// Every form a value may take in a message, longest first.
+    pub(crate) needles: Vec<String>,
+}
+
+impl Resolved {
+    /// The secrets `name → value`, with the forms to redact.
+    pub(crate) fn from_values(values: Vec<(String, String)>) -> Resolved {
+        let mut needles = Vec::new();
+        let mut map = Map::new();
+        for (name, value) in values {
+            needles.extend(redaction_forms(&value));
+            map.insert(name, Value::String(value));
+        }
+        let mut r = Resolved {
+            vars: json!({ "secrets": map }),
+            needles,
+        };
+        r.sort();
+        r
+    }
+
+    fn sort(&mut self) {
+        self.needles.retain(|n| !n.is_empty());
+        self.needles
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.needles.dedup();
+    }
+
+    /// The template variables: `{ "secrets": { name: value } }`.
+    pub(crate) fn vars(&self) -> Value {
+        self.vars.clone()
+    }
+
+    /// One secret's value.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.vars["secrets"].get(name).and_then(Value::as_str)
+    }
+
+    fn values(&self) -> impl Iterator<Item = (&String, &str)> {
+        self.vars["secrets"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k, v.as_str()?)))
+    }
+
+    pub(crate) fn contains_secret(&self, text: &str) -> bool {
+        self.needles.iter().any(|n| text.contains(n.as_str()))
+    }
+
+    /// Learns the exact forms the secrets took in `url`, the URL this call sends, rendered from
+    /// the template by `render` (which renders the same template with other variables).
+    ///
+    /// Each secret in turn is replaced by a sentinel of plain letters and digits (which no
+    /// URL component re-encodes) and the URL rendered and parsed again: where the two URLs differ
+    /// is what the secret became on the wire, in whatever mix of components it landed. Then the
+    /// basic credentials the client derives from the URL's userinfo (`base64(user:pass)`) are
+    /// learned too.
+    pub(crate) fn learn_url(
+        &mut self,
+        url: &Url,
+        query: &[(&str, String)],
+        mut render: impl FnMut(&Value) -> Option<String>,
+    ) {
+        let real = url.as_str();
+        let mut learned = Vec::new();
+        let secrets: Vec<(String, String)> = self
+            .values()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.clone(), v.to_owned()))
+            .collect();
+        for (i, (name, _)) in secrets.iter().enumerate() {
+            let sentinel = format!("braidsecretsentinel{i}x");
+            let mut vars = self.vars.clone();
+            vars["secrets"][name.as_str()] = Value::String(sentinel.clone());
+            let Some(text) = render(&vars) else { continue };
+            let Ok(mut other) = Url::parse(&text) else {
+                // The secret was (part of) what made the URL a URL: the whole URL is secret.
+                learned.push(real.to_owned());
+                continue;
+            };
+            if !query.is_empty() {
+                other
+                    .query_pairs_mut()
+                    .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+            }
+            // The whole URL, as messages name it: from the first occurrence to the last (exact
+            // for one occurrence; for several, it covers them and the text between).
+            let whole = other.as_str();
+            learned.extend(differing(real, whole, &sentinel).map(str::to_owned));
+            if whole.matches(sentinel.as_str()).count() > 1 {
+                learned.extend(occurrences(real, whole, &sentinel));
+            }
+            // Each component, as it went on the wire: a `?` or `#` inside a secret splits it
+            // between the path, the query and the fragment (which is not sent at all), so the
+            // server sees pieces of it, each encoded by its component's rules.
+            for (r, o) in components(url).into_iter().zip(components(&other)) {
+                if r == o {
+                    continue;
+                }
+                let Some(piece) = differing(r, o, &sentinel) else {
+                    continue;
+                };
+                // Shorter pieces would redact unrelated text and tell next to nothing.
+                if piece.chars().count() >= MIN_PIECE {
+                    let decoded =
+                        String::from_utf8_lossy(&percent_decode(piece.as_bytes())).into_owned();
+                    learned.push(piece.to_owned());
+                    learned.push(decoded);
+                }
+            }
+        }
+        if let Some(user_pass) = basic_credentials(url).filter(|_| !secrets.is_empty()) {
+            // What `send` sends as `Authorization: Basic …`.
+            learned.push(base64(user_pass.as_bytes(), STANDARD));
+            learned.push(user_pass);
+        }
+        self.needles.extend(learned);
+        self.sort();
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for needle in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    /// The error with every secret value in its message replaced by `***`.
+    pub(crate) fn redact_error(&self, mut e: NodeError) -> NodeError {
+        e.message = self.redact(&e.message);
+        e
+    }
+}
+
+/// `user:pass` from a URL's userinfo, percent-decoded, when it has any.
+pub(crate) fn basic_credentials(url: &Url) -> Option<String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| String::from_utf8_lossy(&percent_decode(s.as_bytes())).into_owned();
+    Some(format!(
+        "{}:{}",
+        decode(url.username()),
+        url.password().map(decode).unwrap_or_default()
+    ))
+}
+
+/// The shortest piece of a secret learned from a URL component.
+const MIN_PIECE: usize = 4;
+
+/// A URL's components, as serialized: userinfo, host, path, query, fragment.
+fn components(url: &Url) -> [&str; 6] {
+    [
+        url.username(),
+        url.password().unwrap_or_default(),
+        url.host_str().unwrap_or_default(),
+        url.path(),
+        url.query().unwrap_or_default(),
+        url.fragment().unwrap_or_default(),
+    ]
+}
+
+/// Where `real` differs from `other` (the same text rendered with a secret replaced by
+/// `sentinel`): `real` without the prefix and suffix they share, the prefix no longer than the
+/// text before `other`'s first sentinel and the suffix no longer than the text after its last.
+fn differing<'a>(real: &'a str, other: &str, sentinel: &str) -> Option<&'a str> {
+    let (before, after) = match (other.find(sentinel), other.rfind(sentinel)) {
+        (Some(first), Some(last)) => (first, other.len() - last - sentinel.len()),
+        _ => (other.len(), other.len()),
+    };
+    let mut start = common_prefix(real, other).min(before);
+    let mut end = real.len()
+        - common_suffix(real, other)
+            .min(after)
+            .min(real.len() - start);
+    while !real.is_char_boundary(start) {
+        start -= 1;
+    }
+    while !real.is_char_boundary(end) {
+        end += 1;
+    }
+    (start < end).then(|| &real[start..end])
+}
+
+/// Each occurrence of a secret in `real`, where `other` (the same URL with the secret replaced
+/// by `sentinel`) has the sentinel: the text between occurrences is matched literally, leftmost
+/// first. Nothing when the texts do not line up (then the span over all of them still holds).
+fn occurrences(real: &str, other: &str, sentinel: &str) -> Vec<String> {
+    let parts: Vec<&str> = other.split(sentinel).collect();
+    let (Some(head), Some(tail)) = (parts.first(), parts.last()) else {
+        return Vec::new();
+    };
+    if !real.starts_with(head) || !real.ends_with(tail) || real.len() < head.len() + tail.len() {
+        return Vec::new();
+    }
+    let end = real.len() - tail.len();
+    let mut found = Vec::new();
+    let mut pos = head.len();
+    for between in &parts[1..parts.len() - 1] {
+        if between.is_empty() {
+            return Vec::new();
+        }
+        let Some(at) = real.get(pos..end).and_then(|r| r.find(between)) else {
+            return Vec::new();
+        };
+        found.push(real[pos..pos + at].to_owned());
+        pos += at + between.len();
+    }
+    if let Some(last) = real.get(pos..end) {
+        found.push(last.to_owned());
+    }
+    found
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+fn common_suffix(a: &str, b: &str) -> usize {
+    a.bytes()
+        .rev()
+        .zip(b.bytes().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// Percent-decodes `%XX` sequences (a `%` not followed by two hex digits is kept as it is).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' && i + 2 < s.len() {
+            let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+pub(crate) const STANDARD: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 with padding, in the given alphabet.
+pub(crate) fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The base64 characters that depend on `secret` alone, wherever it sits in a longer text that
+/// is encoded: one run for each of the three alignments it may have (its offset modulo 3).
+fn base64_cores(secret: &[u8], alphabet: &[u8; 64], out: &mut Vec<String>) {
+    /// Shorter cores would match unrelated text.
+    const MIN: usize = 8;
+    for offset in 0..3usize {
+        let mut bytes = vec![0u8; offset];
+        bytes.extend_from_slice(secret);
+        let encoded = base64(&bytes, alphabet);
+        let encoded = encoded.trim_end_matches('=');
+        // Characters that mix in the filler before it, or whatever follows it.
+        let skip = [0, 2, 3][offset];
+        let drop_end = usize::from((offset + secret.len()) % 3 != 0);
+        if encoded.len() >= skip + drop_end + MIN {
+            out.push(encoded[skip..encoded.len() - drop_end].to_owned());
+        }
+    }
+}
+
+/// The forms a secret value may take in a message: as it is; trimmed, and without tabs and
+/// newlines (as the URL parser leaves it); each of those percent-encoded as every URL component
+/// does, and as `application/x-www-form-urlencoded`; JSON-escaped (by serde and ASCII-only, as
+/// other servers do); and base64 (standard and URL-safe, alone or inside a longer encoded text).
+pub(crate) fn redaction_forms(value: &str) -> Vec<String> {
+    if value.is_empty() {
+        return Vec::new();
+    }
+    let mut variants = vec![value.to_owned()];
+    let trimmed = value.trim_matches(|c: char| c <= ' ');
+    let stripped: String = value
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let both: String = trimmed
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    for v in [trimmed.to_owned(), stripped, both] {
+        if !v.is_empty() && !variants.contains(&v) {
+            variants.push(v);
+        }
+    }
+    let mut forms = variants.clone();
+    for v in &variants {
+        url_forms(v, &mut forms);
+        let mut upper = String::new();
+        let mut lower = String::new();
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                upper.push(b as char);
+                lower.push(b as char);
+            } else {
+                upper.push_str(&format!("%{b:02X}"));
+                lower.push_str(&format!("%{b:02x}"));
+            }
+        }
+        forms.push(upper);
+        forms.push(lower);
+    }
+    if let Ok(quoted) = serde_json::to_string(value) {
+        forms.push(quoted[1..quoted.len() - 1].to_owned());
+        let mut ascii = String::new();
+        for c in quoted[1..quoted.len() - 1].chars() {
+            if c.is_ascii() {
+                ascii.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    ascii.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+        forms.push(ascii);
+    }
+    for alphabet in [STANDARD, URL_SAFE] {
+        let full = base64(value.as_bytes(), alphabet);
+        forms.push(full.trim_end_matches('=').to_owned());
+        forms.push(full);
+        base64_cores(value.as_bytes(), alphabet, &mut forms);
+    }
+    forms.retain(|f| !f.is_empty());
+    forms
+}
+
+/// `value` as each URL component would carry it (the same parser as the client's).
+fn url_forms(value: &str, out: &mut Vec<String>) {
+    let Ok(base) = Url::parse("http://h/") else {
+        return;
+    };
+    let mut u = base.clone();
+    u.set_path(&format!("/{value}"));
+    out.push(u.path()[1..].to_owned());
+    let mut u = base.clone();
+    u.set_query(Some(value));
+    out.extend(u.query().map(str::to_owned));
+    let mut u = base.clone();
+    u.set_fragment(Some(value));
+    out.extend(u.fragment().map(str::to_owned));
+    let mut u = base.clone();
+    if u.set_username(value).is_ok() {
+        out.push(u.username().to_owned());
+    }
+    let mut u = base.clone();
+    if u.set_password(Some(value)).is_ok() {
+        out.extend(u.password().map(str::to_owned));
+    }
+    let mut u = base;
+    u.query_pairs_mut().append_pair("k", value);
+    out.extend(
+        u.query()
+            .and_then(|q| q.strip_prefix("k="))
+            .map(str::to_owned),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes(), STANDARD), encoded);
+        }
+    }
+
+    #[test]
+    fn a_base64_core_is_found_whatever_precedes_or_follows_the_secret() {
+        let secret = b"sk-0123456789abcdefghij";
+        let mut cores = Vec::new();
+        base64_cores(secret, STANDARD, &mut cores);
+        for before in ["", "u", "us", "user:"] {
+            for after in ["", "!", "!!", "!!!"] {
+                let mut text = before.as_bytes().to_vec();
+                text.extend_from_slice(secret);
+                text.extend_from_slice(after.as_bytes());
+                let encoded = base64(&text, STANDARD);
+                assert!(
+                    cores.iter().any(|c| encoded.contains(c.as_str())),
+                    "{before:?} {after:?}: {encoded} {cores:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_url_forms_follow_each_component() {
+        let forms = redaction_forms("a b'`{");
+        for f in ["a%20b'%60%7B", "a%20b%27`{", "a+b%27%60%7B", "a%20b'%60{"] {
+            assert!(forms.iter().any(|x| x == f), "{f}: {forms:?}");
+        }
+    }
+}
