@@ -106,3 +106,23 @@ mod multi_thread {
         bench_run(bencher, &multi_thread(), Shape::Layered);
     }
 }
+
+/// A chain of latency-free nodes each reading the list it appends a 10 KB object to (the
+/// chat-history pattern), at several lengths: the time per node must stay flat as the chain
+/// grows (a fold that copied the list would make it grow with the chain).
+mod append_chain {
+    use super::*;
+
+    #[divan::bench(args = [50, 200, 800], sample_count = 10)]
+    fn current_thread(bencher: Bencher<'_, '_>, n: usize) {
+        let rt = super::current_thread();
+        let plan = braid_bench::plan("append.yaml", &braid_bench::append_chain(n, 10));
+        let inputs: Value = json!({});
+        bencher
+            .counter(ItemsCount::new(n))
+            .with_inputs(|| (plan.clone(), inputs.clone()))
+            .bench_local_values(|(plan, inputs)| {
+                rt.block_on(braid::run_plan(plan, inputs, RunOptions::default()))
+            });
+    }
+}

@@ -40,6 +40,36 @@ pub fn chain(n: usize) -> String {
     out
 }
 
+/// A chain of `n` latency-free `mock` nodes, each reading the list `items` and appending one
+/// object of about `kb` KB to it: the chat-history pattern. A node that reads the key it appends
+/// to must not make the fold copy the whole list (see `braid_runtime::store::copies`); this
+/// measures that a run stays linear in `n`.
+///
+/// # Panics
+///
+/// When `n` is zero (a workflow needs at least one node).
+pub fn append_chain(n: usize, kb: usize) -> String {
+    assert!(n > 0, "a workflow needs at least one node");
+    let blob = "x".repeat(kb * 1000);
+    let mut out = String::with_capacity(n * 64 + kb * 1000);
+    let _ = writeln!(
+        out,
+        "version: 1\nname: bench-append-chain\nstate:\n  items: {{ reducer: append, default: [] }}\nnodes:"
+    );
+    for i in 0..n {
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!(", needs: [n{}]", i - 1)
+        };
+        let _ = writeln!(
+            out,
+            "  n{i}: {{ kind: mock, reads: [items], writes: [items]{needs}, with: {{ output: {{ items: [{{ turn: {i}, text: {blob} }}] }} }} }}"
+        );
+    }
+    out
+}
+
 /// A fan-out of `n` `noop` nodes in all: one source `src`, `n - 2` branches that each need it,
 /// and one `join` that needs every branch. Everything between the source and the join is ready
 /// at once, so it measures the ready set and the join set at their widest.

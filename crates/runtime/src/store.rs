@@ -37,7 +37,25 @@ struct Slot {
 
 /// Takes a value out of its `Arc`, copying it only if a view still shares it.
 fn unshare(v: Arc<Value>) -> Value {
-    Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone())
+    Arc::try_unwrap(v).unwrap_or_else(|shared| {
+        COPIES.with(|c| c.set(c.get() + 1));
+        (*shared).clone()
+    })
+}
+
+thread_local! {
+    /// Copies of written values the folds on this thread had to make (see [`copies`]).
+    static COPIES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times a fold on this thread had to copy a key's value because a node's state view
+/// still shared it. A fold should find the value unshared (every reader of it has ended, or the
+/// reader is the writer and its view is gone), so on a healthy run this stays 0: a copy per fold
+/// of a growing list makes a chain quadratic. For tests and benchmarks; counted only on the copy
+/// path, which a healthy run never takes.
+#[doc(hidden)]
+pub fn copies() -> u64 {
+    COPIES.with(std::cell::Cell::get)
 }
 
 fn fold(channel: &Channel, slot: &mut Option<Arc<Value>>, update: Value) {

@@ -34,3 +34,5 @@ mod mode1;
 mod properties;
 #[path = "runtime/retry.rs"]
 mod retry;
+#[path = "runtime/store.rs"]
+mod store;
