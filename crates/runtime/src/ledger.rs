@@ -315,20 +315,34 @@ impl Ledger {
         failure: &Failure,
         now: Instant,
     ) -> Vec<(NodeId, Recorded)> {
+        self.settle_open(
+            run,
+            |rec| rec.start.is_some(),
+            |i| Ending {
+                status: NodeStatus::Cancelled,
+                // 0 when its task was cancelled before its first attempt began.
+                attempts: run.attempts[i].load(Ordering::Relaxed),
+                end: now,
+                failure: Some(failure.clone()),
+                writes: None,
+            },
+        )
+    }
+
+    /// Settles, as `ending` says, every node not yet ended that `which` picks, and gives the
+    /// records the observer is still making of them.
+    fn settle_open(
+        &mut self,
+        run: &RunShared,
+        which: impl Fn(&Record) -> bool,
+        ending: impl Fn(usize) -> Ending,
+    ) -> Vec<(NodeId, Recorded)> {
         let mut recorded = Vec::new();
         for i in 0..self.records.len() {
             let rec = &self.records[i];
-            if rec.status.is_none() && rec.start.is_some() {
-                let ending = Ending {
-                    status: NodeStatus::Cancelled,
-                    // 0 when its task was cancelled before its first attempt began.
-                    attempts: run.attempts[i].load(Ordering::Relaxed),
-                    end: now,
-                    failure: Some(failure.clone()),
-                    writes: None,
-                };
+            if rec.status.is_none() && which(rec) {
                 let id = NodeId(i as u32);
-                if let Release::After(r) = self.settle(run, id, ending) {
+                if let Release::After(r) = self.settle(run, id, ending(i)) {
                     recorded.push((id, r));
                 }
             }
@@ -344,22 +358,17 @@ impl Ledger {
         run: &RunShared,
     ) -> (Vec<NodeReport>, Store, Vec<(NodeId, Recorded)>, bool) {
         let plan = &*run.scope.plan;
-        let mut recorded = Vec::new();
-        for i in 0..self.records.len() {
-            if self.records[i].status.is_none() {
-                let ending = Ending {
-                    status: NodeStatus::NotStarted,
-                    attempts: 0,
-                    end: Instant::now(),
-                    failure: None,
-                    writes: None,
-                };
-                let id = NodeId(i as u32);
-                if let Release::After(r) = self.settle(run, id, ending) {
-                    recorded.push((id, r));
-                }
-            }
-        }
+        let recorded = self.settle_open(
+            run,
+            |_| true,
+            |_| Ending {
+                status: NodeStatus::NotStarted,
+                attempts: 0,
+                end: Instant::now(),
+                failure: None,
+                writes: None,
+            },
+        );
         let at = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(run.start));
         let nodes = plan
             .nodes()
