@@ -143,6 +143,12 @@ impl PartialRun {
                     status: n.status.as_str(),
                 });
             }
+            if n.status == NodeStatus::Skipped && !n.writes.is_empty() {
+                return Err(PartialRunError::InvalidWrites {
+                    node: n.node,
+                    message: "a skipped node writes nothing".to_owned(),
+                });
+            }
             let writes = check_output(&plan, id, Value::Object(n.writes)).map_err(|e| {
                 PartialRunError::InvalidWrites {
                     node: n.node.clone(),
@@ -269,6 +275,7 @@ fn start(
             }
         });
         let mut ledger = Ledger::new(&plan, observer);
+        let resumed = !settled.is_empty();
         for (id, prior) in settled {
             ledger.restore(&plan, id, run_start, prior);
         }
@@ -278,7 +285,8 @@ fn start(
         });
         let metrics = PlanMetrics::of(&plan);
         let gauge = metrics.map_or_else(metrics::Gauge::noop, |m| m.in_flight().clone());
-        let mut scheduler = Scheduler::new(&plan, run.clone(), ledger, seed, cancel, gauge);
+        let mut scheduler =
+            Scheduler::new(&plan, run.clone(), ledger, resumed, seed, cancel, gauge);
         scheduler.drive(limit, timeout).await;
         let (nodes, store, error, degraded) = scheduler.finish().await;
         let wall_time = Instant::now().saturating_duration_since(run_start);

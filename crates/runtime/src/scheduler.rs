@@ -74,12 +74,13 @@ pub(crate) struct Scheduler<'a> {
 }
 
 impl<'a> Scheduler<'a> {
-    /// A scheduler for the run, whose ledger may already hold nodes settled in an earlier run:
-    /// the nodes ready first are those whose needs have all settled.
+    /// A scheduler for the run, whose ledger may already hold nodes settled in an earlier run
+    /// (`resumed`): the nodes ready first are those whose needs have all settled.
     pub(crate) fn new(
         plan: &'a Plan,
         run: Arc<RunShared>,
         ledger: Ledger,
+        resumed: bool,
         seed: u64,
         cancel: Option<CancelToken>,
         in_flight_gauge: metrics::Gauge,
@@ -87,12 +88,7 @@ impl<'a> Scheduler<'a> {
         let mut remaining: Vec<u32> = plan.nodes().iter().map(|p| p.needs.len() as u32).collect();
         let mut ready: BinaryHeap<Reverse<NodeId>> =
             plan.roots().iter().map(|&r| Reverse(r)).collect();
-        if plan
-            .nodes()
-            .iter()
-            .enumerate()
-            .any(|(i, _)| ledger.is_settled(NodeId(i as u32)))
-        {
+        if resumed {
             for (i, node) in plan.nodes().iter().enumerate() {
                 if ledger.is_settled(NodeId(i as u32)) {
                     for &d in &node.dependents {
@@ -128,7 +124,9 @@ impl<'a> Scheduler<'a> {
     /// cancelled; every node that started has then ended.
     pub(crate) async fn drive(&mut self, limit: usize, timeout: Option<Duration>) {
         loop {
-            while self.error.is_none() && self.in_flight < limit {
+            // A node counts against the bound until its end is recorded: a sequential run stays
+            // exactly in canonical order whatever its observer takes.
+            while self.error.is_none() && self.in_flight + self.recording.len() < limit {
                 let Some(Reverse(id)) = self.ready.pop() else {
                     break;
                 };

@@ -201,6 +201,18 @@ async fn settled_nodes_that_cannot_continue_a_run_are_refused() {
             status: "failed"
         }
     );
+    assert_eq!(
+        refused(vec![prior(
+            "a",
+            NodeStatus::Skipped,
+            json!({ "log": ["a"] })
+        )])
+        .await,
+        PartialRunError::InvalidWrites {
+            node: "a".to_owned(),
+            message: "a skipped node writes nothing".to_owned()
+        }
+    );
     let bad = refused(vec![prior("a", NodeStatus::Succeeded, json!({ "n": 1 }))]).await;
     assert_eq!(
         bad,

@@ -192,6 +192,27 @@ async fn dependents_start_only_once_the_observer_has_recorded_their_needs() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_sequential_run_stays_in_canonical_order_while_its_observer_records() {
+    let wf = load(CHAIN);
+    let journal = Arc::new(Journal {
+        delay: Some(ms(30)),
+        ..Journal::default()
+    });
+    let options = RunOptions {
+        mode: Some(braid::ExecutionMode::Sequential),
+        observer: Some(journal.clone()),
+        ..RunOptions::default()
+    };
+    let r = run(&wf, Value::Null, options).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    // One node at a time, each recorded before the next starts: first, second, side.
+    assert_eq!(span(&r, "first"), (Some(ms(0)), Some(ms(100))));
+    assert_eq!(span(&r, "second"), (Some(ms(130)), Some(ms(230))));
+    assert_eq!(span(&r, "side"), (Some(ms(260)), Some(ms(310))));
+    assert_eq!(r.report.wall_time, ms(340));
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_observer_that_cannot_record_fails_the_run_and_keeps_what_completed() {
     let wf = load(CHAIN);
     let journal = Arc::new(Journal {
