@@ -18,7 +18,7 @@ pub mod work;
 pub use fingerprint::Fingerprint;
 pub use id::{KeyId, NodeId};
 pub use node::{
-    Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, RunScope, StateUpdate,
+    Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, RunId, RunScope, StateUpdate,
     StateView,
 };
 pub use plan::{

@@ -150,6 +150,8 @@ pub struct NodeContext {
     vars: Option<Arc<Value>>,
     emitter: Option<Emitter>,
     template_ctx: OnceLock<minijinja::Value>,
+    /// For an item of inner work, its index (part of its idempotency key).
+    item: Option<usize>,
 }
 
 /// What the nodes of one run share: the plan and the run's inputs. The runtime makes one per run,
@@ -161,6 +163,8 @@ pub struct RunScope {
     pub plan: Arc<crate::Plan>,
     /// The run's resolved inputs.
     pub inputs: Arc<Value>,
+    /// The run's id: the one it was started with, or one made on first use.
+    pub run_id: RunId,
     /// Runs the inner work the run's nodes ask for (`map`'s items, a sub-workflow). Weak: the
     /// runtime's per-run state is the executor and owns this scope (no allocation of its own).
     pub executor: std::sync::Weak<dyn Executor>,
@@ -173,6 +177,51 @@ impl std::fmt::Debug for RunScope {
             .field("inputs", &self.inputs)
             .finish_non_exhaustive()
     }
+}
+
+/// A run's id. A durable run is given one by its store, and keeps it across resumes, so the
+/// idempotency keys derived from it stay the same; an in-memory run makes one only if a node asks
+/// for it (nothing is allocated otherwise).
+#[derive(Debug, Default)]
+pub struct RunId(OnceLock<Arc<str>>);
+
+impl RunId {
+    /// This id.
+    pub fn given(id: Arc<str>) -> Self {
+        RunId(OnceLock::from(id))
+    }
+
+    /// The id, made now if the run was given none: 32 hex digits, unique to this process and
+    /// moment (not a secret).
+    pub fn get(&self) -> &Arc<str> {
+        self.0.get_or_init(fresh_run_id)
+    }
+
+    /// The id, if it was given or has been made.
+    pub fn peek(&self) -> Option<&Arc<str>> {
+        self.0.get()
+    }
+}
+
+/// A new run id: the time, the process and a counter, mixed through std's randomly keyed hasher.
+fn fresh_run_id() -> Arc<str> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let keyed = std::collections::hash_map::RandomState::new();
+    let half = |salt: u64| {
+        let mut h = keyed.build_hasher();
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        h.write_u64(n);
+        h.write_u64(salt);
+        h.finish()
+    };
+    Arc::from(format!("{:016x}{:016x}", half(1), half(2)))
 }
 
 /// Where a context's node name, inputs and templates come from.
@@ -263,6 +312,7 @@ impl NodeContext {
             vars: None,
             emitter: None,
             template_ctx: OnceLock::new(),
+            item: None,
         }
     }
 
@@ -347,6 +397,14 @@ impl NodeContext {
         ctx
     }
 
+    /// The context of item `index` of inner work run on this node's behalf: as
+    /// [`inner_shared`](Self::inner_shared), with an idempotency key of its own.
+    pub fn item(&self, index: usize, seed: u64, vars: Arc<Value>) -> NodeContext {
+        let mut ctx = self.inner_shared(seed, vars);
+        ctx.item = Some(index);
+        ctx
+    }
+
     /// Runs `items.node` once per item on this node's behalf, through the runtime's attempt
     /// logic (timeout, retry, panic capture, the item check), at most `max_concurrency` at a
     /// time (one at a time in a sequential run).
@@ -390,6 +448,26 @@ impl NodeContext {
     /// The node's name.
     pub fn node(&self) -> &str {
         self.name()
+    }
+
+    /// The id of the run this node belongs to (`local` for a context built by hand). Stable
+    /// across attempts, and across resumes of a durable run.
+    pub fn run_id(&self) -> &str {
+        match &self.origin {
+            Origin::Run(scope, _) => scope.run_id.get(),
+            Origin::Own { .. } => "local",
+        }
+    }
+
+    /// A key for this node's side effects, the same at every attempt and every resume of the
+    /// run: `RUN_ID:NODE`, and `RUN_ID:NODE:INDEX` for an item of a `map`. Send it where a
+    /// service can deduplicate (the `Idempotency-Key` HTTP header, which `http` sends), so a
+    /// node run again after a crash does not act twice.
+    pub fn idempotency_key(&self) -> String {
+        match self.item {
+            Some(i) => format!("{}:{}:{i}", self.run_id(), self.name()),
+            None => format!("{}:{}", self.run_id(), self.name()),
+        }
     }
 
     /// The attempt number, from 1.

@@ -108,11 +108,18 @@ impl Exec {
             .as_ref()
             .map(|t| ctx.render(t).map(to_arg))
             .transpose()?;
-        let env = self
-            .env
-            .iter()
-            .map(|(k, t)| Ok((k.clone(), to_arg(ctx.render(t)?))))
-            .collect::<Result<Vec<_>, NodeError>>()?;
+        // Where the program runs, so that its side effects can be made safe to repeat: a node
+        // run again after a crash gets the same `BRAID_IDEMPOTENCY_KEY`. The node's own `env`
+        // comes after, and may override them.
+        let mut env = vec![
+            ("BRAID_RUN_ID".to_owned(), ctx.run_id().to_owned()),
+            ("BRAID_NODE".to_owned(), ctx.node().to_owned()),
+            ("BRAID_ATTEMPT".to_owned(), ctx.attempt().to_string()),
+            ("BRAID_IDEMPOTENCY_KEY".to_owned(), ctx.idempotency_key()),
+        ];
+        for (k, t) in &self.env {
+            env.push((k.clone(), to_arg(ctx.render(t)?)));
+        }
         let mut input = Map::new();
         if let Some(Value::Object(vars)) = ctx.vars() {
             input.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -27,6 +27,7 @@ use crate::attempt::{Attempts, Guarded, Step, Work};
 struct ItemWork {
     /// The parent node's context, shared by its items.
     parent: Arc<NodeContext>,
+    index: usize,
     seed: u64,
     /// `{ item, index }`.
     vars: Arc<Value>,
@@ -49,7 +50,7 @@ impl Work for ItemWork {
         // An item sees its parent's attempt number: a retried `map` retries its items.
         let _ = attempt;
         self.node
-            .call(self.parent.inner_shared(self.seed, self.vars.clone()))
+            .call(self.parent.item(self.index, self.seed, self.vars.clone()))
     }
 
     fn timeout(&self) -> Option<Duration> {
@@ -109,6 +110,7 @@ pub(crate) async fn run_items(
         let seed = Rng::derive(parent.seed(), &[0x006d_6170, i as u64]).next_u64();
         let work = ItemWork {
             parent: parent.clone(),
+            index: i,
             seed,
             vars: Arc::new(json!({ "item": item, "index": i })),
             node: node.clone(),

@@ -28,6 +28,10 @@ pub struct RunOptions {
     /// Told of every node's end, with the writes it contributed (the hook of a journal or a
     /// service); see [`Observer`].
     pub observer: Option<Arc<dyn Observer>>,
+    /// The run's id, from which nodes' idempotency keys derive
+    /// ([`NodeContext::idempotency_key`](braid_core::NodeContext::idempotency_key)): give the same
+    /// id when continuing a run. `None`: one is made if a node asks for it.
+    pub run_id: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for RunOptions {
             .field("events", &self.events.is_some())
             .field("cancel", &self.cancel)
             .field("observer", &self.observer.is_some())
+            .field("run_id", &self.run_id)
             .finish()
     }
 }

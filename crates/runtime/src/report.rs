@@ -191,6 +191,10 @@ impl std::fmt::Display for RunError {
 /// The report of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
+    /// The run's id: the one it was given ([`RunOptions::run_id`](crate::RunOptions::run_id)),
+    /// or the one made when a node asked for it; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<Arc<str>>,
     /// The workflow's name.
     pub workflow: Arc<str>,
     /// How the run ended.
@@ -259,6 +263,7 @@ impl RunResult {
             status,
             state,
             report: RunReport {
+                run_id: None,
                 workflow: plan.name().clone(),
                 status,
                 mode: match mode {

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use braid_core::{
-    ExecutionMode, Executor, Items, ItemsOutcome, NodeContext, NodeError, NodeId, Plan, RunScope,
-    SubRun, WorkFuture,
+    ExecutionMode, Executor, Items, ItemsOutcome, NodeContext, NodeError, NodeId, Plan, RunId,
+    RunScope, SubRun, WorkFuture,
 };
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -236,6 +236,7 @@ fn start(
         cancel,
         seed,
         observer,
+        run_id,
         ..
     } = options;
     let events = parent_sink.or(events.map(EventSink::Channel));
@@ -263,6 +264,7 @@ fn start(
                 scope: Arc::new(RunScope {
                     plan: plan.clone(),
                     inputs,
+                    run_id: run_id.map(RunId::given).unwrap_or_default(),
                     executor,
                 }),
                 start: run_start,
@@ -291,7 +293,8 @@ fn start(
         let (nodes, store, error, degraded) = scheduler.finish().await;
         let wall_time = Instant::now().saturating_duration_since(run_start);
         let state = store.finish(&plan);
-        let result = RunResult::assemble(&plan, mode, nodes, state, error, degraded, wall_time);
+        let mut result = RunResult::assemble(&plan, mode, nodes, state, error, degraded, wall_time);
+        result.report.run_id = run.scope.run_id.peek().cloned();
         run.emit(|| Event::RunFinished {
             status: result.status,
             wall_time,
@@ -361,6 +364,8 @@ impl Executor for RunShared {
             mode: self.sequential.then_some(ExecutionMode::Sequential),
             timeout,
             cancel: self.cancel.clone(),
+            // The sub-run's nodes key their side effects under the node that runs them.
+            run_id: Some(Arc::from(format!("{}:{}", parent.run_id(), parent.node()))),
             ..RunOptions::default()
         };
         let sink = self

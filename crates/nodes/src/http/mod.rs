@@ -157,7 +157,19 @@ pub struct HttpParams {
     /// Default: `30s`. (The node's own `timeout:` bounds the attempt as well.)
     #[serde(default)]
     pub timeout: Option<DurationSpec>,
+    /// Send the node's idempotency key (`RUN_ID:NODE`, the same at every attempt and every resume
+    /// of the run) as the `Idempotency-Key` header, so a service can recognise a request sent
+    /// again. Default: `true`. A header named `Idempotency-Key` in `headers` takes precedence.
+    #[serde(default = "yes")]
+    pub idempotency_key: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// The header that carries a node's idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The `http` kind.
 #[derive(Debug)]
@@ -181,6 +193,7 @@ struct HttpNode {
     body: Option<Templated>,
     output: Vec<(String, Extract)>,
     secrets: Secrets,
+    idempotency_key: bool,
 }
 
 struct Http(Arc<HttpNode>);
@@ -257,6 +270,12 @@ impl HttpNode {
             })?;
             hv.set_sensitive(secrets.contains_secret(&v));
             headers.append(name.clone(), hv);
+        }
+        if self.idempotency_key && !headers.contains_key(IDEMPOTENCY_KEY) {
+            // Run ids and node names are header-safe; should one not be, the header is left out.
+            if let Ok(key) = HeaderValue::from_str(&ctx.idempotency_key()) {
+                headers.insert(HeaderName::from_static(IDEMPOTENCY_KEY), key);
+            }
         }
         let mut body = None;
         if let Some(template) = &self.body {
@@ -504,6 +523,7 @@ impl NodeKind for HttpKind {
             body,
             output,
             secrets,
+            idempotency_key: p.idempotency_key,
         }))))
     }
 }

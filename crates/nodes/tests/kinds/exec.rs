@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use braid::{NodeStatus, RunStatus};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{failure, load, run};
 
@@ -510,4 +510,68 @@ nodes:
             ["FIG", "fig", 2, "fan"]
         ])
     );
+}
+
+#[tokio::test]
+async fn a_program_is_told_its_run_node_attempt_and_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = script(
+        dir.path(),
+        "keys.py",
+        r#"
+import json, os
+names = ["BRAID_RUN_ID", "BRAID_NODE", "BRAID_ATTEMPT", "BRAID_IDEMPOTENCY_KEY"]
+print(json.dumps({"out": {n: os.environ.get(n) for n in names}}))
+"#,
+    );
+    let wf = load(
+        r#"
+version: 1
+name: exec-keys
+inputs: { script: { type: string } }
+state: { out: { reducer: replace }, items: { reducer: replace } }
+nodes:
+  run:
+    kind: exec
+    writes: [out]
+    with:
+      command: [python3, "{{ inputs.script }}"]
+      inherit_env: false
+      pass_env: [PATH]
+  each:
+    kind: map
+    writes: [items]
+    with:
+      over: [a, b]
+      into: items
+      collect: out
+      node: { kind: exec, with: { command: [python3, "{{ inputs.script }}"] } }
+"#,
+    );
+    let options = braid::RunOptions {
+        run_id: Some("r7".into()),
+        ..braid::RunOptions::default()
+    };
+    let r = wf
+        .run(json!({ "script": keys }), options)
+        .await
+        .expect("inputs");
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.report.error);
+    assert_eq!(
+        r.state["out"],
+        json!({
+            "BRAID_RUN_ID": "r7",
+            "BRAID_NODE": "run",
+            "BRAID_ATTEMPT": "1",
+            "BRAID_IDEMPOTENCY_KEY": "r7:run"
+        })
+    );
+    // Each item of a map has a key of its own.
+    let items: Vec<&Value> = r.state["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["BRAID_IDEMPOTENCY_KEY"])
+        .collect();
+    assert_eq!(items, [&json!("r7:each:0"), &json!("r7:each:1")]);
 }

@@ -568,3 +568,58 @@ async fn retry_after_is_honoured_beyond_max_backoff() {
     assert_eq!(waits[0].0, Duration::from_secs(30));
     assert_eq!(waits[0].1, Duration::from_secs(30), "virtual time");
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_sends_the_same_idempotency_key_unless_switched_off() {
+    let stub = Stub::start(vec![
+        Reply::json(503, json!({ "error": "overloaded" })),
+        Reply::json(200, json!({ "n": 1 })),
+        Reply::json(200, json!({ "n": 2 })),
+    ])
+    .await;
+    let yaml = one_node(
+        "count",
+        "    retry: { attempts: 3, backoff: 10ms }",
+        &format!(
+            "      method: POST\n      url: {}/x\n      output: {{ count: /n }}",
+            stub.url()
+        ),
+    );
+    let workflow = Engine::new()
+        .load_str("test.yaml", &yaml)
+        .expect("compiles");
+    let options = RunOptions {
+        run_id: Some("run-42".into()),
+        ..RunOptions::default()
+    };
+    let result = workflow.run(json!({}), options).await.expect("inputs");
+    assert_eq!(result.status, RunStatus::Succeeded, "{:?}", result.report);
+    assert_eq!(result.report.run_id.as_deref(), Some("run-42"));
+    let keys: Vec<Option<String>> = stub
+        .requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            Some("run-42:call".to_owned()),
+            Some("run-42:call".to_owned())
+        ]
+    );
+
+    // Switched off: no header.
+    let yaml = one_node(
+        "count",
+        "",
+        &format!(
+            "      url: {}/x\n      idempotency_key: false\n      output: {{ count: /n }}",
+            stub.url()
+        ),
+    );
+    let (result, _) = run(&yaml, json!({})).await;
+    assert_eq!(result.status, RunStatus::Succeeded, "{:?}", result.report);
+    assert_eq!(stub.requests()[2].header("idempotency-key"), None);
+    // A run given no id made none, since no node asked for one.
+    assert_eq!(result.report.run_id, None);
+}
