@@ -1,13 +1,13 @@
 //! The ledger: the one place where a node's end is recorded.
 //!
 //! Every way a node ends — succeeded, fell back, failed, skipped, cancelled, not started — goes
-//! through [`Ledger::settle`], which updates the node's record, logs, emits the `NodeFinished`
+//! through `Ledger::settle`, which updates the node's record, logs, emits the `NodeFinished`
 //! event, calls the run's [`Observer`] with the writes the node contributed, and hands those writes
 //! to the store. This is the seam for anything that must see every node's end: a journal that
 //! makes runs durable, a service that streams them, a remote completion.
 //!
 //! A run can also begin with some nodes already settled ([`PartialRun`](crate::PartialRun)):
-//! [`Ledger::restore`] records them and folds their writes as if they had just run, without
+//! `Ledger::restore` records them and folds their writes as if they had just run, without
 //! telling the observer (it recorded them the first time) and without events.
 
 use std::future::Future;
@@ -133,7 +133,7 @@ impl Record {
     }
 }
 
-/// How a node ended, as handed to [`Ledger::settle`].
+/// How a node ended, as handed to `Ledger::settle`.
 pub(crate) struct Ending {
     pub status: NodeStatus,
     pub attempts: u32,

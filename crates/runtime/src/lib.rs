@@ -3,13 +3,13 @@
 //! * [`run`](mod@run): starting a run, from scratch or from partial state (nodes that settled in
 //!   an earlier run), and the executor of the inner work nodes ask for (a `map`'s items, a
 //!   sub-workflow).
-//! * [`scheduler`]: the ready-set scheduler. A node starts the moment the last node it needs has
+//! * `scheduler`: the ready-set scheduler. A node starts the moment the last node it needs has
 //!   finished; there are no supersteps. Node tasks live in a `JoinSet` the scheduler owns.
 //! * [`ledger`]: the one place where a node's end is recorded (record, log, event, store,
 //!   [`Observer`]).
-//! * [`attempt`]: one piece of work's attempts: timeout, retry with backoff, panic capture,
+//! * `attempt`: one piece of work's attempts: timeout, retry with backoff, panic capture,
 //!   output checks; for nodes and items alike.
-//! * [`items`]: a node run once per item on behalf of another node.
+//! * `items`: a node run once per item on behalf of another node.
 //! * [`store`]: the state store. Contributions to a key are folded in canonical order, whatever
 //!   order nodes finish in, so parallel and sequential runs end in the same state.
 //! * [`report`]: the run's result: status, final state, per-node report, critical path, speedup.
