@@ -34,8 +34,8 @@ use std::time::{Duration, SystemTime};
 
 use braid_core::registry::parse_params;
 use braid_core::{
-    BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind,
-    Templated,
+    BuildContext, BuildError, FailureKind, NamedAs, Node, NodeContext, NodeError, NodeFuture,
+    NodeKind, Templated,
 };
 use braid_spec::DurationSpec;
 use reqwest::header::{
@@ -492,6 +492,7 @@ impl NodeKind for HttpKind {
                 }
                 v => Extract::Value(cx.with_roots(&["response"], |cx| cx.templated(&pointer, v))),
             };
+            cx.will_write(&pointer, NamedAs::Key, key);
             output.push((key.clone(), extract));
         }
         Ok(Arc::new(Http(Arc::new(HttpNode {
