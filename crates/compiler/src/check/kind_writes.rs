@@ -16,7 +16,7 @@ use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 pub fn kind_writes(m: &Model<'_>, writes: &[Vec<KindWrite>], out: &mut Sink) {
     for ((name, node), declared) in m.spec.nodes.iter().zip(writes) {
         for w in declared {
-            if node.writes.iter().any(|k| *k == w.key) {
+            if node.writes.contains(&w.key) {
                 continue;
             }
             let span = match w.named_as {
