@@ -2,14 +2,15 @@
 //!
 //! This is the step between the checks of the declarations and the checks of the data flow
 //! (`crate::check`): building a node compiles its templates, and the variables they name are the
-//! reads the data-flow checks need. A kind that runs other workflow files loads them here, through
-//! the compiler's loader. Problems become diagnostics (`InvalidParams`, `TemplateSyntax`,
-//! `ExpressionSyntax`); a node whose kind is unknown or refused its parameters gets no handler, and
-//! the plan is not built.
+//! reads the data-flow checks need; a kind also declares the state keys it will write, which the
+//! checks compare with the node's `writes`. A kind that runs other workflow files loads them here,
+//! through the compiler's loader. Problems become diagnostics (`InvalidParams`, `TemplateSyntax`,
+//! `ExpressionSyntax`); a node whose kind is unknown or refused its parameters gets no handler,
+//! and the plan is not built.
 
 use std::sync::Arc;
 
-use braid_core::{BuildContext, Expr, Node, TemplateEnv, TemplateRead, WorkflowLoader};
+use braid_core::{BuildContext, Expr, KindWrite, Node, TemplateEnv, TemplateRead, WorkflowLoader};
 
 use crate::check::Model;
 use crate::diagnostic::{Code, Diagnostic};
@@ -25,6 +26,9 @@ pub struct Built {
     pub whens: Vec<Option<Arc<Expr>>>,
     /// Per node, the variables its templates and `when` read.
     pub reads: Vec<Vec<TemplateRead>>,
+    /// Per node, the state keys its kind said it will write (`map`'s `into`, `llm`'s `output`,
+    /// ...), for [`check::kind_writes`](crate::check::kind_writes).
+    pub writes: Vec<Vec<KindWrite>>,
 }
 
 /// Builds every node of the model: its `when`, then its `with:` through its kind. `loader`
@@ -36,6 +40,7 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
         handlers: Vec::with_capacity(count),
         whens: Vec::with_capacity(count),
         reads: Vec::with_capacity(count),
+        writes: Vec::with_capacity(count),
     };
     for (name, node) in &m.spec.nodes {
         let base = "/nodes/".to_owned() + &escape(name);
@@ -58,6 +63,7 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
             }
         }
         let mut handler = None;
+        let mut writes = Vec::new();
         if let Some(kind) = m.registry.kind(&node.kind) {
             let mut cx = BuildContext::new(&mut built.templates, base.clone() + "/with")
                 .with_registry(m.registry)
@@ -67,7 +73,7 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
                 Err(e) => out.push(
                     Diagnostic::error(
                         Code::InvalidParams,
-                        m.spans.value(&format!("{base}/with{}", e.pointer)),
+                        params_span(m, &base, &e.pointer, node.with.as_ref()),
                         format!(
                             "node `{name}`'s `with` does not fit kind `{}`: {}",
                             node.kind, e.message
@@ -81,6 +87,7 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
                     )),
                 ),
             }
+            writes = cx.declared_writes().to_vec();
             let (r, errors) = cx.finish();
             reads.extend(r);
             for e in errors {
@@ -93,8 +100,30 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
         built.handlers.push(handler);
         built.whens.push(when);
         built.reads.push(reads);
+        built.writes.push(writes);
     }
     built
+}
+
+/// Where a parameter error is: the value at `pointer` (relative to `with:`), or, for a block
+/// mapping or list (one that starts on a line after its key), the key (`inputs:`), since such a
+/// block's span starts at its first entry, which may not be what is wrong.
+fn params_span(
+    m: &Model<'_>,
+    base: &str,
+    pointer: &str,
+    with: Option<&serde_json::Value>,
+) -> crate::diagnostic::Span {
+    let at = format!("{base}/with{pointer}");
+    let block = with
+        .and_then(|w| w.pointer(pointer))
+        .is_some_and(|v| v.is_object() || v.is_array());
+    let (key, value) = (m.spans.key(&at), m.spans.value(&at));
+    if block && !pointer.is_empty() && value.start.line > key.start.line {
+        key
+    } else {
+        value
+    }
 }
 
 /// How to fix a `when` that does not compile, from the mistakes people make most.

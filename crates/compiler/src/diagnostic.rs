@@ -99,7 +99,8 @@ codes! {
     InvalidDefault = "invalid-default",
     /// A node's `with:` block does not fit its kind.
     InvalidParams = "invalid-params",
-    /// A node writes (or falls back on) a key that `state` does not declare.
+    /// A node writes (or falls back on) a key that `state` does not declare, or its kind will write
+    /// a key (`map`'s `into`, an `output` key) that the node's `writes` does not list.
     UndeclaredWrite = "undeclared-write",
     /// A node reads a key that `state` does not declare, or an input that `inputs` does not.
     UnknownReference = "unknown-reference",

@@ -205,7 +205,7 @@ fn middle(
     }
     let declared = check::declarations(model, out);
     let built = build::nodes(model, loader, out);
-    let node_reads = check::data_flow(model, &declared, &built.reads, out);
+    let node_reads = check::data_flow(model, &declared, &built.reads, &built.writes, out);
     let files = loader.files(root);
     let fingerprint = fingerprint::fingerprint(&files);
     let plan = lower::lower(model, declared, built, &node_reads, fingerprint, out);

@@ -27,7 +27,8 @@ pub use plan::{
 };
 pub use reducer::{Reducer, ReducerError};
 pub use registry::{
-    BuildContext, BuildError, BuildErrorKind, NodeKind, Registry, TemplateRead, WorkflowLoader,
+    BuildContext, BuildError, BuildErrorKind, KindWrite, NamedAs, NodeKind, Registry, TemplateRead,
+    WorkflowLoader,
 };
 pub use template::{Expr, TemplateEnv, TemplateError, TemplateId, Templated};
 pub use work::{Executor, ItemCheck, Items, ItemsOutcome, SubRun, WorkFuture};

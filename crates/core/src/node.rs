@@ -381,6 +381,28 @@ impl NodeContext {
         Ok(value.render(self.templates(), &ctx)?)
     }
 
+    /// As [`render_with`](Self::render_with), with `extra` made by
+    /// [`declared_vars`](crate::template::declared_vars): a lookup of a key it does not declare
+    /// fails naming the key.
+    ///
+    /// # Errors
+    ///
+    /// As [`render`](Self::render).
+    pub fn render_with_vars(
+        &self,
+        value: &Templated,
+        extra: &crate::template::TemplateVars,
+    ) -> Result<Value, NodeError> {
+        if let Templated::Literal(v) = value {
+            return Ok(v.clone());
+        }
+        let ctx = minijinja::context! {
+            ..extra.0.clone(),
+            ..self.template_context().clone()
+        };
+        Ok(value.render(self.templates(), &ctx)?)
+    }
+
     /// A context for an inner node run on this node's behalf (such as one item of a `map`): the
     /// same node name, attempt, inputs, state, templates and emitter, with its own `seed` and its
     /// own template variables `vars` (a JSON object, replacing any this context has).

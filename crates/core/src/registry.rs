@@ -114,6 +114,29 @@ pub struct TemplateRead {
     pub path: String,
 }
 
+/// Where a [`KindWrite`]'s key is named: as a mapping key (`output: { answer: … }`) or as a
+/// value (`into: summaries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedAs {
+    /// The key is the mapping key at the pointer.
+    Key,
+    /// The key is the string value at the pointer.
+    Value,
+}
+
+/// A state key a node's kind will write, declared while it builds
+/// ([`BuildContext::will_write`]), so the compiler can check it against the node's `writes`
+/// before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindWrite {
+    /// Where the key is named, as an absolute JSON pointer (`/nodes/each/with/into`).
+    pub pointer: String,
+    /// Whether the key is the mapping key or the value at `pointer`.
+    pub named_as: NamedAs,
+    /// The state key.
+    pub key: String,
+}
+
 /// Loads another workflow file for a node that runs it (the `workflow` and `map` kinds). The
 /// compiler provides one: it resolves paths against the referring file, caches plans, and reports
 /// cycles across files.
@@ -142,6 +165,8 @@ pub struct BuildContext<'a> {
     /// Reads of the extra roots (absolute pointers), for the kind that provides them to check
     /// ([`root_reads`](Self::root_reads)).
     root_reads: Vec<TemplateRead>,
+    /// The keys the kind of the node being built said it will write.
+    writes: Vec<KindWrite>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -157,6 +182,7 @@ impl<'a> BuildContext<'a> {
             loader: None,
             extra_roots: Vec::new(),
             root_reads: Vec::new(),
+            writes: Vec::new(),
         }
     }
 
@@ -200,6 +226,25 @@ impl<'a> BuildContext<'a> {
         })
     }
 
+    /// Declares a state key the node will write (`map`'s `into`, an `llm`'s `output` keys, ...),
+    /// named at `pointer` (relative to this context's base) as a mapping key or a value. The
+    /// compiler checks every declared key against the node's `writes`, so a key missing there is
+    /// reported by `braid validate`, not after the work is done. A kind whose keys are known only
+    /// at run time (a program's update) declares nothing.
+    pub fn will_write(&mut self, pointer: &str, named_as: NamedAs, key: &str) {
+        self.writes.push(KindWrite {
+            pointer: format!("{}{pointer}", self.base),
+            named_as,
+            key: key.to_owned(),
+        });
+    }
+
+    /// The keys declared with [`will_write`](Self::will_write) so far, by this node's kind (not
+    /// by inner nodes: what an inner node writes is its item's result, not this node's update).
+    pub fn declared_writes(&self) -> &[KindWrite] {
+        &self.writes
+    }
+
     /// Builds an inner node of kind `kind` from `params`, located at `pointer` (relative to this
     /// context's base), sharing this context's templates, reads and errors.
     ///
@@ -229,7 +274,10 @@ impl<'a> BuildContext<'a> {
         let k = k.clone();
         let outer = std::mem::take(&mut self.base);
         self.base = format!("{outer}{pointer}/with");
+        let writes = self.writes.len();
         let built = k.build(params, self);
+        // The inner node's writes make its items' results, which the outer kind shapes.
+        self.writes.truncate(writes);
         self.base = outer;
         built.map_err(|e| BuildError {
             pointer: format!("{pointer}/with{}", e.pointer),

@@ -16,7 +16,10 @@ use std::sync::{Arc, LazyLock};
 use minijinja::{AutoEscape, Environment, Expression, UndefinedBehavior};
 use serde_json::Value;
 
+mod declared;
 mod fast;
+
+pub use declared::{TemplateVars, declared_vars};
 
 /// Instructions one evaluation of a template or expression may execute before it fails. Bounds a
 /// template's loops; generous for prompts over thousands of documents.

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use braid_core::registry::parse_params;
 use braid_core::{
-    BuildContext, BuildError, Node, NodeContext, NodeError, NodeFuture, NodeKind, Templated,
+    BuildContext, BuildError, NamedAs, Node, NodeContext, NodeError, NodeFuture, NodeKind,
+    Templated,
 };
 use braid_spec::DurationSpec;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -599,6 +600,15 @@ impl NodeKind for LlmKind {
                     "/price",
                     "prices are numbers of dollars, zero or more",
                 ));
+            }
+        }
+        for (field, key) in [
+            ("text", &o.text),
+            ("usage", &o.usage),
+            ("cost_usd", &o.cost_usd),
+        ] {
+            if let Some(key) = key {
+                cx.will_write(&format!("/output/{field}"), NamedAs::Value, key);
             }
         }
         let model = cx.templated("/model", &Value::String(p.model.clone()));

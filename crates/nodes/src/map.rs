@@ -34,8 +34,8 @@ use braid_core::node::type_name;
 use braid_core::plan::RetryPolicy;
 use braid_core::registry::{duration_param, parse_params};
 use braid_core::{
-    BuildContext, BuildError, FailureKind, ItemCheck, Items, ItemsOutcome, Node, NodeContext,
-    NodeError, NodeFuture, NodeKind, Templated,
+    BuildContext, BuildError, FailureKind, ItemCheck, Items, ItemsOutcome, NamedAs, Node,
+    NodeContext, NodeError, NodeFuture, NodeKind, Templated,
 };
 use braid_spec::DurationSpec;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -324,6 +324,7 @@ impl NodeKind for MapKind {
         let inner = cx.with_roots(&["item", "index"], |cx| {
             cx.build_node("/node", &p.node.kind, with.as_ref())
         })?;
+        cx.will_write("/into", NamedAs::Value, &p.into);
         Ok(Arc::new(MapNode {
             over,
             inner,
@@ -363,6 +364,13 @@ mod tests {
             "node": { "kind": "transform", "with": { "output": { "x": "{{ item.n + index }} {{ inputs.q }}" } } }
         });
         assert!(MapKind.build(Some(&params), &mut cx).is_ok());
+        // The map writes `into`; what the inner transform writes is each item's result.
+        let writes: Vec<(&str, &str)> = cx
+            .declared_writes()
+            .iter()
+            .map(|w| (w.pointer.as_str(), w.key.as_str()))
+            .collect();
+        assert_eq!(writes, [("/nodes/m/with/into", "out")]);
         let bad = serde_json::json!({ "over": [1], "into": "out", "node": { "kind": "nope" } });
         let err = MapKind.build(Some(&bad), &mut cx).err().map(|e| e.pointer);
         assert_eq!(err.as_deref(), Some("/node/kind"));

@@ -20,13 +20,16 @@
 use std::sync::Arc;
 
 use braid_core::registry::parse_params;
+use braid_core::template;
 use braid_core::{
-    BuildContext, BuildError, Node, NodeContext, NodeError, NodeFuture, NodeKind, Plan, SubRun,
-    Templated, WorkFuture,
+    BuildContext, BuildError, NamedAs, Node, NodeContext, NodeError, NodeFuture, NodeKind, Plan,
+    SubRun, Templated, WorkFuture,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::http::escape;
 
 /// Parameters of the `workflow` kind.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -132,6 +135,7 @@ impl NodeKind for WorkflowKind {
                 ));
             }
         }
+        check_inputs(&plan, &p.inputs)?;
         let mut outputs = Vec::with_capacity(p.outputs.len());
         for (mine, theirs) in p.outputs {
             let Some(theirs) = theirs.as_str() else {
@@ -155,6 +159,7 @@ impl NodeKind for WorkflowKind {
                     ),
                 ));
             }
+            cx.will_write(&format!("/outputs/{}", escape(&mine)), NamedAs::Key, &mine);
             outputs.push((mine, theirs.to_owned()));
         }
         let inputs = cx.templated("/inputs", &Value::Object(p.inputs));
@@ -163,5 +168,67 @@ impl NodeKind for WorkflowKind {
             inputs,
             outputs,
         }))
+    }
+}
+
+/// Checks what the file gives the sub-workflow against its inputs, as far as it can be known
+/// before the node runs: a literal of the wrong type (`InputType::accepts`, the runtime's check)
+/// and a required input left out. A string that is one `{{ expression }}` keeps its value's type,
+/// which only the run knows; any other template renders to text.
+fn check_inputs(plan: &Plan, given: &Map<String, Value>) -> Result<(), BuildError> {
+    for decl in plan.inputs() {
+        let Some(value) = given.get(&*decl.name) else {
+            continue;
+        };
+        let fits = match value {
+            Value::String(s) if template::is_template(s) => {
+                if template::single_expression(s).is_some() {
+                    continue;
+                }
+                decl.ty.accepts(&Value::String(String::new()))
+            }
+            v => decl.ty.accepts(v),
+        };
+        if !fits {
+            return Err(BuildError::params(
+                format!("/inputs/{}", escape(&decl.name)),
+                format!(
+                    "workflow `{}`'s input `{}` is of type `{}`, but this gives it {}",
+                    plan.name(),
+                    decl.name,
+                    decl.ty.as_str(),
+                    describe(value),
+                ),
+            ));
+        }
+    }
+    let missing: Vec<String> = plan
+        .inputs()
+        .iter()
+        .filter(|d| d.default.is_none() && !given.contains_key(&*d.name))
+        .map(|d| format!("`{}` (type `{}`)", d.name, d.ty.as_str()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(BuildError::params(
+        "/inputs",
+        format!(
+            "workflow `{}` requires input{} {}, which `inputs` does not give",
+            plan.name(),
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// A value as a diagnostic names it: its JSON type and, when short, itself.
+fn describe(value: &Value) -> String {
+    let ty = braid_core::node::type_name(value);
+    let text = value.to_string();
+    if text.chars().count() <= 40 {
+        format!("{ty} `{text}`")
+    } else {
+        ty.to_owned()
     }
 }

@@ -7,10 +7,12 @@
 //!
 //! The rules run in two groups, on either side of the kind builds (`crate::build`):
 //! [`declarations`] checks what the file declares (the graph, names, state keys, writes and
-//! fallbacks); [`data_flow`] checks what nodes read, which only the builds reveal (the variables
-//! their templates and `when` name), and which writers may run at the same time.
+//! fallbacks); [`data_flow`] checks what the builds reveal: the keys kinds will write (against
+//! `writes`), what nodes read (the variables their templates and `when` name), and which writers
+//! may run at the same time.
 
 mod graph;
+mod kind_writes;
 mod names;
 mod shell;
 mod state;
@@ -18,10 +20,11 @@ mod state;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use braid_core::{Reducer, Registry, TemplateRead};
+use braid_core::{KindWrite, Reducer, Registry, TemplateRead};
 use braid_spec::Workflow;
 
 pub use graph::{Ancestry, cycles, needs};
+pub use kind_writes::kind_writes;
 pub use names::{inputs, kinds};
 pub use shell::shell_templates;
 pub use state::{channels, concurrent_replace, fallbacks, reads, writes};
@@ -135,7 +138,8 @@ pub fn declarations(m: &Model<'_>, out: &mut Sink) -> Declared {
     }
 }
 
-/// The checks of the data flow, after the kind builds: what each node reads (its `reads`, plus
+/// The checks of the data flow, after the kind builds: what each node's kind will write
+/// (`kind_writes[node]`) must be in its `writes`; what each node reads (its `reads`, plus
 /// `template_reads[node]`, what its templates and `when` name) must be declared and written only
 /// upstream, and no two writers of a `replace` key may run at the same time. Returns, per node,
 /// the keys (declaration positions) it reads.
@@ -143,8 +147,10 @@ pub fn data_flow(
     m: &Model<'_>,
     declared: &Declared,
     template_reads: &[Vec<TemplateRead>],
+    kind_writes: &[Vec<KindWrite>],
     out: &mut Sink,
 ) -> Vec<Vec<usize>> {
+    self::kind_writes(m, kind_writes, out);
     let mut writers: Vec<Vec<usize>> = vec![Vec::new(); m.spec.state.len()];
     for (i, node) in m.spec.nodes.values().enumerate() {
         for key in &node.writes {

@@ -47,7 +47,9 @@ fn invalid_fixtures_report_their_code_and_match_their_snapshot() {
     assert!(files.len() >= 35, "only {} invalid fixtures", files.len());
     let mut problems = Vec::new();
     for (file, text) in &files {
-        let c = compile(&compiler, file, text);
+        // Compiled at its real path, so that the workflow files it names resolve.
+        let at = crate::common::workspace().join(INVALID).join(file);
+        let c = compile(&compiler, &at.to_string_lossy(), text);
         let path = format!("{INVALID}/{file}");
         let rendered = braid_compiler::render::human(&path, text, &c.diagnostics, false);
         insta::with_settings!({

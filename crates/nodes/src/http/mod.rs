@@ -34,8 +34,8 @@ use std::time::{Duration, SystemTime};
 
 use braid_core::registry::parse_params;
 use braid_core::{
-    BuildContext, BuildError, FailureKind, Node, NodeContext, NodeError, NodeFuture, NodeKind,
-    Templated,
+    BuildContext, BuildError, FailureKind, NamedAs, Node, NodeContext, NodeError, NodeFuture,
+    NodeKind, Templated,
 };
 use braid_spec::DurationSpec;
 use reqwest::header::{
@@ -211,8 +211,8 @@ impl Node for Http {
 
 impl HttpNode {
     async fn attempt(&self, ctx: &NodeContext, secrets: &mut Resolved) -> Result<Value, NodeError> {
-        let vars = secrets.vars();
-        let url = match ctx.render_with(&self.url, &vars)? {
+        let vars = secrets.template_vars();
+        let url = match ctx.render_with_vars(&self.url, &vars)? {
             Value::String(s) => s,
             other => {
                 return Err(
@@ -223,7 +223,7 @@ impl HttpNode {
         let mut url = parse_url(&url)?;
         let mut query = Vec::new();
         for (name, value) in &self.query {
-            match ctx.render_with(value, &vars)? {
+            match ctx.render_with_vars(value, &vars)? {
                 Value::Array(items) => {
                     for item in &items {
                         if let Some(s) = scalar(item, &format!("query parameter `{name}`"))? {
@@ -258,7 +258,7 @@ impl HttpNode {
         };
         let mut headers = HeaderMap::with_capacity(self.headers.len() + 1);
         for (name, value) in &self.headers {
-            let v = ctx.render_with(value, &vars)?;
+            let v = ctx.render_with_vars(value, &vars)?;
             let Some(v) = scalar(&v, &format!("header `{name}`"))? else {
                 continue;
             };
@@ -279,7 +279,7 @@ impl HttpNode {
         }
         let mut body = None;
         if let Some(template) = &self.body {
-            let rendered = ctx.render_with(template, &vars)?;
+            let rendered = ctx.render_with_vars(template, &vars)?;
             let bytes = serde_json::to_vec(&rendered)
                 .map_err(|e| NodeError::new(format!("the body is not JSON: {e}")).permanent())?;
             if !headers.contains_key(CONTENT_TYPE) {
@@ -511,6 +511,7 @@ impl NodeKind for HttpKind {
                 }
                 v => Extract::Value(cx.with_roots(&["response"], |cx| cx.templated(&pointer, v))),
             };
+            cx.will_write(&pointer, NamedAs::Key, key);
             output.push((key.clone(), extract));
         }
         Ok(Arc::new(Http(Arc::new(HttpNode {

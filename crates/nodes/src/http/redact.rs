@@ -113,9 +113,12 @@ impl Resolved {
         self.needles.dedup();
     }
 
-    /// The template variables: `{ "secrets": { name: value } }`.
-    pub(crate) fn vars(&self) -> Value {
-        self.vars.clone()
+    /// The secrets as template variables (`secrets.NAME`) in which a name computed at run time
+    /// that is not declared fails naming it, not as an undefined value.
+    pub(crate) fn template_vars(&self) -> braid_core::template::TemplateVars {
+        let empty = Map::new();
+        let values = self.vars["secrets"].as_object().unwrap_or(&empty);
+        braid_core::template::declared_vars("secrets", "secret", values)
     }
 
     /// One secret's value.

@@ -458,6 +458,26 @@ fn invalid_params_are_diagnostics() {
     assert_eq!(d.span().start.line, 19, "at the header's template");
 }
 
+/// A secret whose name is computed at run time (`secrets[...]`), which the compiler cannot check,
+/// fails naming it and the declared ones, not as a bare undefined value. (`PATH` is set wherever
+/// tests run.)
+#[tokio::test(start_paused = true)]
+async fn an_undeclared_secret_named_at_run_time_is_named_in_the_failure() {
+    let yaml = one_node(
+        "first",
+        "",
+        "      url: http://127.0.0.1:1/x\n      headers: { Authorization: \"Bearer {{ secrets[inputs.query] }}\" }\n      secrets: { token: PATH }",
+    );
+    let (result, _) = run(&yaml, json!({ "query": "tokn" })).await;
+    let (kind, message, attempts) = failure(&result);
+    assert_eq!(kind, FailureKind::Error);
+    assert_eq!(
+        message,
+        "template: undefined value: secret `tokn` is not declared; declared: `token`"
+    );
+    assert_eq!(attempts, 1, "permanent");
+}
+
 /// On a machine without CA certificates (a minimal container) the workflow still compiles and
 /// `http://` works; `https://` fails at connect and says why.
 #[test]
