@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use braid::{Engine, Source, render};
 use clap::ValueEnum;
 
-use crate::exit;
+use crate::{exit, telemetry};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -80,7 +80,7 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         let (text, diagnostics) = match std::fs::read_to_string(file) {
             Ok(text) => {
                 let source = Source::new(name.clone(), text);
-                let c = engine.compile(&source);
+                let c = telemetry::compiling(|| engine.compile(&source));
                 (source.text, c.diagnostics)
             }
             Err(e) => {

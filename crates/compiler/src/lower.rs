@@ -7,7 +7,10 @@ use std::time::Duration;
 use braid_core::plan::{
     ExecutionMode, InputDecl, NodeParts, OnErrorPolicy, RetryPolicy, ValueType,
 };
-use braid_core::{BuildContext, Channel, KeyId, Plan, PlanParts, Registry, TemplateEnv};
+use braid_core::{
+    BuildContext, BuildError, BuildErrorKind, Channel, KeyId, Plan, PlanParts, Registry,
+    TemplateEnv,
+};
 use braid_spec::{DurationSpec, ExecutionMode as SpecMode, InputType, OnError, Workflow};
 
 use crate::check::{self, Ancestry, Model};
@@ -53,6 +56,21 @@ fn duration(
     }
 }
 
+/// The `internal` diagnostic for a template or `when` the engine panicked on (caught in
+/// `braid_core::template`), if `e` is one.
+fn engine_panic(
+    e: &BuildError,
+    spans: &SpanMap,
+    site: std::fmt::Arguments<'_>,
+) -> Option<Diagnostic> {
+    (e.kind == BuildErrorKind::EnginePanic).then(|| {
+        crate::guard::internal(
+            format_args!("{site}: {}", e.message),
+            spans.value(&e.pointer),
+        )
+    })
+}
+
 /// How to fix a `when` that does not compile, from the mistakes people make most.
 fn expression_help(src: &str) -> String {
     let trimmed = src.trim();
@@ -61,6 +79,10 @@ fn expression_help(src: &str) -> String {
         return format!(
             "`when` is an expression, not a template: write `{inner}` without `{{{{ }}}}`"
         );
+    }
+    if trimmed.contains("}}") {
+        return "remove the `}}`: `when` is a bare expression, with no `{{ }}` around it"
+            .to_owned();
     }
     for (op, word) in [("&&", "and"), ("||", "or"), ("===", "==")] {
         if src.contains(op) {
@@ -121,6 +143,10 @@ pub fn lower(
             let (r, errors) = cx.finish();
             reads.extend(r);
             for e in errors {
+                if let Some(d) = engine_panic(&e, spans, format_args!("node `{name}`'s `when`")) {
+                    out.push(d);
+                    continue;
+                }
                 out.push(
                     Diagnostic::error(
                         Code::ExpressionSyntax,
@@ -156,6 +182,12 @@ pub fn lower(
             let (r, errors) = cx.finish();
             reads.extend(r);
             for e in errors {
+                if let Some(d) =
+                    engine_panic(&e, spans, format_args!("a template in node `{name}`"))
+                {
+                    out.push(d);
+                    continue;
+                }
                 out.push(
                     Diagnostic::error(Code::TemplateSyntax, spans.within(spans.value(&e.pointer), e.range.clone()), format!("template in node `{name}` does not compile: {}", e.message))
                         .help("fix the template: `{{ expression }}` for values, `{% if %}…{% endif %}` for blocks"),

@@ -8,6 +8,8 @@
 //! * `schema_drift`: the committed `schemas/workflow.schema.json` is what the types generate.
 //! * `limits`: inputs too large to keep as fixtures, generated in code.
 //! * `no_panic`: mutated variants of the valid fixtures never panic the compiler.
+//! * `fuzz`: what fuzzing found (`tests/fixtures/fuzz/`) and stray template delimiters,
+//!   fixed and random, get diagnostics, never a panic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -15,6 +17,8 @@
 mod common;
 #[path = "compiler/fixtures.rs"]
 mod fixtures;
+#[path = "compiler/fuzz.rs"]
+mod fuzz;
 #[path = "compiler/limits.rs"]
 mod limits;
 #[path = "compiler/no_panic.rs"]

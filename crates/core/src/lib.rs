@@ -25,4 +25,4 @@ pub use reducer::{Reducer, ReducerError};
 pub use registry::{
     BuildContext, BuildError, BuildErrorKind, NodeKind, Registry, TemplateRead, WorkflowLoader,
 };
-pub use template::{Expr, TemplateEnv, TemplateError, TemplateId, Templated};
+pub use template::{Expr, TemplateEnv, TemplateError, TemplateErrorKind, TemplateId, Templated};
