@@ -109,3 +109,23 @@ pub(crate) fn quiet_caught_panics() {
         }
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiling_marks_only_its_own_span_even_when_it_unwinds() {
+        assert!(!COMPILING.get());
+        assert!(compiling(|| COMPILING.get()));
+        assert!(!COMPILING.get());
+        // A nested call leaves the outer mark in place.
+        assert!(compiling(|| {
+            compiling(|| ());
+            COMPILING.get()
+        }));
+        let unwound = std::panic::catch_unwind(|| compiling(|| panic!("boom")));
+        assert!(unwound.is_err());
+        assert!(!COMPILING.get());
+    }
+}
