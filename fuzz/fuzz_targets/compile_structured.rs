@@ -6,7 +6,7 @@
 //! keys, values, durations, conditions and templates come from small pools of plausible and
 //! slightly wrong choices, then splices in lines taken from the real workflows in `workflows/`
 //! (collected by `build.rs`), possibly re-indented, and a few raw strings. A node's `when` or a
-//! `mock` output may instead be a `Text`: pieces (names, operators, every template delimiter,
+//! `with: output:` value may instead be a `Text`: pieces (names, operators, every template delimiter,
 //! balanced or not) in any order, plain or quoted, so the template engine's lexer and parser see
 //! unbalanced and stray delimiters (issue 17: `when: a }}}` made minijinja panic).
 
