@@ -5,7 +5,10 @@
 //! `arbitrary` picks a skeleton (header, inputs, state, execution, nodes) whose names, kinds,
 //! keys, values, durations, conditions and templates come from small pools of plausible and
 //! slightly wrong choices, then splices in lines taken from the real workflows in `workflows/`
-//! (collected by `build.rs`), possibly re-indented, and a few raw strings.
+//! (collected by `build.rs`), possibly re-indented, and a few raw strings. A node's `when` or a
+//! `with: output:` value may instead be a `Text`: pieces (names, operators, every template delimiter,
+//! balanced or not) in any order, plain or quoted, so the template engine's lexer and parser see
+//! unbalanced and stray delimiters (issue 17: `when: a }}}` made minijinja panic).
 
 #![no_main]
 
@@ -46,6 +49,10 @@ const CONDITIONS: &[&str] = &[
     "inputs.enable_rag", "inputs.enable_tools", "not inputs.enable_rag", "state.cost_usd > 1",
     "state.rag_results | length > 0", "inputs.missing", "state.nope", "true", "1 +", "{{ inputs.x }}",
     "\"\"", "inputs.query == 'a' and state.x", "(((((", "range(1000000000) | length",
+    // Unbalanced and stray delimiters (issue 17: `a }}}` made the engine's lexer panic).
+    "inputs.enable_rag }}}", "inputs.enable_rag }} x", "a -}}b", "a +}} ", "(a }}", "a) }}}}",
+    "[a }}", "{a: b}}}", "'}}' }}}", "\"{{ inputs.x }}}\"", "{{ inputs.x", "a }", "a %} b",
+    "{% if a %}", "a #} b", "\"a }}\\n\"",
 ];
 const TEMPLATES: &[&str] = &[
     "\"{{ inputs.query }}\"", "\"{{ state.rag_results | map(attribute='doc') | list }}\"",
@@ -53,6 +60,18 @@ const TEMPLATES: &[&str] = &[
     "\"{{ 1 / 0 }}\"", "\"{{ inputs.query\"", "\"{{ state.nope }}\"", "\"{{ }}\"", "\"{% if %}\"",
     "\"{{ inputs.query | nosuchfilter }}\"", "\"{{ state.cost_usd }}\"", "\"{% macro m() %}{% endmacro %}\"",
     "\"{{ self }}\"", "\"{% include 'x' %}\"", "\"{% raw %}{{{% endraw %}\"",
+    // Unbalanced and stray delimiters.
+    "\"{{ inputs.query }}}\"", "\"{{ inputs.query }} }}\"", "\"{{{{ inputs.query }}\"",
+    "\"{{ inputs.query -}}}\"", "\"{{ '}}' }}\"", "\"{% if inputs.query %}}}{% endif %}\"",
+    "\"{# }} #}}\"", "\"{% raw %}}}{% endraw %}}\"", "\"{{ {'a': 1}}}\"", "\"}}{{\"",
+    "\"{%- for c in state.citations -%}}{% endfor %}\"", "\"{{ (inputs.query }}\"",
+];
+/// Pieces of expressions and templates, joined in any order by `Text`: names, operators and
+/// every delimiter, balanced or not, so the engine's lexer sees any sequence of them.
+const PIECES: &[&str] = &[
+    "inputs", "state", ".", "query", "enable_rag", "x", " ", "}}", "{{", "}", "{", "(", ")", "[", "]",
+    "'", "\"", "-", "+", "|", "length", "default", "and", "not", "==", "%}", "{%", "#}", "{#", "~",
+    "\\", "0", "1.5", ",", ":", "if", "for", "in", "endif", "endfor", "raw", "endraw", "item", "\n",
 ];
 const ON_ERROR: &[&str] = &["fail", "continue", "ignore", "retry", "\"\""];
 const MODES: &[&str] = &["parallel", "sequential", "random"];
@@ -79,6 +98,8 @@ struct Node {
     kind: Option<u8>,
     needs: Vec<u8>,
     when: Option<u8>,
+    /// A `when` built from pieces instead (wins over `when`).
+    when_text: Option<Text>,
     reads: Vec<u8>,
     writes: Vec<u8>,
     timeout: Option<u8>,
@@ -86,6 +107,24 @@ struct Node {
     on_error: Option<u8>,
     fallback: Vec<(u8, u8)>,
     with: Option<Vec<With>>,
+}
+
+/// A string made of [`PIECES`], written as a plain or a double-quoted YAML scalar.
+#[derive(Arbitrary, Debug)]
+struct Text {
+    quoted: bool,
+    pieces: Vec<u8>,
+}
+
+impl Text {
+    fn yaml(&self) -> String {
+        let text: String = self.pieces.iter().take(48).map(|&p| pick(PIECES, p)).collect();
+        if self.quoted {
+            serde_json::to_string(&text).unwrap_or_default()
+        } else {
+            text.replace('\n', " ")
+        }
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -99,6 +138,8 @@ enum With {
     Panic(bool),
     Hang(bool),
     Unknown(u8),
+    /// An output whose value is a template made of pieces.
+    OutputText(u8, Text),
 }
 
 #[derive(Arbitrary, Debug)]
@@ -180,7 +221,9 @@ fn render_node(n: &Node, y: &mut String) {
     if !n.needs.is_empty() {
         let _ = writeln!(y, "    needs: [{}]", list(NODE_NAMES, &n.needs));
     }
-    if let Some(w) = n.when {
+    if let Some(t) = &n.when_text {
+        let _ = writeln!(y, "    when: {}", t.yaml());
+    } else if let Some(w) = n.when {
         let _ = writeln!(y, "    when: {}", pick(CONDITIONS, w));
     }
     if !n.reads.is_empty() {
@@ -245,6 +288,9 @@ fn render_node(n: &Node, y: &mut String) {
                 }
                 With::Unknown(v) => {
                     let _ = writeln!(y, "      {}: {}", pick(KEYS, *v), pick(VALUES, *v));
+                }
+                With::OutputText(k, t) => {
+                    let _ = writeln!(y, "      output:\n        {}: {}", pick(KEYS, *k), t.yaml());
                 }
             }
         }

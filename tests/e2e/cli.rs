@@ -67,6 +67,41 @@ fn invalid_files_exit_1_with_located_diagnostics() {
 }
 
 #[test]
+fn files_that_crashed_the_compiler_get_diagnostics_not_a_panic() {
+    let out = braid(&["validate", "tests/fixtures/fuzz/"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("error[expression-syntax]: node `n`'s `when` does not compile"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(" --> tests/fixtures/fuzz/when-extra-closing-braces.yaml:11:13"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // `run` and `graph` load through the facade: the same diagnostic, nothing ran.
+    for command in ["run", "graph"] {
+        let out = braid(&[
+            command,
+            "tests/fixtures/fuzz/when-extra-closing-braces.yaml",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("error[expression-syntax]"),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+    }
+}
+
+#[test]
 fn github_format_annotates_each_problem() {
     let out = braid(&["validate", "--format", "github", "tests/fixtures/invalid/"]);
     assert_eq!(out.status.code(), Some(1));

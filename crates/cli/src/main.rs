@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init_logs(cli.log_format, cli.verbose, validate::color());
-    telemetry::quiet_node_panics();
+    telemetry::quiet_caught_panics();
     let engine = braid::Engine::new();
     let result = match cli.command {
         Command::Validate(args) => validate::main(&engine, &args),

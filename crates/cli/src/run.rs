@@ -11,7 +11,7 @@ use braid::{Engine, ExecutionMode, NodeStatus, RunOptions, RunResult, RunStatus,
 use serde_json::{Map, Value};
 
 use crate::live::{self, Display};
-use crate::{exit, timeline, validate};
+use crate::{exit, telemetry, timeline, validate};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -117,7 +117,7 @@ pub(crate) fn load(
     engine: &Engine,
     file: &std::path::Path,
 ) -> anyhow::Result<Result<braid::Workflow, u8>> {
-    match engine.load_file(file) {
+    match telemetry::compiling(|| engine.load_file(file)) {
         Ok(w) => {
             if !w.warnings().is_empty() {
                 crate::output::err(&render::human(

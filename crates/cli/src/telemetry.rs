@@ -4,6 +4,7 @@
 //! The library crates only emit (tracing spans and events, `metrics` facade calls); installing a
 //! subscriber or recorder is the embedding program's choice, and this is the CLI's.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use clap::ValueEnum;
@@ -69,16 +70,62 @@ pub(crate) fn metrics_text() -> String {
         .unwrap_or_default()
 }
 
-/// A panic in a node is caught and reported as that node's failure; the default hook would also
-/// print it (and a backtrace) over the live view. Panics on runtime worker threads go to the
+thread_local! {
+    /// Whether this thread is inside [`compiling`].
+    static COMPILING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, a compilation, with panics on this thread kept off the terminal.
+///
+/// `Compiler::compile` catches every panic raised while it runs (in a YAML, JSON Schema or
+/// template library, or in Braid) and reports it as an `internal` diagnostic, which `braid`
+/// prints like any other; the default hook would also spray `thread 'main' panicked at ...` over
+/// the diagnostics. Nothing else runs on this thread meanwhile, so the hook only hides panics
+/// that are caught, and it still sends them to the debug log (`-vv`), with their location.
+pub(crate) fn compiling<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            COMPILING.set(self.0);
+        }
+    }
+    let _reset = Reset(COMPILING.replace(true));
+    f()
+}
+
+/// Panics that `braid` catches and reports itself stay off the terminal: a panic in a node is
+/// that node's failure (the default hook would print it, and a backtrace, over the live view),
+/// and a panic while compiling is an `internal` diagnostic (see [`compiling`]). Those go to the
 /// debug log instead; any other panic (a bug in `braid` itself) is printed as usual.
-pub(crate) fn quiet_node_panics() {
+pub(crate) fn quiet_caught_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() == Some("tokio-runtime-worker") {
+        if COMPILING.get() {
+            tracing::debug!(panic = %info, "the compiler panicked; it is reported as an internal diagnostic");
+        } else if std::thread::current().name() == Some("tokio-runtime-worker") {
             tracing::debug!(panic = %info, "a node panicked; it is reported as a node failure");
         } else {
             default(info);
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiling_marks_only_its_own_span_even_when_it_unwinds() {
+        assert!(!COMPILING.get());
+        assert!(compiling(|| COMPILING.get()));
+        assert!(!COMPILING.get());
+        // A nested call leaves the outer mark in place.
+        assert!(compiling(|| {
+            compiling(|| ());
+            COMPILING.get()
+        }));
+        let unwound = std::panic::catch_unwind(|| compiling(|| panic!("boom")));
+        assert!(unwound.is_err());
+        assert!(!COMPILING.get());
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use braid::{Engine, render};
 use clap::ValueEnum;
 
-use crate::{exit, output};
+use crate::{exit, output, telemetry};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -117,7 +117,7 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         let name = file.display().to_string();
         let (text, diagnostics) = match engine.read_file(file) {
             Ok(source) => {
-                let c = engine.compile(&source);
+                let c = telemetry::compiling(|| engine.compile(&source));
                 (source.text, c.diagnostics)
             }
             Err(braid::Error::Io { source: e, .. }) => {

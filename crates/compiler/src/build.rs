@@ -10,7 +10,10 @@
 
 use std::sync::Arc;
 
-use braid_core::{BuildContext, Expr, KindWrite, Node, TemplateEnv, TemplateRead, WorkflowLoader};
+use braid_core::{
+    BuildContext, BuildError, BuildErrorKind, Expr, KindWrite, Node, TemplateEnv, TemplateRead,
+    WorkflowLoader,
+};
 
 use crate::check::Model;
 use crate::diagnostic::{Code, Diagnostic};
@@ -52,6 +55,10 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
             let (r, errors) = cx.finish();
             reads.extend(r);
             for e in errors {
+                if let Some(d) = engine_panic(&e, m, format_args!("node `{name}`'s `when`")) {
+                    out.push(d);
+                    continue;
+                }
                 out.push(
                     Diagnostic::error(
                         Code::ExpressionSyntax,
@@ -91,6 +98,10 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
             let (r, errors) = cx.finish();
             reads.extend(r);
             for e in errors {
+                if let Some(d) = engine_panic(&e, m, format_args!("a template in node `{name}`")) {
+                    out.push(d);
+                    continue;
+                }
                 out.push(
                     Diagnostic::error(Code::TemplateSyntax, m.spans.within(m.spans.value(&e.pointer), e.range.clone()), format!("template in node `{name}` does not compile: {}", e.message))
                         .help("fix the template: `{{ expression }}` for values, `{% if %}…{% endif %}` for blocks"),
@@ -126,6 +137,21 @@ fn params_span(
     }
 }
 
+/// The `internal` diagnostic for a template or `when` the engine panicked on (caught in
+/// `braid_core::template`), if `e` is one.
+fn engine_panic(
+    e: &BuildError,
+    m: &Model<'_>,
+    site: std::fmt::Arguments<'_>,
+) -> Option<Diagnostic> {
+    (e.kind == BuildErrorKind::EnginePanic).then(|| {
+        crate::guard::internal(
+            format_args!("{site}: {}", e.message),
+            m.spans.value(&e.pointer),
+        )
+    })
+}
+
 /// How to fix a `when` that does not compile, from the mistakes people make most.
 fn expression_help(src: &str) -> String {
     let trimmed = src.trim();
@@ -134,6 +160,10 @@ fn expression_help(src: &str) -> String {
         return format!(
             "`when` is an expression, not a template: write `{inner}` without `{{{{ }}}}`"
         );
+    }
+    if trimmed.contains("}}") {
+        return "remove the `}}`: `when` is a bare expression, with no `{{ }}` around it"
+            .to_owned();
     }
     for (op, word) in [("&&", "and"), ("||", "or"), ("===", "==")] {
         if src.contains(op) {

@@ -121,7 +121,8 @@ codes! {
     UnusedFallback = "unused-fallback",
     /// The workflow is larger than Braid accepts.
     TooLarge = "too-large",
-    /// A bug in Braid: the schema accepted what the types did not. Please report it.
+    /// A bug in Braid or a library it uses, not in the file: a parser or the compiler panicked on
+    /// it (caught, see `guard`), or the schema accepted what the types did not. Please report it.
     Internal = "internal",
 }
 

@@ -18,7 +18,9 @@
 //!   fields every node has, and builds the [`Plan`].
 //! * [`graph`] renders a plan as Mermaid or Graphviz; [`render`] renders diagnostics.
 //!
-//! The compiler never uses tokio and never runs a node.
+//! The compiler never uses tokio and never runs a node, and it never panics: a panic inside a
+//! third-party parser (YAML, JSON Schema, templates), or anywhere else while compiling, is an
+//! `internal` diagnostic (see `guard`).
 
 pub mod build;
 pub mod check;
@@ -26,6 +28,7 @@ pub mod diagnostic;
 mod file;
 pub mod fingerprint;
 pub mod graph;
+mod guard;
 mod include;
 pub mod load;
 pub mod lower;
@@ -123,13 +126,36 @@ impl Compiler {
         self.validator.schema()
     }
 
-    /// Compiles one source. Never panics, whatever the input.
+    /// Compiles one source. Never panics, whatever the input: a panic while compiling (a bug in
+    /// Braid, a library it uses, or a registered kind's `build`) comes back as an `internal`
+    /// diagnostic.
     pub fn compile(&self, source: &Source) -> Compilation {
         let chain = std::path::Path::new(&source.name)
             .canonicalize()
             .into_iter()
             .collect();
-        self.compile_in(source, chain, &include::Cache::default())
+        const START: Pos = Pos {
+            line: 1,
+            column: 1,
+            offset: 0,
+        };
+        let cache = include::Cache::default();
+        guard::catch(|| self.compile_in(source, chain, &cache)).unwrap_or_else(|panic| {
+            Compilation {
+                plan: None,
+                spec: None,
+                // Where it happened is not known: the file's start.
+                diagnostics: vec![guard::internal(
+                    format_args!("the compiler panicked on this file: {panic}"),
+                    Span {
+                        start: START,
+                        end: START,
+                    },
+                )],
+                // What is known to have been read: the file itself (a service still watches it).
+                files: vec![include::root_file(source)],
+            }
+        })
     }
 
     /// Compiles one source as part of a chain of files (for cycle detection across files).

@@ -16,6 +16,7 @@ use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span as YSpan};
 use serde_json::{Map, Number, Value};
 
 use crate::diagnostic::{Code, Diagnostic, Pos, Span, describe};
+use crate::guard;
 
 /// Bounds on what the loader accepts.
 #[derive(Debug, Clone, Copy)]
@@ -401,8 +402,20 @@ fn unclosed(d: Diagnostic, text: &str, open: Option<Span>) -> Diagnostic {
 }
 
 impl<'a> Loader<'a> {
+    /// The parser's next event: the one place the loader calls into `saphyr-parser`, under
+    /// [`guard::catch`].
     fn next(&mut self) -> Result<(Event<'a>, Span), Diagnostic> {
-        match self.parser.next_event() {
+        let parser = &mut self.parser;
+        let event = guard::catch(|| parser.next_event()).map_err(|panic| {
+            let p = self.last_end;
+            guard::internal(
+                format_args!(
+                    "the YAML parser (saphyr-parser) panicked reading on from here: {panic}"
+                ),
+                Span { start: p, end: p },
+            )
+        })?;
+        match event {
             Some(Ok((ev, s))) => {
                 let s = span(&s);
                 self.last_end = s.end;

@@ -15,6 +15,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::diagnostic::{Code, Diagnostic, describe, did_you_mean};
+use crate::guard;
 use crate::load::{SpanMap, escape};
 
 /// The workflow JSON Schema for the kinds and reducers in `registry`.
@@ -107,7 +108,21 @@ impl SchemaValidator {
     }
 
     /// Checks a document, one diagnostic per problem.
+    ///
+    /// The one place the compiler runs the validator (`jsonschema`): under `guard::catch`, so a
+    /// panic in it is one `internal` diagnostic at the document's root.
     pub fn check(&self, value: &Value, spans: &SpanMap) -> Vec<Diagnostic> {
+        guard::catch(|| self.check_unguarded(value, spans)).unwrap_or_else(|panic| {
+            vec![guard::internal(
+                format_args!(
+                    "the JSON Schema validator (jsonschema) panicked checking this file: {panic}"
+                ),
+                spans.value(""),
+            )]
+        })
+    }
+
+    fn check_unguarded(&self, value: &Value, spans: &SpanMap) -> Vec<Diagnostic> {
         let mut out = Vec::new();
         for e in self.validator.iter_errors(value) {
             if let ValidationErrorKind::FalseSchema = e.kind() {

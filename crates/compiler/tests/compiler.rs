@@ -10,6 +10,8 @@
 //! * `fingerprint`: a plan's identity over its files, and the files a compilation lists.
 //! * `limits`: inputs too large to keep as fixtures, generated in code.
 //! * `no_panic`: mutated variants of the valid fixtures never panic the compiler.
+//! * `fuzz`: what fuzzing found (`tests/fixtures/fuzz/`) and stray template delimiters,
+//!   fixed and random, get diagnostics, never a panic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -21,6 +23,8 @@ mod duration_grammar;
 mod fingerprint;
 #[path = "compiler/fixtures.rs"]
 mod fixtures;
+#[path = "compiler/fuzz.rs"]
+mod fuzz;
 #[path = "compiler/limits.rs"]
 mod limits;
 #[path = "compiler/no_panic.rs"]

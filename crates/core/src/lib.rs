@@ -30,5 +30,5 @@ pub use registry::{
     BuildContext, BuildError, BuildErrorKind, KindWrite, NamedAs, NodeKind, Registry, TemplateRead,
     WorkflowLoader,
 };
-pub use template::{Expr, TemplateEnv, TemplateError, TemplateId, Templated};
+pub use template::{Expr, TemplateEnv, TemplateError, TemplateErrorKind, TemplateId, Templated};
 pub use work::{Executor, ItemCheck, Items, ItemsOutcome, SubRun, WorkFuture};

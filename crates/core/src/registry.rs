@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::node::Node;
 use crate::reducer::{self, Reducer};
-use crate::template::{self, Expr, TemplateEnv, Templated};
+use crate::template::{self, Expr, TemplateEnv, TemplateError, TemplateErrorKind, Templated};
 
 /// A kind of node: parses its `with:` parameters and builds the [`Node`] that runs.
 pub trait NodeKind: Send + Sync + 'static {
@@ -52,6 +52,11 @@ pub enum BuildErrorKind {
     Params,
     /// A template does not compile.
     Template,
+    /// The template engine panicked compiling a template or expression: a bug in the engine or
+    /// in Braid, not in the file (see [`TemplateErrorKind::EnginePanic`]).
+    ///
+    /// [`TemplateErrorKind::EnginePanic`]: crate::template::TemplateErrorKind::EnginePanic
+    EnginePanic,
 }
 
 /// A problem with a node's `with:` block.
@@ -320,8 +325,8 @@ impl<'a> BuildContext<'a> {
                         Err(e) => {
                             // The expression is a slice of `s`: blame the same bytes of `s`.
                             let at = expr.as_ptr() as usize - s.as_ptr() as usize;
-                            let range = e.range.map(|r| r.start + at..r.end + at);
-                            self.error(pointer, e.message, range);
+                            let range = e.range.clone().map(|r| r.start + at..r.end + at);
+                            self.error(pointer, TemplateError { range, ..e });
                             return Templated::Literal(value.clone());
                         }
                     }
@@ -333,7 +338,7 @@ impl<'a> BuildContext<'a> {
                         Templated::Template(id)
                     }
                     Err(e) => {
-                        self.error(pointer, e.message, e.range);
+                        self.error(pointer, e);
                         Templated::Literal(value.clone())
                     }
                 }
@@ -376,7 +381,7 @@ impl<'a> BuildContext<'a> {
                 Some(Arc::new(e))
             }
             Err(e) => {
-                self.error(pointer, e.message, e.range);
+                self.error(pointer, e);
                 None
             }
         }
@@ -399,12 +404,15 @@ impl<'a> BuildContext<'a> {
         }
     }
 
-    fn error(&mut self, pointer: &str, message: String, range: Option<std::ops::Range<usize>>) {
+    fn error(&mut self, pointer: &str, e: TemplateError) {
         self.errors.push(BuildError {
             pointer: format!("{}{pointer}", self.base),
-            message,
-            kind: BuildErrorKind::Template,
-            range,
+            message: e.message,
+            kind: match e.kind {
+                TemplateErrorKind::Engine => BuildErrorKind::Template,
+                TemplateErrorKind::EnginePanic => BuildErrorKind::EnginePanic,
+            },
+            range: e.range,
         });
     }
 

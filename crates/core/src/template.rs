@@ -9,8 +9,15 @@
 //! A string that is exactly one `{{ expression }}` keeps the expression's type (`"{{ state.docs |
 //! length }}"` is the number `3`, not the string `"3"`); any other string with `{{`/`{%` renders to a
 //! string; strings without either are literals.
+//!
+//! Every call that makes the engine parse text goes through one function, `engine`, which keeps
+//! a panic inside minijinja from unwinding into the compiler: it becomes a [`TemplateError`] of
+//! kind [`TemplateErrorKind::EnginePanic`], which the compiler reports as an `internal`
+//! diagnostic. The same function steers around the one such panic known (see
+//! `stray_variable_end`), so that typo is an ordinary syntax error.
 
 use std::collections::BTreeSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, LazyLock};
 
 use minijinja::{AutoEscape, Environment, Expression, UndefinedBehavior};
@@ -46,6 +53,20 @@ pub struct TemplateError {
     pub message: String,
     /// The byte range within the template's source, when the engine knows it.
     pub range: Option<std::ops::Range<usize>>,
+    /// Whose fault it is: the text's, or the engine's.
+    pub kind: TemplateErrorKind,
+}
+
+/// Whose fault a [`TemplateError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TemplateErrorKind {
+    /// The engine refused the text or its evaluation: a syntax error, an undefined value, a type
+    /// error, fuel exhausted. The user's to fix.
+    Engine,
+    /// The engine panicked while compiling the text: a bug in minijinja (or in how Braid calls
+    /// it), caught by `engine`. To be reported, not fixed by the user.
+    EnginePanic,
 }
 
 impl From<minijinja::Error> for TemplateError {
@@ -57,8 +78,84 @@ impl From<minijinja::Error> for TemplateError {
         TemplateError {
             message,
             range: e.range(),
+            kind: TemplateErrorKind::Engine,
         }
     }
+}
+
+/// What [`engine`] is asked to compile, for the message when the engine panics.
+#[derive(Debug, Clone, Copy)]
+enum Compiling {
+    Expression,
+    Template,
+}
+
+/// Calls minijinja to compile `source`, the one place Braid makes the engine parse text.
+///
+/// A panic inside the engine is caught and becomes a [`TemplateErrorKind::EnginePanic`] error
+/// naming the text, so a bad file can never take down the compiler (or a service reloading
+/// files). The engine's own state is not trusted after such a panic, but it need not be: the
+/// error keeps the plan from being built, and the environment (a plan's, or the shared
+/// expression one, which compiling does not modify) is only read for the other templates'
+/// diagnostics.
+fn engine<T>(
+    what: Compiling,
+    source: &str,
+    compile: impl FnOnce() -> Result<T, minijinja::Error>,
+) -> Result<T, TemplateError> {
+    match catch_unwind(AssertUnwindSafe(compile)) {
+        Ok(result) => result.map_err(TemplateError::from),
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("no message");
+            let what = match what {
+                Compiling::Expression => "expression",
+                Compiling::Template => "template",
+            };
+            Err(TemplateError {
+                message: format!(
+                    "the template engine (minijinja) panicked compiling the {what} `{source}`: {why}"
+                ),
+                range: None,
+                kind: TemplateErrorKind::EnginePanic,
+            })
+        }
+    }
+}
+
+/// Where a standalone expression should be cut so that minijinja cannot panic on it: just after
+/// the first `}}` that closes no bracket, outside string literals (`None`: nowhere).
+///
+/// minijinja's lexer reads such a `}}` as the end of a `{{ }}` block even in a standalone
+/// expression, and pops the only state it has; if any text follows, the next token panics
+/// (`empty lexer stack`, minijinja 2.24.0; see docs/fuzzing.md, "Known third-party issues").
+/// Cut there, the engine stops at the `}}` and reports it as a syntax error at that spot. The
+/// cut cannot change the meaning of a valid expression: no valid expression has such a `}}`.
+/// This follows the lexer: brackets count from the first character (a closing one may take the
+/// count below zero, and then no `}}` ends anything), and a string runs to its unescaped quote.
+fn stray_variable_end(source: &str) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut depth: isize = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'}' if depth == 0 && bytes.get(i + 1) == Some(&b'}') => return Some(i + 2),
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            quote @ (b'\'' | b'"') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// A compiled expression, such as a node's `when`.
@@ -116,7 +213,10 @@ impl Expr {
     ///
     /// When the expression does not parse.
     pub fn compile(source: &str) -> Result<Expr, TemplateError> {
-        let compiled = EXPR_ENV.compile_expression_owned(source.to_owned())?;
+        let lexed = stray_variable_end(source).map_or(source, |end| &source[..end]);
+        let compiled = engine(Compiling::Expression, source, || {
+            EXPR_ENV.compile_expression_owned(lexed.to_owned())
+        })?;
         let trimmed = source.trim();
         let keywords = ["true", "false", "none", "True", "False", "None"];
         let path = (trimmed.split('.').all(is_identifier) && !keywords.contains(&trimmed))
@@ -161,6 +261,7 @@ impl Expr {
         TemplateError {
             message: format!("`{}` is undefined", self.source),
             range: None,
+            kind: TemplateErrorKind::Engine,
         }
     }
 
@@ -264,8 +365,10 @@ impl TemplateEnv {
     /// When the template does not parse.
     pub fn add(&mut self, source: &str) -> Result<TemplateId, TemplateError> {
         let id = TemplateId(self.count);
-        self.env
-            .add_template_owned(id.0.to_string(), source.to_owned())?;
+        let env = &mut self.env;
+        engine(Compiling::Template, source, || {
+            env.add_template_owned(id.0.to_string(), source.to_owned())
+        })?;
         self.fast.push(fast::FastTemplate::compile(source));
         self.count += 1;
         Ok(id)
@@ -508,6 +611,7 @@ impl Templated {
                 serde_json::to_value(&v).map_err(|err| TemplateError {
                     message: format!("`{}` gave a value that is not JSON: {err}", e.source()),
                     range: None,
+                    kind: TemplateErrorKind::Engine,
                 })?
             }
             Templated::Array(items) => Value::Array(
@@ -599,6 +703,57 @@ mod tests {
         let e = Expr::compile("state.draft.deeper").unwrap();
         assert!(e.truth(&raw, ctx).is_err());
         assert!(e.is_true(&ctx()).is_err());
+    }
+
+    #[test]
+    fn a_closing_brace_too_many_is_a_syntax_error_not_a_panic() {
+        // minijinja 2.24.0 panics ("empty lexer stack") on these unless they are cut.
+        for (src, at) in [
+            ("a }}}", 2..4),
+            ("a }} ", 2..4),
+            ("inputs.a }} and b", 9..11),
+            ("a -}}x", 2..5),
+            ("(a) }}}}", 4..6),
+        ] {
+            let e = Expr::compile(src).unwrap_err();
+            assert_eq!(e.kind, TemplateErrorKind::Engine, "`{src}`");
+            assert!(
+                e.message.starts_with("syntax error"),
+                "`{src}`: {}",
+                e.message
+            );
+            assert_eq!(e.range, Some(at), "`{src}`: {}", e.message);
+        }
+        // A `}}` that closes a bracket, or sits in a string, is not cut.
+        assert_eq!(stray_variable_end("{'a': {'b': 1}}"), None);
+        assert_eq!(stray_variable_end("'}}' ~ \"\\\"}}\" ~ x"), None);
+        assert_eq!(stray_variable_end("a) }}x"), None);
+        assert!(Expr::compile("{'a': {'b': 1}} | length").is_ok());
+        assert!(Expr::compile("x == '}} }}'").is_ok());
+    }
+
+    /// The canary for [`stray_variable_end`]: when a minijinja upgrade fixes the panic, this
+    /// fails, and the cut (and the entry in docs/fuzzing.md) can go.
+    #[test]
+    fn minijinja_still_panics_on_text_after_a_stray_variable_end() {
+        let panicked = catch_unwind(|| EXPR_ENV.compile_expression("a }}}").map(|_| ())).is_err();
+        assert!(
+            panicked,
+            "minijinja no longer panics on `a }}}}}}`: remove the workaround"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_the_engine_is_an_error() {
+        let e = engine(Compiling::Template, "{{ x }}", || -> Result<(), _> {
+            panic!("boom")
+        })
+        .unwrap_err();
+        assert_eq!(e.kind, TemplateErrorKind::EnginePanic);
+        assert_eq!(
+            e.message,
+            "the template engine (minijinja) panicked compiling the template `{{ x }}`: boom"
+        );
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! Every workflow in `workflows/` loads through the facade and runs, on virtual time, at exactly
 //! its critical path: a node on the critical path starts the instant the node before it ends.
+//! Files that are not workflows load as diagnostics, never a panic, whatever they make the
+//! compiler do (the path a service reloading edited files takes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use braid::{Engine, ExecutionMode, RunOptions, RunStatus};
-use serde_json::json;
+use braid::{
+    BuildContext, BuildError, Code, Engine, Error, ExecutionMode, Node, NodeKind, RunOptions,
+    RunStatus,
+};
+use serde_json::{Value, json};
 
 fn load(name: &str) -> braid::Workflow {
     let path = format!("{}/../../workflows/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -134,4 +140,77 @@ async fn every_workflow_gives_the_same_state_in_both_modes() {
             "{name}"
         );
     }
+}
+
+/// The diagnostics of a file that must not load.
+fn diagnostics(result: Result<braid::Workflow, Error>) -> Vec<braid::Diagnostic> {
+    match result {
+        Err(Error::Invalid(invalid)) => invalid.diagnostics,
+        Err(e) => panic!("expected diagnostics, got {e}"),
+        Ok(_) => panic!("expected diagnostics, got a workflow"),
+    }
+}
+
+#[test]
+fn files_that_crashed_the_compiler_load_as_diagnostics() {
+    let dir = format!("{}/../../tests/fixtures/fuzz", env!("CARGO_MANIFEST_DIR"));
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        files += 1;
+        let d = diagnostics(Engine::new().load_file(&path));
+        assert!(!d.is_empty(), "{}", path.display());
+        assert!(
+            d.iter().all(|d| d.code != Code::Internal),
+            "{}: {d:?}",
+            path.display()
+        );
+    }
+    assert!(files >= 1, "no fixture in {dir}");
+    let text = "version: 1\nname: m\ninputs:\n  a: { type: boolean, default: true }\nnodes:\n  n:\n    kind: noop\n    when: a }}}\n";
+    let d = diagnostics(Engine::new().load_str("m.yaml", text));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].code, Code::ExpressionSyntax);
+    assert_eq!((d[0].span().start.line, d[0].span().start.column), (8, 13));
+}
+
+/// A kind whose `build` panics: a bug in an embedding program's kind.
+struct Panics;
+
+impl NodeKind for Panics {
+    fn name(&self) -> &str {
+        "panics"
+    }
+    fn params_schema(
+        &self,
+        _: &mut braid::schemars::SchemaGenerator,
+    ) -> Option<braid::schemars::Schema> {
+        None
+    }
+    fn build(
+        &self,
+        _: Option<&Value>,
+        _: &mut BuildContext<'_>,
+    ) -> Result<Arc<dyn Node>, BuildError> {
+        panic!("this kind cannot be built")
+    }
+}
+
+#[test]
+fn a_panic_while_loading_is_an_internal_diagnostic() {
+    let engine = Engine::builder().node_kind(Arc::new(Panics)).build();
+    let text = "version: 1\nname: p\nnodes:\n  n:\n    kind: panics\n";
+    let d = diagnostics(engine.load_str("p.yaml", text));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].code, Code::Internal);
+    assert_eq!(
+        d[0].message,
+        "internal error: the compiler panicked on this file: this kind cannot be built"
+    );
+    // The engine is still usable: the next file loads.
+    let ok = "version: 1\nname: q\nnodes:\n  n:\n    kind: noop\n";
+    assert!(engine.load_str("q.yaml", ok).is_ok());
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the test modules: paths and a compiler over the built-in registry.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use braid_compiler::{Compilation, Compiler, Source};
 
@@ -38,4 +40,26 @@ pub(crate) fn yaml_files(dir: &str) -> Vec<(String, String)> {
         .collect();
     files.sort();
     files
+}
+
+thread_local! {
+    /// Panics raised on this thread so far, caught or not.
+    static PANICS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f`, counting the panics raised on this thread meanwhile, even those the compiler
+/// catches and reports as `internal` diagnostics: a file that makes anything panic is a bug,
+/// however well it is reported.
+pub(crate) fn panics_in<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.set(PANICS.get() + 1);
+            previous(info);
+        }));
+    });
+    let before = PANICS.get();
+    let out = f();
+    (out, PANICS.get() - before)
 }
