@@ -4,6 +4,7 @@
 //! Nothing here knows YAML or tokio. A [`Plan`] is immutable and can only be built through
 //! [`Plan::new`], which proves it acyclic and every reference resolved: the runtime never re-checks.
 
+pub mod error;
 pub mod fingerprint;
 pub mod id;
 pub mod node;
@@ -13,13 +14,12 @@ pub mod registry;
 pub mod rng;
 pub mod state;
 pub mod template;
-pub mod work;
 
 pub use fingerprint::Fingerprint;
 pub use id::{KeyId, NodeId};
 pub use node::{
-    Emitter, FailureKind, Node, NodeContext, NodeError, NodeFuture, RunId, RunScope, StateUpdate,
-    StateView,
+    Emitter, Executor, FailureKind, ItemCheck, Items, ItemsOutcome, Node, NodeContext, NodeError,
+    NodeFuture, RunId, RunScope, StateUpdate, StateView, SubRun, WorkFuture,
 };
 pub use plan::{
     Channel, ExecutionMode, InputDecl, InputType, NodeParts, OnErrorPolicy, Plan, PlanError,
@@ -31,4 +31,3 @@ pub use registry::{
     WorkflowLoader,
 };
 pub use template::{Expr, TemplateEnv, TemplateError, TemplateErrorKind, TemplateId, Templated};
-pub use work::{Executor, ItemCheck, Items, ItemsOutcome, SubRun, WorkFuture};

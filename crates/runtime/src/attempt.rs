@@ -2,7 +2,7 @@
 //! it returned.
 //!
 //! Every piece of work goes through [`Attempts`]: a node of the plan ([`NodeWork`]) and an item
-//! of a node's inner work (`crate::items`) alike, so both get the same timeout, retry, panic
+//! of a node's inner work (the `items` module) alike, so both get the same timeout, retry, panic
 //! capture and output check. What differs between them (the handler and its context, the policy,
 //! the check, the events) is the [`Work`] trait, dispatched statically.
 //!

@@ -143,6 +143,17 @@ pub(crate) struct Ending {
     pub writes: Option<Writes>,
 }
 
+/// A node's end in an earlier run, checked against the plan (see
+/// [`PartialRun`](crate::PartialRun)).
+pub(crate) struct Prior {
+    pub status: NodeStatus,
+    pub attempts: u32,
+    pub start: Option<Duration>,
+    pub end: Option<Duration>,
+    pub failure: Option<Failure>,
+    pub writes: Writes,
+}
+
 /// What settling a node means for its dependents.
 pub(crate) enum Release {
     /// They may start now (as far as this node goes).
@@ -271,14 +282,8 @@ impl Ledger {
 
     /// Records a node that settled in an earlier run and folds its writes, as if it had just
     /// ended (no event, no observer: it was recorded then).
-    pub(crate) fn restore(
-        &mut self,
-        plan: &Plan,
-        id: NodeId,
-        run_start: Instant,
-        prior: crate::run::Prior,
-    ) {
-        let crate::run::Prior {
+    pub(crate) fn restore(&mut self, plan: &Plan, id: NodeId, run_start: Instant, prior: Prior) {
+        let Prior {
             status,
             attempts,
             start,

@@ -16,9 +16,9 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::attempt::{RunShared, Writes, check_output};
+use crate::attempt::{RunShared, check_output};
 use crate::event::{Event, EventSink};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Prior};
 use crate::metrics::PlanMetrics;
 use crate::options::RunOptions;
 use crate::report::{Failure, NodeStatus, RunResult, RunStatus};
@@ -85,16 +85,6 @@ pub enum PartialRunError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// A node's settled end, checked against the plan.
-pub(crate) struct Prior {
-    pub status: NodeStatus,
-    pub attempts: u32,
-    pub start: Option<Duration>,
-    pub end: Option<Duration>,
-    pub failure: Option<Failure>,
-    pub writes: Writes,
 }
 
 /// A plan and the nodes of it that already settled: what [`run_from`] continues. Built only by
