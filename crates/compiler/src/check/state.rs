@@ -199,14 +199,15 @@ pub fn read_keys(m: &Model<'_>, template_reads: &[Vec<TemplateRead>]) -> Vec<Vec
     let mut all = Vec::with_capacity(m.spec.nodes.len());
     for n in 0..m.spec.nodes.len() {
         let declared = m.spec.nodes[n].reads.iter().map(String::as_str);
-        let templated = template_reads
-            .get(n)
-            .into_iter()
-            .flatten()
-            .filter_map(|r| match root_field(&r.path) {
-                ("state", Some(key)) => Some(key),
-                _ => None,
-            });
+        let templated =
+            template_reads
+                .get(n)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| match root_field(&r.path) {
+                    ("state", Some(key)) => Some(key),
+                    _ => None,
+                });
         let mut keys: Vec<usize> = declared
             .map(|k| root_field(k).0)
             .chain(templated)
