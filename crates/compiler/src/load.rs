@@ -528,6 +528,8 @@ impl<'a> Loader<'a> {
                             end: end.end.max(s.end),
                         };
                         let v = Value::Array(items);
+                        // A tree of small lists: slack left by growth was a third of its size.
+                        spans.shrink_to_fit();
                         let node = SpanNode {
                             key,
                             value: full,
@@ -561,6 +563,7 @@ impl<'a> Loader<'a> {
                                 end: ks.end.max(s.end),
                             };
                             let v = Value::Object(map);
+                            spans.shrink_to_fit();
                             let node = SpanNode {
                                 key,
                                 value: full,
