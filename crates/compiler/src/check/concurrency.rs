@@ -389,13 +389,13 @@ mod tests {
             }
             let mut writers = vec![Vec::new(); keys];
             let mut reads = vec![Vec::new(); n];
-            for v in 0..n {
-                for k in 0..keys {
+            for (v, read) in reads.iter_mut().enumerate() {
+                for (k, ws) in writers.iter_mut().enumerate() {
                     if (next(100) as u64) < density {
-                        writers[k].push(v);
+                        ws.push(v);
                     }
                     if (next(100) as u64) < density {
-                        reads[v].push(k);
+                        read.push(k);
                     }
                 }
             }
