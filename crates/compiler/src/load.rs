@@ -527,9 +527,10 @@ impl<'a> Loader<'a> {
                             start: s.start,
                             end: end.end.max(s.end),
                         };
-                        let v = Value::Array(items);
                         // A tree of small lists: slack left by growth was a third of its size.
+                        items.shrink_to_fit();
                         spans.shrink_to_fit();
+                        let v = Value::Array(items);
                         let node = SpanNode {
                             key,
                             value: full,
