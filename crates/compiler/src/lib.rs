@@ -184,13 +184,15 @@ impl Compiler {
             diagnostics.extend(schema_errors);
             return finish(None, None, root_only(), diagnostics);
         }
-        let spec = match Workflow::deserialize(&doc.value) {
+        // The spec takes the value's strings; the value is not needed after it (only its spans).
+        let load::Document { value, spans } = doc;
+        let spec = match Workflow::deserialize(value) {
             Ok(spec) => spec,
             Err(e) => {
                 diagnostics.push(
                     Diagnostic::error(
                         Code::Internal,
-                        doc.spans.value(""),
+                        spans.value(""),
                         format!("the schema accepted a file the types reject: {e}"),
                     )
                     .help("this is a bug in Braid; please report it with the file"),
@@ -209,7 +211,7 @@ impl Compiler {
             cache,
             read: Default::default(),
         };
-        let model = check::Model::new(&spec, &doc.spans, &self.registry);
+        let model = check::Model::new(&spec, &spans, &self.registry);
         let (plan, files) = middle(&model, &loader, source, &mut diagnostics);
         drop(model);
         finish(plan, Some(spec), files, diagnostics)

@@ -540,6 +540,9 @@ impl<'a> Loader<'a> {
                             start: s.start,
                             end: end.end.max(s.end),
                         };
+                        // A tree of small lists: slack left by growth was a third of its size.
+                        items.shrink_to_fit();
+                        spans.shrink_to_fit();
                         let v = Value::Array(items);
                         let node = SpanNode {
                             key,
@@ -574,6 +577,7 @@ impl<'a> Loader<'a> {
                                 end: ks.end.max(s.end),
                             };
                             let v = Value::Object(map);
+                            spans.shrink_to_fit();
                             let node = SpanNode {
                                 key,
                                 value: full,

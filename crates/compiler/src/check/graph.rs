@@ -1,7 +1,4 @@
-//! Graph checks: `needs` that name no node or the node itself, cycles, and the ancestry relation
-//! the state checks use.
-
-use fixedbitset::FixedBitSet;
+//! Graph checks: `needs` that name no node or the node itself, and cycles.
 
 use super::{Model, Sink};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
@@ -96,37 +93,4 @@ pub fn cycles(m: &Model<'_>, needs: &[Vec<usize>], out: &mut Sink) -> Option<Vec
     }
     out.push(d.help("remove one of these `needs` entries to break the cycle"));
     None
-}
-
-/// Which nodes are upstream of which: `ancestors[i]` holds every node that must finish before
-/// node `i` starts. One bit per pair: 12.5 MB for 10,000 nodes.
-pub struct Ancestry {
-    ancestors: Vec<FixedBitSet>,
-}
-
-impl Ancestry {
-    /// Computes ancestry over file positions, given the canonical order.
-    pub fn new(needs: &[Vec<usize>], order: &[usize]) -> Self {
-        let n = needs.len();
-        let mut ancestors = vec![FixedBitSet::new(); n];
-        for &i in order {
-            let mut set = FixedBitSet::with_capacity(n);
-            for &p in &needs[i] {
-                set.union_with(&ancestors[p]);
-                set.insert(p);
-            }
-            ancestors[i] = set;
-        }
-        Ancestry { ancestors }
-    }
-
-    /// Whether `a` must finish before `b` starts.
-    pub fn is_upstream(&self, a: usize, b: usize) -> bool {
-        self.ancestors[b].contains(a)
-    }
-
-    /// Whether `a` and `b` may run at the same time (neither is upstream of the other).
-    pub fn concurrent(&self, a: usize, b: usize) -> bool {
-        a != b && !self.is_upstream(a, b) && !self.is_upstream(b, a)
-    }
 }

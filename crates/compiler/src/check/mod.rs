@@ -11,6 +11,7 @@
 //! `writes`), what nodes read (the variables their templates and `when` name), and which writers
 //! may run at the same time.
 
+mod concurrency;
 mod graph;
 mod kind_writes;
 mod names;
@@ -23,11 +24,12 @@ use std::sync::Arc;
 use braid_core::{KindWrite, Reducer, Registry, TemplateRead};
 use braid_spec::Workflow;
 
-pub use graph::{Ancestry, cycles, needs};
+pub use concurrency::{Conflicts, DataFlow};
+pub use graph::{cycles, needs};
 pub use kind_writes::kind_writes;
 pub use names::{inputs, kinds};
 pub use shell::shell_templates;
-pub use state::{channels, concurrent_replace, fallbacks, reads, writes};
+pub use state::{channels, concurrent_replace, fallbacks, read_keys, reads, writes};
 
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::load::{SpanMap, escape};
@@ -90,8 +92,11 @@ impl<'a> Model<'a> {
 /// Diagnostics collected by the checks.
 pub type Sink = Vec<Diagnostic>;
 
-/// The most nodes one workflow may have (ancestry costs one bit per pair of nodes).
-pub const MAX_NODES: usize = 50_000;
+/// The most nodes one workflow may have. The checks' memory is linear in the nodes and edges, but
+/// the concurrency checks' time is at worst quadratic (`check::concurrency`: every node reading
+/// and writing one key): 100,000 nodes keep that worst case within seconds, and fit the 8 MiB file
+/// limit with room to spare.
+pub const MAX_NODES: usize = 100_000;
 
 /// Whether the workflow is small enough to check at all; reports it when it is not.
 pub fn size(m: &Model<'_>, out: &mut Sink) -> bool {
@@ -155,17 +160,31 @@ pub fn data_flow(
     for (i, node) in m.spec.nodes.values().enumerate() {
         for key in &node.writes {
             if let Some(&k) = m.key_index.get(key.as_str()) {
-                writers[k].push(i);
+                // `writes` has unique items (the schema says so): keep the list a set regardless.
+                if writers[k].last() != Some(&i) {
+                    writers[k].push(i);
+                }
             }
         }
     }
-    let ancestry = declared
-        .order
-        .as_ref()
-        .map(|o| Ancestry::new(&declared.needs, o));
-    let node_reads = reads(m, ancestry.as_ref(), template_reads, &writers, out);
-    if let Some(anc) = &ancestry {
-        concurrent_replace(m, anc, &declared.reducers, &writers, out);
+    let node_reads = read_keys(m, template_reads);
+    let replace: Vec<bool> = declared
+        .reducers
+        .iter()
+        .map(|r| r.as_ref().is_some_and(|r| r.name() == "replace"))
+        .collect();
+    let conflicts = declared.order.as_ref().map(|order| {
+        Conflicts::new(&DataFlow {
+            needs: &declared.needs,
+            order,
+            writers: &writers,
+            reads: &node_reads,
+            replace: &replace,
+        })
+    });
+    reads(m, conflicts.as_ref(), template_reads, out);
+    if let Some(c) = &conflicts {
+        concurrent_replace(m, c, out);
     }
     node_reads
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use braid_core::{Reducer, TemplateRead};
 use braid_spec::OnError;
 
-use super::{Ancestry, Model, Sink};
+use super::{Conflicts, Model, Sink};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::load::escape;
 
@@ -165,38 +165,76 @@ const TEMPLATE_GLOBALS: &[&str] = &[
     "none",
 ];
 
+/// Every read of a node, as (JSON pointer of the text that reads, variable path): its declared
+/// `reads` first, then what its templates and `when` read, in order.
+fn read_paths<'a>(
+    m: &'a Model<'_>,
+    n: usize,
+    name: &'a str,
+    template_reads: &'a [Vec<TemplateRead>],
+) -> impl Iterator<Item = (String, String)> + 'a {
+    let declared = m.spec.nodes[n].reads.iter().enumerate().map(move |(i, k)| {
+        (
+            format!("/nodes/{}/reads/{i}", escape(name)),
+            format!("state.{k}"),
+        )
+    });
+    let templated = template_reads
+        .get(n)
+        .into_iter()
+        .flatten()
+        .map(|r| (r.pointer.clone(), r.path.clone()));
+    declared.chain(templated)
+}
+
+/// A variable path's root and first field: `state.a.b` is (`state`, `a`).
+fn root_field(path: &str) -> (&str, Option<&str>) {
+    let mut parts = path.splitn(3, '.');
+    (parts.next().unwrap_or_default(), parts.next())
+}
+
+/// Per node, the state keys (declaration positions, ascending) it reads: through its `reads`,
+/// its templates and its `when`. Names that resolve to no key are left out (`reads` reports them).
+pub fn read_keys(m: &Model<'_>, template_reads: &[Vec<TemplateRead>]) -> Vec<Vec<usize>> {
+    let mut all = Vec::with_capacity(m.spec.nodes.len());
+    for n in 0..m.spec.nodes.len() {
+        let declared = m.spec.nodes[n].reads.iter().map(String::as_str);
+        let templated =
+            template_reads
+                .get(n)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| match root_field(&r.path) {
+                    ("state", Some(key)) => Some(key),
+                    _ => None,
+                });
+        let mut keys: Vec<usize> = declared
+            .map(|k| root_field(k).0)
+            .chain(templated)
+            .filter_map(|k| m.key_index.get(k).copied())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        all.push(keys);
+    }
+    all
+}
+
 /// Checks what each node reads (its `reads`, its templates and its `when`): inputs must be
-/// declared, keys declared, and no writer of a key read may run concurrently with the reader.
-/// Returns, per node, the keys (positions) it reads.
+/// declared, keys declared, and no writer of a key read may run concurrently with the reader
+/// (`conflicts` says which do; `None` when the graph has a cycle, and then this is not checked).
 pub fn reads(
     m: &Model<'_>,
-    ancestry: Option<&Ancestry>,
+    conflicts: Option<&Conflicts>,
     template_reads: &[Vec<TemplateRead>],
-    writers: &[Vec<usize>],
     out: &mut Sink,
-) -> Vec<Vec<usize>> {
-    let mut all = Vec::with_capacity(m.spec.nodes.len());
-    for (n, (name, node)) in m.spec.nodes.iter().enumerate() {
-        let mut keys: BTreeSet<usize> = BTreeSet::new();
+) {
+    for (n, name) in m.spec.nodes.keys().enumerate() {
         let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
-        let declared = node.reads.iter().enumerate().map(|(i, k)| {
-            (
-                format!("/nodes/{}/reads/{i}", escape(name)),
-                format!("state.{k}"),
-            )
-        });
-        let templated = template_reads
-            .get(n)
-            .into_iter()
-            .flatten()
-            .map(|r| (r.pointer.clone(), r.path.clone()));
-        for (pointer, path) in declared.chain(templated) {
+        for (pointer, path) in read_paths(m, n, name, template_reads) {
             // Only a problem needs a span: finding one walks the document.
             let span = || m.spans.narrow(m.spans.value(&pointer), &path);
-            let mut parts = path.splitn(3, '.');
-            let root = parts.next().unwrap_or_default();
-            let field = parts.next();
-            match (root, field) {
+            match root_field(&path) {
                 ("inputs", None) => {}
                 ("inputs", Some(input)) => {
                     if !m.spec.inputs.contains_key(input) {
@@ -241,10 +279,9 @@ pub fn reads(
                         );
                         continue;
                     };
-                    keys.insert(k);
-                    let Some(anc) = ancestry else { continue };
-                    for &w in &writers[k] {
-                        if !anc.concurrent(w, n) || !reported.insert((k, w)) {
+                    let Some(conflicts) = conflicts else { continue };
+                    for w in conflicts.readers(n, k) {
+                        if !reported.insert((k, w)) {
                             continue;
                         }
                         let writer = m.node_name(w);
@@ -278,9 +315,7 @@ pub fn reads(
                 ),
             }
         }
-        all.push(keys.into_iter().collect());
     }
-    all
 }
 
 /// A bare variable is most often an input or a state key written without its prefix.
@@ -295,48 +330,31 @@ fn unknown_variable_help(m: &Model<'_>, variable: &str) -> String {
 }
 
 /// Two writers of a `replace` key must never run concurrently: whichever finished last would win.
-pub fn concurrent_replace(
-    m: &Model<'_>,
-    ancestry: &Ancestry,
-    reducers: &[Option<Arc<dyn Reducer>>],
-    writers: &[Vec<usize>],
-    out: &mut Sink,
-) {
-    for (k, (key, _)) in m.spec.state.iter().enumerate() {
-        if reducers
-            .get(k)
-            .and_then(Option::as_ref)
-            .is_none_or(|r| r.name() != "replace")
-        {
+/// `conflicts` lists the pairs that may, by key and then file order.
+pub fn concurrent_replace(m: &Model<'_>, conflicts: &Conflicts, out: &mut Sink) {
+    for (k, a, b) in conflicts.replace() {
+        let Some((key, _)) = m.spec.state.get_index(k) else {
             continue;
-        }
-        let ws = &writers[k];
-        for (i, &a) in ws.iter().enumerate() {
-            for &b in &ws[i + 1..] {
-                if !ancestry.concurrent(a, b) {
-                    continue;
-                }
-                let (an, bn) = (m.node_name(a), m.node_name(b));
-                let pos = |node: &str| {
-                    m.spec.nodes[node]
-                        .writes
-                        .iter()
-                        .position(|x| x == key)
-                        .unwrap_or(0)
-                };
-                out.push(
-                    Diagnostic::error(
-                        Code::ConcurrentReplace,
-                        m.node_field(bn, &format!("writes/{}", pos(bn))),
-                        format!("`{an}` and `{bn}` may run concurrently and both write `replace` key `{key}`"),
-                    )
-                    .label(format!("`{bn}` writes `{key}`"))
-                    .with_label(m.node_field(an, &format!("writes/{}", pos(an))), format!("`{an}` writes `{key}`"))
-                    .help(format!(
-                        "add `{an}` to the `needs` of `{bn}` (or the reverse), or give `{key}` a reducer that combines values, such as `append` or `merge`"
-                    )),
-                );
-            }
-        }
+        };
+        let (an, bn) = (m.node_name(a), m.node_name(b));
+        let pos = |node: &str| {
+            m.spec.nodes[node]
+                .writes
+                .iter()
+                .position(|x| x == key)
+                .unwrap_or(0)
+        };
+        out.push(
+            Diagnostic::error(
+                Code::ConcurrentReplace,
+                m.node_field(bn, &format!("writes/{}", pos(bn))),
+                format!("`{an}` and `{bn}` may run concurrently and both write `replace` key `{key}`"),
+            )
+            .label(format!("`{bn}` writes `{key}`"))
+            .with_label(m.node_field(an, &format!("writes/{}", pos(an))), format!("`{an}` writes `{key}`"))
+            .help(format!(
+                "add `{an}` to the `needs` of `{bn}` (or the reverse), or give `{key}` a reducer that combines values, such as `append` or `merge`"
+            )),
+        );
     }
 }
