@@ -210,9 +210,16 @@ impl Node for Http {
 }
 
 impl HttpNode {
-    async fn attempt(&self, ctx: &NodeContext, secrets: &mut Resolved) -> Result<Value, NodeError> {
-        let vars = secrets.template_vars();
-        let url = match ctx.render_with_vars(&self.url, &vars)? {
+    /// The URL this call sends: the `url` template and the `query` parameters, rendered by
+    /// `render`, the query appended as `application/x-www-form-urlencoded` pairs.
+    ///
+    /// The one place a URL is made, for the call and for [`Resolved::learn_url`], which builds
+    /// it again with each secret replaced: the two must differ only where the secret went.
+    fn build_url(
+        &self,
+        render: impl Fn(&Templated) -> Result<Value, NodeError>,
+    ) -> Result<Url, NodeError> {
+        let url = match render(&self.url)? {
             Value::String(s) => s,
             other => {
                 return Err(
@@ -223,7 +230,7 @@ impl HttpNode {
         let mut url = parse_url(&url)?;
         let mut query = Vec::new();
         for (name, value) in &self.query {
-            match ctx.render_with_vars(value, &vars)? {
+            match render(value)? {
                 Value::Array(items) => {
                     for item in &items {
                         if let Some(s) = scalar(item, &format!("query parameter `{name}`"))? {
@@ -242,13 +249,17 @@ impl HttpNode {
             url.query_pairs_mut()
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
+        Ok(url)
+    }
+
+    async fn attempt(&self, ctx: &NodeContext, secrets: &mut Resolved) -> Result<Value, NodeError> {
+        let vars = secrets.template_vars();
+        let url = self.build_url(|t| ctx.render_with_vars(t, &vars))?;
         if !self.secrets.0.is_empty() {
-            // The exact forms the secrets took in this URL, before any message names it.
-            secrets.learn_url(&url, &query, |vars| {
-                match ctx.render_with(&self.url, vars) {
-                    Ok(Value::String(s)) => Some(s),
-                    _ => None,
-                }
+            // The exact forms the secrets took in this URL, before any message names it: the
+            // same URL built again, with a secret replaced, in the template and the query alike.
+            secrets.learn_url(&url, |vars| {
+                self.build_url(|t| ctx.render_with(t, vars)).ok()
             });
         }
         let what = format!("`{} {url}`", self.method);

@@ -10,6 +10,8 @@
 
 #![allow(clippy::wildcard_imports)]
 
+use url::Position;
+
 use super::*;
 
 /// The secrets a node declares: name → environment variable.
@@ -138,20 +140,18 @@ impl Resolved {
         self.needles.iter().any(|n| text.contains(n.as_str()))
     }
 
-    /// Learns the exact forms the secrets took in `url`, the URL this call sends, rendered from
-    /// the template by `render` (which renders the same template with other variables).
+    /// Learns the exact forms the secrets took in `url`, the URL this call sends; `build` builds
+    /// it again from the same templates (the URL's and the query parameters') with other
+    /// variables.
     ///
     /// Each secret in turn is replaced by a sentinel of plain letters and digits (which no
-    /// URL component re-encodes) and the URL rendered and parsed again: where the two URLs differ
-    /// is what the secret became on the wire, in whatever mix of components it landed. Then the
-    /// basic credentials the client derives from the URL's userinfo (`base64(user:pass)`) are
-    /// learned too.
-    pub(crate) fn learn_url(
-        &mut self,
-        url: &Url,
-        query: &[(&str, String)],
-        mut render: impl FnMut(&Value) -> Option<String>,
-    ) {
+    /// URL component re-encodes) and the URL built and parsed again: where the two URLs differ
+    /// is what the secret became on the wire, in whatever mix of components it landed. The
+    /// second URL must hold no trace of the secret (which is why `build` renders the query
+    /// parameters too): text the two share is taken for the template's, and a secret's text in
+    /// both would be taken for it and shown. Then the basic credentials the client derives from
+    /// the URL's userinfo (`base64(user:pass)`) are learned too.
+    pub(crate) fn learn_url(&mut self, url: &Url, mut build: impl FnMut(&Value) -> Option<Url>) {
         let real = url.as_str();
         let mut learned = Vec::new();
         let secrets: Vec<(String, String)> = self
@@ -163,41 +163,55 @@ impl Resolved {
             let sentinel = format!("braidsecretsentinel{i}x");
             let mut vars = self.vars.clone();
             vars["secrets"][name.as_str()] = Value::String(sentinel.clone());
-            let Some(text) = render(&vars) else { continue };
-            let Ok(mut other) = Url::parse(&text) else {
-                // The secret was (part of) what made the URL a URL: the whole URL is secret.
+            let Some(other) = build(&vars) else {
+                // The secret was (part of) what made the URL a URL: the whole URL is secret, and
+                // every part of it that is sent.
                 learned.push(real.to_owned());
+                for span in SPANS {
+                    let piece = &url[span.0..span.1];
+                    if piece.chars().count() >= MIN_PIECE {
+                        learned.push(piece.to_owned());
+                        learned.push(decode(piece));
+                    }
+                }
                 continue;
             };
-            if !query.is_empty() {
-                other
-                    .query_pairs_mut()
-                    .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-            }
             // The whole URL, as messages name it: from the first occurrence to the last (exact
             // for one occurrence; for several, it covers them and the text between).
             let whole = other.as_str();
-            learned.extend(differing(real, whole, &sentinel).map(str::to_owned));
+            learned.extend(differing(real, whole, &sentinel).map(|r| real[r].to_owned()));
             if whole.matches(sentinel.as_str()).count() > 1 {
                 learned.extend(occurrences(real, whole, &sentinel));
             }
-            // Each component, as it went on the wire: a `?` or `#` inside a secret splits it
+            // Each component, as it went on the wire, and each run of components (the request
+            // target, the authority, the whole URL): a `?` or `#` inside a secret splits it
             // between the path, the query and the fragment (which is not sent at all), so the
-            // server sees pieces of it, each encoded by its component's rules.
-            for (r, o) in components(url).into_iter().zip(components(&other)) {
+            // server sees pieces of it, each encoded by its component's rules, and the
+            // components after it move (the fragment goes last). Each is compared with its
+            // counterpart alone, which holds whatever moved.
+            let mut span: Option<(usize, usize)> = None;
+            for (from, to) in SPANS {
+                let (r, o) = (&url[from..to], &other[from..to]);
                 if r == o {
                     continue;
                 }
-                let Some(piece) = differing(r, o, &sentinel) else {
+                let Some(range) = differing(r, o, &sentinel) else {
                     continue;
                 };
+                let offset = url[..from].len();
+                let (start, end) = (offset + range.start, offset + range.end);
+                span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
+                let piece = &r[range];
                 // Shorter pieces would redact unrelated text and tell next to nothing.
                 if piece.chars().count() >= MIN_PIECE {
-                    let decoded =
-                        String::from_utf8_lossy(&percent_decode(piece.as_bytes())).into_owned();
                     learned.push(piece.to_owned());
-                    learned.push(decoded);
+                    learned.push(decode(piece));
                 }
+            }
+            // From where the first component differs to where the last does: the URL as
+            // messages name it, however its components moved.
+            if let Some((start, end)) = span {
+                learned.push(real[start..end].to_owned());
             }
         }
         if let Some(user_pass) = basic_credentials(url).filter(|_| !secrets.is_empty()) {
@@ -210,11 +224,38 @@ impl Resolved {
     }
 
     /// `text` with every secret value replaced by `***`.
+    ///
+    /// Every form is looked for in the text as it is, and every run of text some form covers
+    /// (overlapping forms merge) becomes one `***`: replacing one form first could cut another
+    /// that overlaps it, which would then no longer match.
     pub(crate) fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
+        let mut covered = vec![false; text.len()];
+        let mut any = false;
         for needle in &self.needles {
-            if out.contains(needle.as_str()) {
-                out = out.replace(needle.as_str(), "***");
+            let mut from = 0;
+            while let Some(at) = text[from..].find(needle.as_str()) {
+                let start = from + at;
+                covered[start..start + needle.len()].fill(true);
+                any = true;
+                // Overlapping occurrences too: on from the next character.
+                from = start + text[start..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        if !any {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            if covered[i] {
+                while i < text.len() && covered[i] {
+                    i += 1;
+                }
+                out.push_str("***");
+            } else {
+                let c = text[i..].chars().next().unwrap_or_default();
+                out.push(c);
+                i += c.len_utf8().max(1);
             }
         }
         out
@@ -243,22 +284,32 @@ pub(crate) fn basic_credentials(url: &Url) -> Option<String> {
 /// The shortest piece of a secret learned from a URL component.
 const MIN_PIECE: usize = 4;
 
-/// A URL's components, as serialized: userinfo, host, path, query, fragment.
-fn components(url: &Url) -> [&str; 6] {
-    [
-        url.username(),
-        url.password().unwrap_or_default(),
-        url.host_str().unwrap_or_default(),
-        url.path(),
-        url.query().unwrap_or_default(),
-        url.fragment().unwrap_or_default(),
-    ]
+/// The spans of a URL compared on their own: each component as serialized (userinfo, host,
+/// port, path, query, fragment), and the runs of them a server or a message shows together.
+const SPANS: [(Position, Position); 11] = [
+    (Position::BeforeUsername, Position::AfterUsername),
+    (Position::BeforePassword, Position::AfterPassword),
+    (Position::BeforeHost, Position::AfterHost),
+    (Position::BeforePort, Position::AfterPort),
+    (Position::BeforePath, Position::AfterPath),
+    (Position::BeforeQuery, Position::AfterQuery),
+    (Position::BeforeFragment, Position::AfterFragment),
+    // The request target, as the request line carries it.
+    (Position::BeforePath, Position::AfterQuery),
+    (Position::BeforeUsername, Position::AfterPort),
+    (Position::BeforeHost, Position::AfterQuery),
+    (Position::BeforeScheme, Position::AfterFragment),
+];
+
+fn decode(piece: &str) -> String {
+    String::from_utf8_lossy(&percent_decode(piece.as_bytes())).into_owned()
 }
 
 /// Where `real` differs from `other` (the same text rendered with a secret replaced by
-/// `sentinel`): `real` without the prefix and suffix they share, the prefix no longer than the
-/// text before `other`'s first sentinel and the suffix no longer than the text after its last.
-fn differing<'a>(real: &'a str, other: &str, sentinel: &str) -> Option<&'a str> {
+/// `sentinel`): the range of `real` without the prefix and suffix they share, the prefix no
+/// longer than the text before `other`'s first sentinel and the suffix no longer than the text
+/// after its last (all of it when `other` has no sentinel).
+fn differing(real: &str, other: &str, sentinel: &str) -> Option<std::ops::Range<usize>> {
     let (before, after) = match (other.find(sentinel), other.rfind(sentinel)) {
         (Some(first), Some(last)) => (first, other.len() - last - sentinel.len()),
         _ => (other.len(), other.len()),
@@ -274,7 +325,7 @@ fn differing<'a>(real: &'a str, other: &str, sentinel: &str) -> Option<&'a str> 
     while !real.is_char_boundary(end) {
         end += 1;
     }
-    (start < end).then(|| &real[start..end])
+    (start < end).then_some(start..end)
 }
 
 /// Each occurrence of a secret in `real`, where `other` (the same URL with the secret replaced
@@ -382,25 +433,34 @@ fn base64_cores(secret: &[u8], alphabet: &[u8; 64], out: &mut Vec<String>) {
     }
 }
 
-/// The forms a secret value may take in a message: as it is; trimmed, and without tabs and
-/// newlines (as the URL parser leaves it); each of those percent-encoded as every URL component
-/// does, and as `application/x-www-form-urlencoded`; JSON-escaped (by serde and ASCII-only, as
-/// other servers do); and base64 (standard and URL-safe, alone or inside a longer encoded text).
+/// The forms a secret value may take in a message: as it is; trimmed (of spaces and controls,
+/// as the URL parser and HTTP header parsers trim, and of Unicode whitespace such as U+00A0, as
+/// most languages' `trim` does on the server that echoes it), and without tabs and newlines (as
+/// the URL parser leaves it); each of those percent-encoded as every URL component does, and as
+/// `application/x-www-form-urlencoded`, JSON-escaped (by serde and ASCII-only, as other servers
+/// do), and base64 (standard and URL-safe, alone or inside a longer encoded text).
 pub(crate) fn redaction_forms(value: &str) -> Vec<String> {
     if value.is_empty() {
         return Vec::new();
     }
+    let c0 = |c: char| c <= ' ';
+    let unicode = |c: char| c <= ' ' || c.is_whitespace();
+    let strip = |v: &str| -> String {
+        v.chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect()
+    };
     let mut variants = vec![value.to_owned()];
-    let trimmed = value.trim_matches(|c: char| c <= ' ');
-    let stripped: String = value
-        .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .collect();
-    let both: String = trimmed
-        .chars()
-        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-        .collect();
-    for v in [trimmed.to_owned(), stripped, both] {
+    let stripped = strip(value);
+    for v in [
+        value.trim_matches(c0).to_owned(),
+        value.trim_matches(unicode).to_owned(),
+        strip(value.trim_matches(c0)),
+        strip(value.trim_matches(unicode)),
+        stripped.trim_matches(c0).to_owned(),
+        stripped.trim_matches(unicode).to_owned(),
+        stripped,
+    ] {
         if !v.is_empty() && !variants.contains(&v) {
             variants.push(v);
         }
@@ -421,27 +481,27 @@ pub(crate) fn redaction_forms(value: &str) -> Vec<String> {
         }
         forms.push(upper);
         forms.push(lower);
-    }
-    if let Ok(quoted) = serde_json::to_string(value) {
-        forms.push(quoted[1..quoted.len() - 1].to_owned());
-        let mut ascii = String::new();
-        for c in quoted[1..quoted.len() - 1].chars() {
-            if c.is_ascii() {
-                ascii.push(c);
-            } else {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    ascii.push_str(&format!("\\u{u:04x}"));
+        if let Ok(quoted) = serde_json::to_string(v) {
+            forms.push(quoted[1..quoted.len() - 1].to_owned());
+            let mut ascii = String::new();
+            for c in quoted[1..quoted.len() - 1].chars() {
+                if c.is_ascii() {
+                    ascii.push(c);
+                } else {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        ascii.push_str(&format!("\\u{u:04x}"));
+                    }
                 }
             }
+            forms.push(ascii);
         }
-        forms.push(ascii);
-    }
-    for alphabet in [STANDARD, URL_SAFE] {
-        let full = base64(value.as_bytes(), alphabet);
-        forms.push(full.trim_end_matches('=').to_owned());
-        forms.push(full);
-        base64_cores(value.as_bytes(), alphabet, &mut forms);
+        for alphabet in [STANDARD, URL_SAFE] {
+            let full = base64(v.as_bytes(), alphabet);
+            forms.push(full.trim_end_matches('=').to_owned());
+            forms.push(full);
+            base64_cores(v.as_bytes(), alphabet, &mut forms);
+        }
     }
     forms.retain(|f| !f.is_empty());
     forms
@@ -521,6 +581,49 @@ mod tests {
         let forms = redaction_forms("a b'`{");
         for f in ["a%20b'%60%7B", "a%20b%27`{", "a+b%27%60%7B", "a%20b'%60{"] {
             assert!(forms.iter().any(|x| x == f), "{f}: {forms:?}");
+        }
+    }
+
+    #[test]
+    fn overlapping_forms_are_each_redacted_whole() {
+        let mut r = Resolved::from_values(Vec::new());
+        r.needles = vec!["abcdef".into(), "defghi".into(), "aa".into()];
+        // Replacing `abcdef` first would leave `ghi`; overlapping occurrences of one form too.
+        assert_eq!(r.redact("xxabcdefghiyy"), "xx***yy");
+        assert_eq!(r.redact("aaa b"), "*** b");
+        assert_eq!(r.redact("é abcdef é defghi"), "é *** é ***");
+    }
+
+    #[test]
+    fn a_secret_that_moves_url_components_is_redacted_wherever_it_went() {
+        // Its `?` and `#` split it into the path, the query (the `key` pair is appended before
+        // the fragment) and the fragment, which ends the URL as the `key` pair does.
+        let secret = "MARK1\t a?b c#d\té%zz/MARK2";
+        let build = |s: &str| {
+            let mut url = Url::parse(&format!("http://h/p/{s}/q?inline={s}")).ok()?;
+            url.query_pairs_mut().append_pair("key", s);
+            Some(url)
+        };
+        let url = build(secret).unwrap();
+        let mut r = Resolved::from_values(vec![("s".into(), secret.into())]);
+        r.learn_url(&url, |vars| build(vars["secrets"]["s"].as_str()?));
+        let told = r.redact(&format!(
+            "`POST {url}` returned: {}",
+            &url[Position::BeforePath..Position::AfterQuery]
+        ));
+        assert!(!told.contains("MARK"), "{told}");
+        assert!(
+            told.starts_with("`POST http://h/p/***` returned: /p/***"),
+            "{told}"
+        );
+    }
+
+    #[test]
+    fn a_secret_trimmed_as_a_server_trims_it_is_redacted() {
+        // Rust's, Python's and JavaScript's `trim` drop U+00A0, which HTTP leaves in a header.
+        let r = Resolved::from_values(vec![("k".into(), "\u{a0}\tsk MARK\u{a0}".into())]);
+        for echoed in ["sk MARK", "\"sk MARK\"", "c2sgTUFSSw=="] {
+            assert!(!r.redact(echoed).contains("MARK"), "{echoed}");
         }
     }
 }
