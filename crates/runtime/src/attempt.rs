@@ -110,8 +110,8 @@ pub(crate) trait Work: Send + 'static {
     type Output: Send + 'static;
     /// What panics, in messages: `node`, `inner node`.
     const WHAT: &'static str;
-    /// The run's start and deadline.
-    fn run(&self) -> (Instant, Option<Instant>);
+    /// The run's deadline.
+    fn deadline(&self) -> Option<Instant>;
     /// Starts attempt `attempt` (from 1) at `at`: builds the context and calls the handler. May
     /// panic (a handler's bug); the caller catches it.
     fn call(&self, attempt: u32, at: Instant) -> NodeFuture;
@@ -181,8 +181,8 @@ impl Work for NodeWork {
     const WHAT: &'static str = "node";
 
     #[inline]
-    fn run(&self) -> (Instant, Option<Instant>) {
-        (self.run.start, self.run.deadline)
+    fn deadline(&self) -> Option<Instant> {
+        self.run.deadline
     }
 
     #[inline]
@@ -401,7 +401,7 @@ impl<W: Work> Attempts<W> {
         } else {
             Instant::now()
         };
-        let (_, run_deadline) = self.work.run();
+        let run_deadline = self.work.deadline();
         let own_deadline = self
             .work
             .timeout()
@@ -457,7 +457,7 @@ impl<W: Work> Attempts<W> {
             Ok(update) => return Step::Done(self.outcome(Ok(update), now, false)),
             Err(e) => e,
         };
-        let (_, run_deadline) = self.work.run();
+        let run_deadline = self.work.deadline();
         let retry = self.work.retry();
         let attempt = self.attempt;
         let mut delay = retry.delay(attempt, &mut self.rng);

@@ -42,13 +42,12 @@ impl Work for ItemWork {
     type Output = Value;
     const WHAT: &'static str = "inner node";
 
-    fn run(&self) -> (Instant, Option<Instant>) {
-        (Instant::now(), self.deadline)
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
-    fn call(&self, attempt: u32, _at: Instant) -> NodeFuture {
-        // An item sees its parent's attempt number: a retried `map` retries its items.
-        let _ = attempt;
+    /// An item sees its parent's attempt number (a retried `map` retries its items), not its own.
+    fn call(&self, _attempt: u32, _at: Instant) -> NodeFuture {
         self.node
             .call(self.parent.item(self.index, self.seed, self.vars.clone()))
     }

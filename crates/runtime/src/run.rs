@@ -263,7 +263,7 @@ fn start(
                 retries: std::sync::Mutex::new(Vec::new()),
                 events,
                 sequential: mode == ExecutionMode::Sequential,
-                cancel: cancel.clone(),
+                cancel,
             }
         });
         let mut ledger = Ledger::new(&plan, observer);
@@ -277,8 +277,7 @@ fn start(
         });
         let metrics = PlanMetrics::of(&plan);
         let gauge = metrics.map_or_else(metrics::Gauge::noop, |m| m.in_flight().clone());
-        let mut scheduler =
-            Scheduler::new(&plan, run.clone(), ledger, resumed, seed, cancel, gauge);
+        let mut scheduler = Scheduler::new(&plan, run.clone(), ledger, resumed, seed, gauge);
         scheduler.drive(limit, timeout).await;
         let (nodes, store, error, degraded) = scheduler.finish().await;
         let wall_time = Instant::now().saturating_duration_since(run_start);

@@ -35,7 +35,6 @@ use crate::attempt::{
     Attempts, DEADLINE, Guarded, NodeWork, Outcome, RunShared, Step, TASK_PANICKED, Writes,
 };
 use crate::ledger::{Ending, Ledger, Recorded, Release};
-use crate::options::CancelToken;
 use crate::report::{Failure, NodeReport, NodeStatus, RunError};
 use crate::store::Store;
 
@@ -64,7 +63,6 @@ pub(crate) struct Scheduler<'a> {
     /// Node ends the observer is recording; a node's dependents start once it is recorded.
     recording: Vec<(NodeId, Recorded)>,
     seed: u64,
-    cancel: Option<CancelToken>,
     /// The run's deadline timer and the cancel token's wait, made on the first wait that needs
     /// them (boxed: most runs never wait on either).
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -82,7 +80,6 @@ impl<'a> Scheduler<'a> {
         ledger: Ledger,
         resumed: bool,
         seed: u64,
-        cancel: Option<CancelToken>,
         in_flight_gauge: metrics::Gauge,
     ) -> Self {
         let mut remaining: Vec<u32> = plan.nodes().iter().map(|p| p.needs.len() as u32).collect();
@@ -112,7 +109,6 @@ impl<'a> Scheduler<'a> {
             in_flight: 0,
             recording: Vec::new(),
             seed,
-            cancel,
             timer: None,
             cancelled: None,
             error: None,
@@ -195,7 +191,7 @@ impl<'a> Scheduler<'a> {
             }
         }
         if self.cancelled.is_none() {
-            if let Some(token) = self.cancel.clone() {
+            if let Some(token) = self.run.cancel.clone() {
                 self.cancelled = Some(Box::pin(async move { token.cancelled().await }));
             }
         }

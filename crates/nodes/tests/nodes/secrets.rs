@@ -10,7 +10,7 @@ use braid::{Event, RunStatus};
 use serde_json::json;
 
 use crate::http::run;
-use crate::stub::{Reply, Stub, closed_port, in_child};
+use crate::stub::{Reply, Stub, closed_port, in_child, paused_runtime};
 
 const VAR: &str = "BRAID_TEST_SECRET_TOKEN";
 /// With `/`, ` ` and `+`, so that its URL-encoded forms differ from it.
@@ -24,12 +24,7 @@ fn secrets_reach_the_server_and_no_message_event_or_report() {
     if !in_child(name, &[(VAR, SECRET)]) {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    paused_runtime().block_on(async {
         http_success_sends_the_secret().await;
         http_failures_redact_it().await;
         llm_failures_redact_the_key().await;
@@ -229,12 +224,7 @@ fn secrets_in_any_form_are_redacted_and_stay_with_their_origin() {
     ) {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    paused_runtime().block_on(async {
         a_secret_in_the_url_is_redacted_in_the_form_the_url_carries().await;
         a_long_echoed_secret_is_redacted_before_the_excerpt_is_cut().await;
         a_cross_origin_redirect_drops_secret_headers_and_sends_no_referer().await;
@@ -442,12 +432,7 @@ fn a_secret_split_into_path_query_and_fragment_is_redacted_wherever_it_went() {
     if !in_child(name, &[(SPLIT_VAR, SPLIT)]) {
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    paused_runtime().block_on(async {
         let stub = Stub::start(vec![Reply::Echo(400)]).await;
         let yaml = format!(
             r#"

@@ -240,6 +240,16 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A current-thread runtime on a paused clock, for a test that runs in a child process (see
+/// [`in_child`]) and so cannot be a `#[tokio::test]`.
+pub(crate) fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
+
 /// Runs the test `name` again in a child process with `env` set (setting variables in this
 /// process is `unsafe`, which the workspace forbids). Returns `true` in the child, where the test
 /// should do its work; in the parent, asserts that the child passed and returns `false`.
