@@ -134,13 +134,50 @@ impl Compiler {
             .canonicalize()
             .into_iter()
             .collect();
+        let cache = include::Cache::default();
+        self.guarded(source, || {
+            self.compile_in(source, chain, &cache, include::Files::Disk)
+        })
+    }
+
+    /// Compiles a workflow from a recorded set of files instead of the disk: `files` holds the
+    /// root file under the key `""` and every file it includes under its
+    /// [`key`](SourceFile::key), as [`Compilation::files`] listed them (what a durable store
+    /// keeps). `name` is the name diagnostics use for the root. The plan's fingerprint is the one
+    /// the same files on disk give. Never panics.
+    pub fn compile_recorded<'a>(
+        &self,
+        name: &str,
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Compilation {
+        let files: std::collections::BTreeMap<String, Arc<str>> = files
+            .into_iter()
+            .map(|(k, t)| (k.to_owned(), Arc::from(t)))
+            .collect();
+        let root = Source::new(name, files.get("").cloned().unwrap_or_else(|| Arc::from("")));
+        let cache = include::Cache::default();
+        let chain = vec![std::path::PathBuf::new()];
+        self.guarded(&root, || {
+            self.compile_in(
+                &root,
+                chain,
+                &cache,
+                include::Files::Recorded {
+                    files: &files,
+                    at: "",
+                },
+            )
+        })
+    }
+
+    /// Runs a compilation, turning a panic into an `internal` diagnostic.
+    fn guarded(&self, source: &Source, compile: impl FnOnce() -> Compilation) -> Compilation {
         const START: Pos = Pos {
             line: 1,
             column: 1,
             offset: 0,
         };
-        let cache = include::Cache::default();
-        guard::catch(|| self.compile_in(source, chain, &cache)).unwrap_or_else(|panic| {
+        guard::catch(compile).unwrap_or_else(|panic| {
             Compilation {
                 plan: None,
                 spec: None,
@@ -164,6 +201,7 @@ impl Compiler {
         source: &Source,
         chain: Vec<std::path::PathBuf>,
         cache: &include::Cache,
+        files: include::Files<'_>,
     ) -> Compilation {
         let mut diagnostics = Vec::new();
         let root_only = || vec![include::root_file(source)];
@@ -207,6 +245,7 @@ impl Compiler {
         let loader = include::FileLoader {
             compiler: self,
             dir,
+            files,
             chain,
             cache,
             read: Default::default(),

@@ -189,3 +189,53 @@ fn an_included_file_that_does_not_compile_is_listed_still() {
     assert!(c.plan.is_none());
     assert_eq!(keys(&c), ["", "sub/child.yaml", "sub/grand.yaml"]);
 }
+
+#[test]
+fn recorded_files_compile_to_the_same_plan_wherever_the_disk_has_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tree(
+        dir.path(),
+        &[
+            ("parent.yaml", PARENT),
+            ("sub/child.yaml", CHILD),
+            ("sub/grand.yaml", GRAND),
+        ],
+    );
+    let on_disk = compile_file(&dir.path().join("parent.yaml"));
+    let recorded: Vec<(String, String)> = on_disk
+        .files
+        .iter()
+        .map(|f| (f.key.clone(), f.text.to_string()))
+        .collect();
+    // The files change, or go: a run recorded with the old ones still compiles from its record.
+    std::fs::remove_dir_all(dir.path().join("sub")).expect("remove");
+    let again = compiler().compile_recorded(
+        "parent.yaml",
+        recorded.iter().map(|(k, t)| (k.as_str(), t.as_str())),
+    );
+    assert_eq!(fingerprint_of(&again), fingerprint_of(&on_disk));
+    assert_eq!(keys(&again), keys(&on_disk));
+    let plan = again.plan.expect("a plan");
+    assert_eq!(plan.nodes().len(), 2);
+
+    // A recorded set that lacks an included file says which.
+    let missing = compiler().compile_recorded(
+        "parent.yaml",
+        recorded
+            .iter()
+            .filter(|(k, _)| k != "sub/grand.yaml")
+            .map(|(k, t)| (k.as_str(), t.as_str())),
+    );
+    assert!(missing.plan.is_none());
+    let messages: Vec<&str> = missing
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("`sub/grand.yaml`) is not among the recorded files")),
+        "{messages:?}"
+    );
+}
