@@ -47,6 +47,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "store")]
+pub mod durable;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -65,9 +68,9 @@ pub use braid_core::{
 pub use braid_runtime::metrics;
 pub use braid_runtime::run as run_plan;
 pub use braid_runtime::{
-    CancelToken, Event, EventReceiver, InputError, NodeReport, NodeSettled, NodeStatus, Observer,
-    PartialRun, PartialRunError, PriorNode, Recorded, RunError, RunOptions, RunReport, RunResult,
-    RunStatus,
+    CancelToken, Event, EventHook, EventReceiver, EventSender, InputError, NodeReport, NodeSettled,
+    NodeStatus, Observer, PartialRun, PartialRunError, PriorNode, Recorded, RunError, RunOptions,
+    RunReport, RunResult, RunStatus,
 };
 pub use braid_spec::parse_duration;
 /// The JSON Schema library [`NodeKind::params_schema`] speaks, for kinds written against this
@@ -95,6 +98,10 @@ pub enum Error {
     /// The nodes given as settled cannot continue a run of this workflow.
     #[error("cannot continue the run: {0}")]
     Partial(#[from] PartialRunError),
+    /// A durable run could not be started, continued or read.
+    #[cfg(feature = "store")]
+    #[error(transparent)]
+    Durable(#[from] durable::DurableError),
 }
 
 /// A workflow that did not compile: its source and every diagnostic.
@@ -271,8 +278,32 @@ impl Engine {
         })
     }
 
+    /// Compiles a workflow from a recorded set of files (the root under the key `""`, each
+    /// included file under its key), as a durable store keeps them: see
+    /// [`Compiler::compile_recorded`]. `name` is used in diagnostics.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] with every diagnostic when the workflow has an error.
+    pub fn load_recorded<'a>(
+        &self,
+        name: &str,
+        files: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Result<Workflow, Error> {
+        let c = self.compiler.compile_recorded(name, files.clone());
+        let root = files
+            .into_iter()
+            .find(|(k, _)| k.is_empty())
+            .map_or("", |(_, t)| t);
+        self.compiled(Source::new(name, root), c)
+    }
+
     fn load_source(&self, source: Source) -> Result<Workflow, Error> {
         let c = self.compiler.compile(&source);
+        self.compiled(source, c)
+    }
+
+    fn compiled(&self, source: Source, c: Compilation) -> Result<Workflow, Error> {
         match c.plan {
             Some(plan) => {
                 // The inputs of a run given none, resolved once: such runs share them.

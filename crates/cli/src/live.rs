@@ -66,7 +66,7 @@ impl Recorder {
         }
     }
 
-    fn apply(&mut self, event: &Event) {
+    pub(crate) fn apply(&mut self, event: &Event) {
         match event {
             Event::NodeStarted { node, at, .. } => {
                 self.now = self.now.max(*at);

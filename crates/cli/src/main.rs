@@ -4,6 +4,8 @@
 //! `docs/cli.md` and defined once, in [`exit`].
 
 mod bench;
+#[cfg(feature = "store")]
+mod durable;
 mod exit;
 mod live;
 mod output;
@@ -57,6 +59,18 @@ enum Command {
     /// Run a workflow N times in parallel and N times in sequential mode; print percentiles,
     /// the speedup, per-node latency and failure rates, and the critical path.
     Bench(bench::Args),
+    /// Continue a journaled run that did not finish (its process died, it was cancelled, or it
+    /// waits for an answer): nothing that settled runs again.
+    #[cfg(feature = "store")]
+    Resume(durable::ResumeArgs),
+    /// Run a failed or degraded journaled run's failed nodes (or one node) and everything
+    /// downstream of them again; the rest keeps its recorded writes.
+    #[cfg(feature = "store")]
+    Retry(durable::RetryArgs),
+    /// List, show and clean up the runs journaled in a store.
+    #[cfg(feature = "store")]
+    #[command(subcommand)]
+    Runs(durable::RunsCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,6 +100,12 @@ fn main() -> ExitCode {
         Command::Graph { file, format } => graph(&engine, &file, format),
         Command::Run(args) => run::main(&engine, &args),
         Command::Bench(args) => bench::main(&engine, &args),
+        #[cfg(feature = "store")]
+        Command::Resume(args) => durable::resume(&engine, &args),
+        #[cfg(feature = "store")]
+        Command::Retry(args) => durable::retry(&engine, &args),
+        #[cfg(feature = "store")]
+        Command::Runs(command) => durable::runs(&engine, &command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

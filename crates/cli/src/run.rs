@@ -2,12 +2,14 @@
 //! (per-node timeline, status, wall time against the sequential sum) goes to stderr.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use braid::{Engine, ExecutionMode, NodeStatus, RunOptions, RunResult, RunStatus, render};
+use braid::{Engine, ExecutionMode, NodeStatus, Plan, RunOptions, RunResult, RunStatus, render};
 use serde_json::{Map, Value};
 
 use crate::live::{self, Display};
@@ -35,6 +37,18 @@ pub(crate) struct Args {
     /// Seed for mock latencies, scripted failures and retry jitter.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Journal the run in this store, so that it can be resumed, retried and listed:
+    /// `sqlite:PATH` (created if need be) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "BRAID_STORE", value_name = "URL")]
+    store: Option<String>,
+    #[command(flatten)]
+    pub(crate) out: Outputs,
+}
+
+/// Where a run's results go, besides the state on stdout: the flags `run`, `resume` and `retry`
+/// share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Outputs {
     /// Write the run report (every node's status, attempts and timings) as JSON to this file.
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -49,7 +63,7 @@ pub(crate) struct Args {
     metrics_file: Option<PathBuf>,
     /// Print neither the live view nor the summary on stderr.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// The same parser as the workflow format's durations.
@@ -147,25 +161,64 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         Ok(w) => w,
         Err(code) => return Ok(code),
     };
-    if args.metrics_file.is_some() {
-        crate::telemetry::init_metrics();
-    }
     let resolved = match inputs(&workflow, &args.inputs, args.input_file.as_deref())? {
         Ok(v) => v,
         Err(code) => return Ok(code),
     };
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let cancel = braid::CancelToken::new();
     let options = RunOptions {
         mode: args.sequential.then_some(ExecutionMode::Sequential),
         max_concurrency: args.max_concurrency,
         timeout: args.timeout,
         seed: args.seed,
-        events: Some(tx),
-        cancel: Some(cancel.clone()),
         ..RunOptions::default()
     };
-    let display = if args.quiet {
+    let plan = workflow.plan().clone();
+    match &args.store {
+        None => execute(&args.out, plan, options, |options| async move {
+            Ok(braid::run_plan(workflow.plan().clone(), resolved, options).await)
+        }),
+        #[cfg(not(feature = "store"))]
+        Some(_) => anyhow::bail!("this braid was built without durable runs (the `store` feature)"),
+        #[cfg(feature = "store")]
+        Some(url) => {
+            let url = url.clone();
+            let engine = engine.clone();
+            let quiet = args.out.quiet;
+            execute(&args.out, plan, options, |options| async move {
+                let durable = crate::durable::open(engine, &url).await?;
+                let started = durable.start(&workflow, resolved, options).await?;
+                crate::durable::announce(&started, &durable, quiet);
+                started.await
+            })
+        }
+    }
+}
+
+/// What ends a run's execution early: the run itself could not be done (its store went away,
+/// say), with the result of what ran if there is one.
+pub(crate) type Outcome = Result<RunResult, braid::Error>;
+
+/// Runs a run (`start` builds it from the options, with the events and cancel token set), with
+/// the live view, Ctrl-C and `SIGTERM` handling, then writes the state, report and files.
+/// Returns the exit code.
+pub(crate) fn execute<F, Fut>(
+    out: &Outputs,
+    plan: Arc<Plan>,
+    mut options: RunOptions,
+    start: F,
+) -> anyhow::Result<u8>
+where
+    F: FnOnce(RunOptions) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    if out.metrics_file.is_some() {
+        crate::telemetry::init_metrics();
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = braid::CancelToken::new();
+    options.events = Some(tx);
+    options.cancel = Some(cancel.clone());
+    let display = if out.quiet {
         Display::Quiet
     } else if std::io::stderr().is_terminal() {
         Display::Terminal {
@@ -177,17 +230,16 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let plan = workflow.plan().clone();
-    let (result, record, stopped_by) = rt.block_on(async move {
+    let run = start(options);
+    let (outcome, record, stopped_by) = rt.block_on(async move {
         // Listen before anything starts, so that no signal finds the default action (death).
         let mut terminate = Terminate::new();
         // The watcher ends when the run drops its event sender.
         let watcher = tokio::spawn(live::watch(plan.clone(), rx, display));
-        let run = braid::run_plan(plan, resolved, options);
         tokio::pin!(run);
         // Ctrl-C and SIGTERM cancel the run, which still reports every node and keeps what
         // completed; dropping the `exec` nodes' futures kills their process groups.
-        let (result, stopped_by) = tokio::select! {
+        let (outcome, stopped_by) = tokio::select! {
             r = &mut run => (r, None),
             _ = tokio::signal::ctrl_c() => {
                 cancel.cancel();
@@ -198,39 +250,63 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
                 (run.await, Some(exit::TERMINATED))
             }
         };
-        (result, watcher.await, stopped_by)
+        (outcome, watcher.await, stopped_by)
     });
     let record = record.context("the live view failed")?;
-    if let Some(path) = &args.report {
+    let (result, unrecorded) = match outcome {
+        Ok(result) => (result, None),
+        #[cfg(feature = "store")]
+        Err(braid::Error::Durable(braid::durable::DurableError::Unrecorded {
+            run,
+            result,
+            source,
+        })) => (
+            *result,
+            Some(format!(
+                "run `{run}`: its end could not be recorded: {source}"
+            )),
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(path) = &out.report {
         write(path, &serde_json::to_string_pretty(&result.report)?)?;
     }
-    if let Some(path) = &args.trace {
+    if let Some(path) = &out.trace {
         write(
             path,
             &serde_json::to_string(&timeline::chrome_trace(&result.report, &record))?,
         )?;
     }
-    if let Some(path) = &args.timeline {
+    if let Some(path) = &out.timeline {
         write(path, &timeline::html(&result.report, &record))?;
     }
-    if let Some(path) = &args.metrics_file {
+    if let Some(path) = &out.metrics_file {
         write(path, &crate::telemetry::metrics_text())?;
     }
     crate::output::out(&format!(
         "{}\n",
         serde_json::to_string_pretty(&result.state)?
     ))?;
-    if !args.quiet {
+    if !out.quiet {
         crate::output::err(&summary(&result, validate::color()));
+    }
+    if let Some(message) = unrecorded {
+        crate::output::err(&format!("error: {message}\n"));
+        return Ok(exit::FAILED);
     }
     if let Some(code) = stopped_by {
         return Ok(code);
     }
-    Ok(match result.status {
+    Ok(exit_code(&result))
+}
+
+/// The exit code of a run that ended so.
+pub(crate) fn exit_code(result: &RunResult) -> u8 {
+    match result.status {
         RunStatus::Succeeded => exit::OK,
         RunStatus::Degraded => exit::DEGRADED,
         RunStatus::Failed => exit::FAILED,
-    })
+    }
 }
 
 /// `SIGTERM`, where there is one.
@@ -317,6 +393,9 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
     }
     if let Some(e) = &r.error {
         let _ = writeln!(out, "{} {e}", paint("31", "error:"));
+    }
+    if let Some(id) = &r.run_id {
+        let _ = writeln!(out, "run id: {id}");
     }
     let name_w = r
         .nodes

@@ -154,7 +154,10 @@ impl Compiler {
             .into_iter()
             .map(|(k, t)| (k.to_owned(), Arc::from(t)))
             .collect();
-        let root = Source::new(name, files.get("").cloned().unwrap_or_else(|| Arc::from("")));
+        let root = Source::new(
+            name,
+            files.get("").cloned().unwrap_or_else(|| Arc::from("")),
+        );
         let cache = include::Cache::default();
         let chain = vec![std::path::PathBuf::new()];
         self.guarded(&root, || {

@@ -24,6 +24,20 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The kind named `s` (as [`as_str`](Self::as_str) gives it): how a journal reads back a
+    /// failure it recorded.
+    pub fn parse(s: &str) -> Option<FailureKind> {
+        [
+            FailureKind::Error,
+            FailureKind::Timeout,
+            FailureKind::Panic,
+            FailureKind::Cancelled,
+            FailureKind::InvalidOutput,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
     /// The name used in reports and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -273,6 +273,7 @@ pub(crate) struct Outcome<T> {
 
 /// A node's contribution to each key of its `writes`, in order (`None`: it wrote nothing to that
 /// key). Most nodes write one key: that needs no allocation, and the value stays small to move.
+#[derive(Clone)]
 pub(crate) enum Writes {
     One(Option<Value>),
     Many(Vec<Option<Value>>),

@@ -17,6 +17,10 @@ use crate::report::RunStatus;
 pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;
 /// Receives a run's events: `while let Some(e) = rx.recv().await { .. }`.
 pub type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<Event>;
+/// Takes a run's events synchronously, as they happen, from whichever task emits them: what a
+/// journal uses to number events in the order they happened and keep them with the node ends
+/// they precede. It must be quick and must not block (take a short lock, push, return).
+pub type EventHook = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// Something that happened during a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,6 +104,7 @@ pub enum Event {
 #[derive(Clone)]
 pub(crate) enum EventSink {
     Channel(EventSender),
+    Hook(EventHook),
     Nested(Arc<EventSink>, Arc<str>),
 }
 
@@ -110,6 +115,7 @@ impl EventSink {
             EventSink::Channel(tx) => {
                 let _ = tx.send(event);
             }
+            EventSink::Hook(hook) => hook(event),
             EventSink::Nested(parent, node) => parent.send(Event::Nested {
                 node: node.clone(),
                 inner: Box::new(event),

@@ -145,6 +145,7 @@ pub(crate) struct Ending {
 
 /// A node's end in an earlier run, checked against the plan (see
 /// [`PartialRun`](crate::PartialRun)).
+#[derive(Clone)]
 pub(crate) struct Prior {
     pub status: NodeStatus,
     pub attempts: u32,
@@ -185,6 +186,11 @@ impl Ledger {
 
     pub(crate) fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The state, without the records.
+    pub(crate) fn into_store(self) -> Store {
+        self.store
     }
 
     /// Whether the node has ended.

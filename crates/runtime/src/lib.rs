@@ -32,7 +32,7 @@ pub mod run;
 pub(crate) mod scheduler;
 pub mod store;
 
-pub use event::{Event, EventReceiver, EventSender};
+pub use event::{Event, EventHook, EventReceiver, EventSender};
 pub use inputs::{InputError, resolve_inputs};
 pub use ledger::{NodeSettled, Observer, Recorded};
 pub use options::{CancelToken, RunOptions};

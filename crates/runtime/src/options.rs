@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use braid_core::ExecutionMode;
 
-use crate::event::EventSender;
+use crate::event::{EventHook, EventSender};
 use crate::ledger::Observer;
 
 /// How to run a plan; anything left `None` comes from the workflow file.
@@ -21,6 +21,9 @@ pub struct RunOptions {
     pub seed: u64,
     /// Where to send the run's events; `None` sends none.
     pub events: Option<EventSender>,
+    /// Takes the run's events synchronously as they happen, instead of `events` (which is then
+    /// ignored): see [`EventHook`].
+    pub event_hook: Option<EventHook>,
     /// Cancels the run from outside; the run then ends `failed` with
     /// [`RunError::Cancelled`](crate::RunError::Cancelled), reporting every node and keeping what
     /// completed.
@@ -42,6 +45,7 @@ impl std::fmt::Debug for RunOptions {
             .field("timeout", &self.timeout)
             .field("seed", &self.seed)
             .field("events", &self.events.is_some())
+            .field("event_hook", &self.event_hook.is_some())
             .field("cancel", &self.cancel)
             .field("observer", &self.observer.is_some())
             .field("run_id", &self.run_id)

@@ -237,8 +237,10 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// Assembles a run's result from its nodes' reports (in canonical order) and final state.
-    pub(crate) fn assemble(
+    /// Assembles a run's result from its nodes' reports (in canonical order) and final state:
+    /// the status, speedup and critical path follow from them. The runtime's own way to report
+    /// a run, and a journal's to report one it recorded.
+    pub fn assemble(
         plan: &Plan,
         mode: ExecutionMode,
         nodes: Vec<NodeReport>,

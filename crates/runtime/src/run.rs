@@ -178,6 +178,18 @@ impl PartialRun {
     pub fn plan(&self) -> &Arc<Plan> {
         &self.plan
     }
+
+    /// The state the settled nodes' writes fold into, in canonical order: what a run stopped
+    /// at this point holds (every other key at its default). Runs nothing. What a journal shows
+    /// of a run it recorded, without ever storing the state itself.
+    pub fn state(&self) -> Value {
+        let mut ledger = Ledger::new(&self.plan, None);
+        let origin = Instant::now();
+        for (id, prior) in &self.settled {
+            ledger.restore(&self.plan, *id, origin, prior.clone());
+        }
+        ledger.into_store().finish(&self.plan)
+    }
 }
 
 /// Runs a plan to the end and reports what happened. `inputs` must already be resolved
@@ -223,13 +235,16 @@ fn start(
     // what the run needs, once (an `async fn` would also keep its arguments).
     let RunOptions {
         events,
+        event_hook,
         cancel,
         seed,
         observer,
         run_id,
         ..
     } = options;
-    let events = parent_sink.or(events.map(EventSink::Channel));
+    let events = parent_sink
+        .or(event_hook.map(EventSink::Hook))
+        .or(events.map(EventSink::Channel));
     let mode = options.mode.unwrap_or(plan.mode());
     let limit = match mode {
         ExecutionMode::Sequential => 1,

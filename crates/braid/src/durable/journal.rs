@@ -1,0 +1,234 @@
+//! The journal of one run segment (a start, a resume or a retry, in one process): the
+//! [`Observer`] that records each node's end before its dependents start, and the event hook that
+//! numbers the run's events as they happen and keeps them until the next node end or the run's
+//! end carries them to the store.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use braid_store::{Entry, EventKind, EventRecord, Micros, NodeRecord, NodeState, StoreHandle};
+use serde_json::{Map, Value, json};
+
+use crate::{Event, EventSender, NodeSettled, NodeStatus, Observer, Recorded};
+
+/// Converts offsets from the segment's start into wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    /// The wall clock when the segment started.
+    pub start: Micros,
+}
+
+impl Clock {
+    pub(crate) fn now() -> Self {
+        Clock {
+            start: braid_store::now_micros(),
+        }
+    }
+
+    pub(crate) fn at(self, offset: Duration) -> Micros {
+        self.start
+            .saturating_add(i64::try_from(offset.as_micros()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Events numbered and not yet in the store.
+#[derive(Debug)]
+struct Pending {
+    next_seq: u64,
+    events: Vec<EventRecord>,
+}
+
+/// Journals one segment of a durable run.
+pub(crate) struct Journal {
+    store: StoreHandle,
+    run: String,
+    clock: Clock,
+    pending: Mutex<Pending>,
+    /// The caller's own subscriber, given every event (journaled or not) as it happens.
+    forward: Option<EventSender>,
+    /// What the segment's `run_started` event says of how it started (resumed, retried).
+    note: Option<Value>,
+}
+
+impl Journal {
+    pub(crate) fn new(
+        store: StoreHandle,
+        run: String,
+        clock: Clock,
+        next_seq: u64,
+        forward: Option<EventSender>,
+        note: Option<Value>,
+    ) -> Arc<Self> {
+        Arc::new(Journal {
+            store,
+            run,
+            clock,
+            pending: Mutex::new(Pending {
+                next_seq,
+                events: Vec::new(),
+            }),
+            forward,
+            note,
+        })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // The lock only guards pushes and takes: a poisoned one holds nothing half-written.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the run's events: numbers the ones a journal keeps, forwards every one.
+    pub(crate) fn hook(self: &Arc<Self>) -> crate::EventHook {
+        let me = Arc::downgrade(self);
+        Arc::new(move |event: Event| {
+            let Some(me) = me.upgrade() else { return };
+            if let Some(record) = me.record_of(&event) {
+                let mut p = me.pending();
+                let seq = p.next_seq;
+                p.next_seq += 1;
+                p.events.push(EventRecord { seq, ..record });
+            }
+            if let Some(tx) = &me.forward {
+                let _ = tx.send(event);
+            }
+        })
+    }
+
+    /// The pending events, as an entry (none if there are none).
+    pub(crate) fn take_events(&self) -> Option<Entry> {
+        let events = std::mem::take(&mut self.pending().events);
+        (!events.is_empty()).then(|| Entry::Events {
+            run: self.run.clone(),
+            events,
+        })
+    }
+
+    /// What the journal keeps of an event: node and run lifecycle. A node's streamed messages
+    /// (an LLM's tokens) and a sub-workflow's own events are forwarded live but not kept: the
+    /// node's writes hold what they add up to, and keeping them would grow a run's record past
+    /// its writes.
+    fn record_of(&self, event: &Event) -> Option<EventRecord> {
+        let (kind, at, node, attempt, data) = match event {
+            Event::RunStarted { .. } => (
+                EventKind::RunStarted,
+                Duration::ZERO,
+                None,
+                None,
+                self.note.clone(),
+            ),
+            Event::NodeStarted { node, attempt, at } => (
+                EventKind::NodeStarted,
+                *at,
+                Some(node),
+                Some(*attempt),
+                None,
+            ),
+            Event::NodeRetrying {
+                node,
+                attempt,
+                failure,
+                message,
+                delay,
+                at,
+            } => (
+                EventKind::NodeRetrying,
+                *at,
+                Some(node),
+                Some(*attempt),
+                Some(json!({
+                    "kind": failure.as_str(),
+                    "message": message,
+                    "delay_ms": delay.as_millis() as u64,
+                })),
+            ),
+            Event::NodeFinished { node, status, at } => (
+                EventKind::NodeFinished,
+                *at,
+                Some(node),
+                None,
+                Some(Value::from(status.as_str())),
+            ),
+            Event::RunFinished { status, wall_time } => (
+                EventKind::RunFinished,
+                *wall_time,
+                None,
+                None,
+                Some(Value::from(status.as_str())),
+            ),
+            _ => return None,
+        };
+        Some(EventRecord {
+            seq: 0,
+            at: self.clock.at(at),
+            kind,
+            node: node.map(ToString::to_string),
+            attempt,
+            data,
+        })
+    }
+}
+
+impl Observer for Journal {
+    fn settled(&self, node: &NodeSettled<'_>) -> Option<Recorded> {
+        let state = node_state(node.status())?;
+        let ended_at = node
+            .end()
+            .map_or_else(braid_store::now_micros, |e| self.clock.at(e));
+        let failure = node.failure().map(|f| {
+            let mut m = Map::new();
+            m.insert("kind".into(), f.kind.as_str().into());
+            m.insert("message".into(), f.message.clone().into());
+            if !node.retries().is_empty() {
+                let retries: Vec<Value> = node
+                    .retries()
+                    .iter()
+                    .map(|a| {
+                        json!({
+                            "attempt": a.attempt,
+                            "start": self.clock.at(a.start),
+                            "end": self.clock.at(a.end),
+                            "kind": a.failure.kind.as_str(),
+                            "message": a.failure.message,
+                        })
+                    })
+                    .collect();
+                m.insert("retries".into(), Value::Array(retries));
+            }
+            Value::Object(m)
+        });
+        let record = NodeRecord {
+            node: node.node().to_string(),
+            state,
+            attempts: node.attempts(),
+            started_at: node.start().map(|s| self.clock.at(s)),
+            ended_at,
+            failure,
+            writes: node
+                .writes()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        let mut entries: Vec<Entry> = self.take_events().into_iter().collect();
+        entries.push(Entry::Node {
+            run: self.run.clone(),
+            record,
+        });
+        let store = self.store.clone();
+        Some(Box::pin(async move {
+            store.append(entries).await.map_err(|e| e.to_string())
+        }))
+    }
+}
+
+/// The recorded state of a node that ended so; `None` for one that never started (nothing to
+/// keep: it runs on resume).
+pub(crate) fn node_state(status: NodeStatus) -> Option<NodeState> {
+    Some(match status {
+        NodeStatus::Succeeded => NodeState::Succeeded,
+        NodeStatus::FellBack => NodeState::FellBack,
+        NodeStatus::Failed => NodeState::Failed,
+        NodeStatus::Skipped => NodeState::Skipped,
+        NodeStatus::Cancelled => NodeState::Cancelled,
+        NodeStatus::NotStarted => return None,
+    })
+}

@@ -1,0 +1,590 @@
+//! Durable runs: a run journaled in a store as it goes, so that it outlives its process.
+//!
+//! [`Durable`] pairs an [`Engine`] with a [`StoreHandle`] (SQLite, PostgreSQL or memory; see
+//! `braid_store`). [`Durable::start`] records the workflow's definition (every file, under its
+//! fingerprint) and the run, then runs it with a journal as its observer: each node's end — its
+//! status, attempts, timings, failure and **the writes it contributed** — is in the store before
+//! any node that needs it starts, and the run's events are kept with a sequence number. No state
+//! snapshot is ever stored: the writes, folded in canonical order, rebuild it exactly.
+//!
+//! * [`Durable::resume`] continues a run that did not finish (its process died, it was
+//!   cancelled, or it waits at a `wait` node, with the answer): the nodes that settled keep their
+//!   writes and never run again; a node that had started but whose end was not recorded runs
+//!   again (its idempotency key, `RUN_ID:NODE`, is the same).
+//! * [`Durable::retry`] re-runs a failed or degraded run's failed nodes (or one node) and
+//!   everything downstream of them; the rest keeps its recorded writes.
+//! * [`Durable::show`] rebuilds a run's state and report from its journal.
+//!
+//! A continued run always uses the definition recorded under its fingerprint, not what the file
+//! says now, and the options it was started with (mode, seed, concurrency, timeout).
+
+mod journal;
+mod recorded;
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use braid_store::{
+    Definition, DefinitionFile, EventKind, EventRecord, Micros, NodeRecord, NodeState, RunFilter,
+    RunRecord, RunState, Store, StoreError, StoreHandle, now_micros, open as open_store,
+};
+use braid_store::{Entry, NewRun, Reopen};
+use serde_json::{Value, json};
+
+use crate::{
+    Engine, Error, ExecutionMode, PartialRun, RunError, RunOptions, RunResult, RunStatus, Workflow,
+};
+use journal::{Clock, Journal};
+pub use recorded::RecordedRun;
+
+/// Why a durable run could not be started, continued or read. A user's mistake (an unknown
+/// run, a finished run resumed, a wrong answer) says how to fix it; nothing was recorded then.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurableError {
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run is in a state the operation does not apply to.
+    #[error("run `{run}` is {state}: {hint}")]
+    WrongState {
+        /// The run.
+        run: String,
+        /// Its state.
+        state: RunState,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The definition recorded for the run does not compile with this engine (a kind or reducer
+    /// it used is not registered here).
+    #[error(
+        "the workflow `{workflow}` recorded for run `{run}` (fingerprint {fingerprint}) does not compile here:\n{message}"
+    )]
+    Definition {
+        /// The run.
+        run: String,
+        /// The workflow's name.
+        workflow: String,
+        /// The definition's fingerprint.
+        fingerprint: String,
+        /// The diagnostics.
+        message: String,
+    },
+    /// A node named that the run's workflow does not have.
+    #[error("run `{run}` (workflow `{workflow}`) has no node `{node}`")]
+    UnknownNode {
+        /// The run.
+        run: String,
+        /// The workflow.
+        workflow: String,
+        /// The node.
+        node: String,
+    },
+    /// An answer that does not fit the waiting node, or no answer where one is needed.
+    #[error("{0}")]
+    Answer(String),
+    /// The run's journal cannot continue it (records that do not fit its definition).
+    #[error("the journal of run `{run}` cannot continue it: {message}")]
+    Journal {
+        /// The run.
+        run: String,
+        /// What does not fit.
+        message: String,
+    },
+    /// Nothing to retry: no node failed or fell back.
+    #[error("run `{run}` has no failed or fallen-back node to retry; name one with `--from NODE`")]
+    NothingToRetry {
+        /// The run.
+        run: String,
+    },
+    /// The run ended, but its end could not be recorded: the result is here, and the run stays
+    /// `running` in the store (resume it to record its end; nothing that settled runs again).
+    #[error("run `{run}` ended {}, but its end could not be recorded: {source}", result.status.as_str())]
+    Unrecorded {
+        /// The run.
+        run: String,
+        /// How it ended.
+        result: Box<RunResult>,
+        /// Why it could not be recorded.
+        source: StoreError,
+    },
+}
+
+/// An answer for a node that waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The waiting node; `None`: the run's only waiting node.
+    pub node: Option<String>,
+    /// The answer: checked against the node's schema before anything is recorded.
+    pub value: Value,
+}
+
+/// Starts, continues and reads durable runs: an engine (the kinds and reducers definitions are
+/// compiled with) and a store. Cheap to clone.
+#[derive(Clone)]
+pub struct Durable {
+    engine: Engine,
+    store: StoreHandle,
+}
+
+impl std::fmt::Debug for Durable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Durable")
+            .field("store", &self.store.location())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A durable run under way: its id (known before it ends, to resume it if this process dies),
+/// and its future (`.await` it).
+pub struct Started {
+    run_id: String,
+    run: Pin<Box<dyn Future<Output = Result<RunResult, Error>> + Send>>,
+}
+
+impl Started {
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IntoFuture for Started {
+    type Output = Result<RunResult, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<RunResult, Error>> + Send>>;
+
+    /// Runs it to its end (or its stop at a `wait` node), its end recorded.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it aborts the run as dropping any run does; what settled is in the store, and
+    /// the run stays `running` there, to be resumed.
+    fn into_future(self) -> Self::IntoFuture {
+        self.run
+    }
+}
+
+/// What a run was started with, as recorded: a continued run uses the same.
+fn encode_options(o: &RunOptions) -> Value {
+    json!({
+        "mode": o.mode.map(|m| match m {
+            ExecutionMode::Parallel => "parallel",
+            ExecutionMode::Sequential => "sequential",
+        }),
+        "max_concurrency": o.max_concurrency,
+        "timeout_ms": o.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        "seed": o.seed,
+    })
+}
+
+/// Applies recorded options to `o` (whose events and cancel token are the caller's).
+fn apply_options(recorded: &Value, o: &mut RunOptions) {
+    o.mode = match recorded["mode"].as_str() {
+        Some("sequential") => Some(ExecutionMode::Sequential),
+        Some("parallel") => Some(ExecutionMode::Parallel),
+        _ => None,
+    };
+    o.max_concurrency = recorded["max_concurrency"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok());
+    o.timeout = recorded["timeout_ms"].as_u64().map(Duration::from_millis);
+    o.seed = recorded["seed"].as_u64().unwrap_or(0);
+}
+
+/// A run's end as recorded.
+fn run_state(result: &RunResult) -> RunState {
+    match (result.status, &result.report.error) {
+        (_, Some(RunError::Cancelled)) => RunState::Cancelled,
+        (RunStatus::Succeeded, _) => RunState::Succeeded,
+        (RunStatus::Degraded, _) => RunState::Degraded,
+        (RunStatus::Failed, _) => RunState::Failed,
+    }
+}
+
+impl Durable {
+    /// Durable runs of workflows compiled by `engine`, journaled in `store`.
+    pub fn new(engine: Engine, store: StoreHandle) -> Self {
+        Durable { engine, store }
+    }
+
+    /// Opens the store `url` names ([`braid_store::open`]).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be opened; nothing is written then.
+    pub async fn open(engine: Engine, url: &str) -> Result<Self, DurableError> {
+        Ok(Durable::new(engine, braid_store::open(url).await?))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// Starts a durable run of `workflow`: records its definition and the run (id: `options.run_id`,
+    /// or a new one), then runs it. Returns once the run is recorded, with its id; await the
+    /// returned [`Started`] to run it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Inputs`] when the inputs do not fit; [`DurableError::Store`] when the store
+    /// refuses (a taken run id, a store that went away). Nothing runs then.
+    pub async fn start(
+        &self,
+        workflow: &Workflow,
+        inputs: Value,
+        mut options: RunOptions,
+    ) -> Result<Started, Error> {
+        let inputs = workflow.inputs(inputs)?;
+        let fingerprint = workflow.fingerprint().to_string();
+        let plan = workflow.plan();
+        let def = Definition {
+            fingerprint: fingerprint.clone(),
+            workflow: plan.name().to_string(),
+            files: workflow
+                .files()
+                .iter()
+                .map(|f| DefinitionFile {
+                    key: f.key.clone(),
+                    text: f.text.to_string(),
+                })
+                .collect(),
+        };
+        self.store
+            .put_definition(&def)
+            .await
+            .map_err(DurableError::from)?;
+        let id = match options.run_id.take() {
+            Some(id) => id.to_string(),
+            None => braid_core::RunId::default().get().to_string(),
+        };
+        let new = NewRun {
+            id: id.clone(),
+            workflow: plan.name().to_string(),
+            fingerprint,
+            inputs: inputs.clone(),
+            options: encode_options(&options),
+            created_at: braid_store::now_micros(),
+        };
+        self.store
+            .create_run(&new)
+            .await
+            .map_err(DurableError::from)?;
+        Ok(self.segment(workflow.clone(), None, inputs, id, 0, options, None))
+    }
+
+    /// Continues a run that did not finish: its process died (it is still `running` in the
+    /// store), it was cancelled, or it waits at a `wait` node (give the answer in `reply`). The
+    /// nodes that settled keep their writes and never run again; the rest runs, on the
+    /// definition and options the run was started with. `options` gives only the events, the
+    /// cancel token and what else is not recorded.
+    ///
+    /// Do not resume a run that is still running in another process: both would run its
+    /// remaining nodes (only one's records would stay).
+    ///
+    /// # Errors
+    ///
+    /// [`DurableError::WrongState`] for a finished run, [`DurableError::Answer`] for a reply that
+    /// does not fit (or none where one is needed), and store errors: nothing changed then.
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        reply: Option<Reply>,
+        mut options: RunOptions,
+    ) -> Result<Started, Error> {
+        let record = self.record(run_id).await?;
+        match record.state {
+            RunState::Running | RunState::Waiting | RunState::Cancelled => {}
+            RunState::Succeeded | RunState::Degraded => {
+                return Err(DurableError::WrongState {
+                    run: record.id,
+                    state: record.state,
+                    hint: "it finished; there is nothing to resume (`braid retry --from NODE` runs part of it again)",
+                }
+                .into());
+            }
+            RunState::Failed => {
+                return Err(DurableError::WrongState {
+                    run: record.id,
+                    state: record.state,
+                    hint: "it finished; `braid retry` runs its failed nodes again",
+                }
+                .into());
+            }
+        }
+        let workflow = self.definition(&record).await?;
+        let nodes = self.store.nodes(run_id).await.map_err(DurableError::from)?;
+        let answers = recorded::answers(&record, &workflow, &nodes, reply)?;
+        let priors = recorded::priors(&nodes, |_| true)?;
+        let partial = PartialRun::new(workflow.plan().clone(), priors).map_err(|e| {
+            DurableError::Journal {
+                run: record.id.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let reopened = self
+            .store
+            .reopen(&Reopen {
+                run: record.id.clone(),
+                from: vec![RunState::Running, RunState::Waiting, RunState::Cancelled],
+                reset: Vec::new(),
+                at: braid_store::now_micros(),
+            })
+            .await
+            .map_err(DurableError::from)?;
+        apply_options(&record.options, &mut options);
+        recorded::give_answers(&mut options, answers);
+        let note = json!({ "resumed": reopened.restarts });
+        Ok(self.segment(
+            workflow,
+            Some(partial),
+            record.inputs,
+            record.id,
+            reopened.next_seq,
+            options,
+            Some(note),
+        ))
+    }
+
+    /// Retries a failed or degraded run: its failed and fallen-back nodes and everything
+    /// downstream of them run again; every other node keeps its recorded writes. With `from`,
+    /// that node and everything downstream of it run again instead (also in a run that
+    /// succeeded).
+    ///
+    /// # Errors
+    ///
+    /// [`DurableError::WrongState`] for a run that did not finish (resume it),
+    /// [`DurableError::UnknownNode`], [`DurableError::NothingToRetry`], and store errors:
+    /// nothing changed then.
+    pub async fn retry(
+        &self,
+        run_id: &str,
+        from: Option<&str>,
+        mut options: RunOptions,
+    ) -> Result<Started, Error> {
+        let record = self.record(run_id).await?;
+        let allowed: &[RunState] = if from.is_some() {
+            &[RunState::Failed, RunState::Degraded, RunState::Succeeded]
+        } else {
+            &[RunState::Failed, RunState::Degraded]
+        };
+        if !allowed.contains(&record.state) {
+            return Err(DurableError::WrongState {
+                run: record.id,
+                state: record.state,
+                hint: if record.state == RunState::Succeeded {
+                    "every node succeeded; `--from NODE` runs one node and what follows it again"
+                } else {
+                    "it has not finished; `braid resume` continues it"
+                },
+            }
+            .into());
+        }
+        let workflow = self.definition(&record).await?;
+        let plan = workflow.plan();
+        let nodes = self.store.nodes(run_id).await.map_err(DurableError::from)?;
+        let seeds: Vec<String> = match from {
+            Some(node) => {
+                if plan.node_by_name(node).is_none() {
+                    return Err(DurableError::UnknownNode {
+                        run: record.id,
+                        workflow: plan.name().to_string(),
+                        node: node.to_owned(),
+                    }
+                    .into());
+                }
+                vec![node.to_owned()]
+            }
+            None => nodes
+                .iter()
+                .filter(|n| !n.state.carries_over() || n.state == NodeState::FellBack)
+                .map(|n| n.node.clone())
+                .collect(),
+        };
+        if seeds.is_empty() {
+            return Err(DurableError::NothingToRetry { run: record.id }.into());
+        }
+        let rerun = recorded::downstream(plan, &seeds);
+        let priors = recorded::priors(&nodes, |n| !rerun.contains(n))?;
+        let partial = PartialRun::new(plan.clone(), priors).map_err(|e| DurableError::Journal {
+            run: record.id.clone(),
+            message: e.to_string(),
+        })?;
+        let reset: Vec<String> = nodes
+            .iter()
+            .filter(|n| rerun.contains(&n.node))
+            .map(|n| n.node.clone())
+            .collect();
+        let reopened = self
+            .store
+            .reopen(&Reopen {
+                run: record.id.clone(),
+                from: allowed.to_vec(),
+                reset,
+                at: braid_store::now_micros(),
+            })
+            .await
+            .map_err(DurableError::from)?;
+        apply_options(&record.options, &mut options);
+        let mut again: Vec<&String> = rerun.iter().collect();
+        again.sort();
+        let note = json!({ "retry": reopened.restarts, "from": from, "nodes": again });
+        Ok(self.segment(
+            workflow,
+            Some(partial),
+            record.inputs,
+            record.id,
+            reopened.next_seq,
+            options,
+            Some(note),
+        ))
+    }
+
+    /// A run as its journal records it: the record, the state its writes fold into, and a
+    /// report rebuilt from its nodes' records (times from the run's creation).
+    ///
+    /// # Errors
+    ///
+    /// An unknown run, a definition that does not compile here, a damaged journal, a store
+    /// error.
+    pub async fn show(&self, run_id: &str) -> Result<RecordedRun, Error> {
+        let record = self.record(run_id).await?;
+        let workflow = self.definition(&record).await?;
+        let nodes = self.store.nodes(run_id).await.map_err(DurableError::from)?;
+        Ok(recorded::rebuild(record, &workflow, &nodes)?)
+    }
+
+    /// The run's record.
+    async fn record(&self, run_id: &str) -> Result<RunRecord, DurableError> {
+        self.store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| StoreError::UnknownRun {
+                run: run_id.to_owned(),
+            })
+            .map_err(DurableError::from)
+    }
+
+    /// The run's workflow, compiled from the definition recorded under its fingerprint.
+    async fn definition(&self, record: &RunRecord) -> Result<Workflow, DurableError> {
+        let def = self
+            .store
+            .definition(&record.fingerprint)
+            .await?
+            .ok_or_else(|| StoreError::UnknownDefinition {
+                fingerprint: record.fingerprint.clone(),
+            })?;
+        let name = format!(
+            "{} (recorded {})",
+            record.workflow,
+            short(&record.fingerprint)
+        );
+        let workflow = self
+            .engine
+            .load_recorded(
+                &name,
+                def.files.iter().map(|f| (f.key.as_str(), f.text.as_str())),
+            )
+            .map_err(|e| DurableError::Definition {
+                run: record.id.clone(),
+                workflow: record.workflow.clone(),
+                fingerprint: record.fingerprint.clone(),
+                message: e.to_string(),
+            })?;
+        if workflow.fingerprint().to_string() != record.fingerprint {
+            return Err(DurableError::Journal {
+                run: record.id.clone(),
+                message: format!(
+                    "its recorded files hash to {}, not to the fingerprint recorded, {}",
+                    workflow.fingerprint(),
+                    record.fingerprint
+                ),
+            });
+        }
+        Ok(workflow)
+    }
+
+    /// Runs one segment of a run (a start, a resume or a retry) with its journal, and records
+    /// its end.
+    #[allow(clippy::too_many_arguments)]
+    fn segment(
+        &self,
+        workflow: Workflow,
+        partial: Option<PartialRun>,
+        inputs: Value,
+        run_id: String,
+        next_seq: u64,
+        mut options: RunOptions,
+        note: Option<Value>,
+    ) -> Started {
+        let clock = Clock::now();
+        let journal = Journal::new(
+            self.store.clone(),
+            run_id.clone(),
+            clock,
+            next_seq,
+            options.events.take(),
+            note,
+        );
+        options.event_hook = Some(journal.hook());
+        options.observer = Some(journal.clone());
+        options.run_id = Some(Arc::from(run_id.as_str()));
+        let store = self.store.clone();
+        let id = run_id.clone();
+        let run = async move {
+            let result = match partial {
+                Some(partial) => braid_runtime::run_from(partial, inputs, options).await,
+                None => braid_runtime::run(workflow.plan().clone(), inputs, options).await,
+            };
+            if let Some(RunError::Observer { .. }) = result.report.error {
+                // The store failed under the run: it stays `running`, to be resumed.
+                return Err(Error::from(DurableError::Unrecorded {
+                    run: id,
+                    result: Box::new(result),
+                    source: StoreError::Database {
+                        location: store.location().to_owned(),
+                        detail: "a node's end could not be recorded".to_owned(),
+                    },
+                }));
+            }
+            let mut entries: Vec<Entry> = journal.take_events().into_iter().collect();
+            entries.push(Entry::End {
+                run: id.clone(),
+                state: run_state(&result),
+                error: result
+                    .report
+                    .error
+                    .as_ref()
+                    .and_then(|e| serde_json::to_value(e).ok()),
+                at: braid_store::now_micros(),
+            });
+            match store.append(entries).await {
+                Ok(()) => Ok(result),
+                Err(source) => Err(Error::from(DurableError::Unrecorded {
+                    run: id,
+                    result: Box::new(result),
+                    source,
+                })),
+            }
+        };
+        Started {
+            run_id,
+            run: Box::pin(run),
+        }
+    }
+}
+
+/// The first 12 hex digits of a fingerprint, for names.
+fn short(fingerprint: &str) -> &str {
+    fingerprint.get(..12).unwrap_or(fingerprint)
+}
