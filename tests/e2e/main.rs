@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod cli;
+mod durable;
 mod files;
 mod observability;
 mod secrets;

@@ -21,6 +21,7 @@
 mod journal;
 mod recorded;
 
+use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -127,6 +128,9 @@ pub struct Reply {
 pub struct Durable {
     engine: Engine,
     store: StoreHandle,
+    /// Definitions compiled, by fingerprint: a service resuming a thousand runs of one workflow
+    /// compiles it once.
+    compiled: Arc<std::sync::Mutex<HashMap<String, Workflow>>>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -214,7 +218,11 @@ fn run_state(result: &RunResult) -> RunState {
 impl Durable {
     /// Durable runs of workflows compiled by `engine`, journaled in `store`.
     pub fn new(engine: Engine, store: StoreHandle) -> Self {
-        Durable { engine, store }
+        Durable {
+            engine,
+            store,
+            compiled: Arc::default(),
+        }
     }
 
     /// Opens the store `url` names ([`braid_store::open`]).
@@ -477,6 +485,9 @@ impl Durable {
 
     /// The run's workflow, compiled from the definition recorded under its fingerprint.
     async fn definition(&self, record: &RunRecord) -> Result<Workflow, DurableError> {
+        if let Some(w) = self.cached(&record.fingerprint) {
+            return Ok(w);
+        }
         let def = self
             .store
             .definition(&record.fingerprint)
@@ -511,7 +522,20 @@ impl Durable {
                 ),
             });
         }
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(record.fingerprint.clone(), workflow.clone());
         Ok(workflow)
+    }
+
+    /// The workflow compiled from the definition under `fingerprint`, if it was.
+    fn cached(&self, fingerprint: &str) -> Option<Workflow> {
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(fingerprint)
+            .cloned()
     }
 
     /// Runs one segment of a run (a start, a resume or a retry) with its journal, and records

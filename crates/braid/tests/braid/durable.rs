@@ -1,0 +1,234 @@
+//! Durable runs through the facade: a run interrupted at a random moment (its future dropped, as
+//! a process that dies drops it) and resumed from its store ends as an uninterrupted run does,
+//! and every node whose end was recorded before the interruption ran exactly once in all.
+//! Against the memory store (many cases) and a SQLite file (fewer: real I/O); and PostgreSQL when
+//! `BRAID_TEST_POSTGRES_URL` is set.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::IntoFuture as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use braid::durable::{Durable, DurableError, RunState, StoreHandle};
+use braid::{Engine, Error, ExecutionMode, NodeContext, RunOptions, RunStatus};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::Config;
+use serde_json::{Value, json};
+
+/// Each node's executions, by name.
+#[derive(Default)]
+struct Counts(Mutex<BTreeMap<String, u32>>);
+
+impl Counts {
+    fn get(&self) -> BTreeMap<String, u32> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// An engine whose kind `count` counts its executions, sleeps `latency[name]` ms (virtual) and
+/// appends its name to `log` and its number to `total`.
+fn engine(latency: Arc<BTreeMap<String, u64>>, counts: Arc<Counts>) -> Engine {
+    Engine::builder()
+        .handler("count", move |ctx: NodeContext| {
+            let name = ctx.node().to_owned();
+            *counts.0.lock().unwrap().entry(name.clone()).or_default() += 1;
+            let ms = latency.get(&name).copied().unwrap_or(0);
+            async move {
+                if ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                let n: u64 = name[1..].parse().unwrap();
+                Ok(json!({ "log": [name], "total": n }))
+            }
+        })
+        .build()
+}
+
+#[derive(Debug, Clone)]
+struct Dag {
+    needs: Vec<Vec<usize>>,
+    latency: Vec<u64>,
+}
+
+fn dag(max: usize) -> impl Strategy<Value = Dag> {
+    (1usize..=max).prop_flat_map(|n| {
+        (
+            proptest::collection::vec(proptest::collection::vec(any::<Index>(), 0..=3), n),
+            proptest::collection::vec((0u64..=20).prop_map(|t| t * 10), n),
+        )
+            .prop_map(|(parents, latency)| Dag {
+                needs: parents
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, ps)| {
+                        let mut set: Vec<usize> = if i == 0 {
+                            Vec::new()
+                        } else {
+                            ps.iter().map(|p| p.index(i)).collect()
+                        };
+                        set.sort_unstable();
+                        set.dedup();
+                        set
+                    })
+                    .collect(),
+                latency,
+            })
+    })
+}
+
+fn yaml(dag: &Dag) -> String {
+    let mut y = String::from(
+        "version: 1\nname: durable-dag\nstate:\n  log: { reducer: append, default: [] }\n  total: { reducer: sum, default: 0 }\nnodes:\n",
+    );
+    for (i, needs) in dag.needs.iter().enumerate() {
+        writeln!(y, "  n{i}:\n    kind: count\n    writes: [log, total]").unwrap();
+        if !needs.is_empty() {
+            let list: Vec<String> = needs.iter().map(|p| format!("n{p}")).collect();
+            writeln!(y, "    needs: [{}]", list.join(", ")).unwrap();
+        }
+    }
+    y
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Interrupts a durable run of `dag` after `cut` ms (virtual), resumes it, and checks it against
+/// an uninterrupted in-memory run.
+fn interrupt_and_resume(store: StoreHandle, dag: &Dag, cut: u64, sequential: bool) {
+    let latency: BTreeMap<String, u64> = dag
+        .latency
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("n{i}"), *l))
+        .collect();
+    let latency = Arc::new(latency);
+    let counts = Arc::new(Counts::default());
+    let engine = engine(latency.clone(), counts.clone());
+    let wf = engine.load_str("dag.yaml", &yaml(dag)).unwrap();
+    let mode = sequential.then_some(ExecutionMode::Sequential);
+    let options = || RunOptions {
+        mode,
+        seed: 7,
+        ..RunOptions::default()
+    };
+    let whole = block_on(wf.run(json!({}), options())).unwrap();
+    assert_eq!(whole.status, RunStatus::Succeeded);
+    let whole_counts = counts.get();
+    counts.0.lock().unwrap().clear();
+
+    let durable = Durable::new(engine, store.clone());
+    let (id, settled, finished) = block_on(async {
+        let started = durable.start(&wf, json!({}), options()).await.unwrap();
+        let id = started.run_id().to_owned();
+        let finished =
+            tokio::time::timeout(Duration::from_millis(cut), started.into_future()).await;
+        let finished = finished.is_ok();
+        let settled: Vec<String> = store
+            .nodes(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.node)
+            .collect();
+        (id, settled, finished)
+    });
+    let before = counts.get();
+    for n in &settled {
+        assert_eq!(before.get(n), Some(&1), "`{n}` settled, so it ran once");
+    }
+    let resumed = block_on(async { durable.resume(&id, None, RunOptions::default()).await });
+    let result = match resumed {
+        Ok(started) => {
+            assert!(!finished, "a finished run cannot be resumed");
+            block_on(started.into_future()).unwrap()
+        }
+        Err(Error::Durable(DurableError::WrongState { state, .. })) => {
+            assert!(finished, "an unfinished run is resumed");
+            assert_eq!(state, RunState::Succeeded);
+            block_on(durable.show(&id)).unwrap().result
+        }
+        Err(e) => panic!("resume: {e}"),
+    };
+    assert_eq!(result.status, RunStatus::Succeeded);
+    assert_eq!(
+        serde_json::to_string(&result.state).unwrap(),
+        serde_json::to_string(&whole.state).unwrap(),
+        "the state of a resumed run is the uninterrupted one's, byte for byte"
+    );
+    let after = counts.get();
+    for (node, n) in &whole_counts {
+        let total = after.get(node).copied().unwrap_or(0);
+        assert_eq!(*n, 1);
+        if settled.contains(node) {
+            assert_eq!(total, 1, "`{node}` settled before the interruption: it ran once");
+        } else {
+            assert!(total >= 1, "`{node}` ran");
+        }
+    }
+    for (a, b) in whole.report.nodes.iter().zip(&result.report.nodes) {
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.status, b.status, "{}", a.name);
+    }
+    // The journal shows what the run did.
+    let shown = block_on(durable.show(&id)).unwrap();
+    assert_eq!(shown.record.state, RunState::Succeeded);
+    assert_eq!(shown.result.state, whole.state);
+    let events = block_on(store.events(&id, 0, 0)).unwrap();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64, "event numbers have no gap");
+    }
+}
+
+fn config(default: u32) -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(default);
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+fn memory() -> StoreHandle {
+    Arc::new(braid_store::MemoryStore::default())
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn an_interrupted_run_resumed_from_memory_ends_as_an_uninterrupted_one(
+        dag in dag(16),
+        cut in 0u64..600,
+        sequential in any::<bool>(),
+    ) {
+        interrupt_and_resume(memory(), &dag, cut, sequential);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(16))]
+
+    #[test]
+    fn an_interrupted_run_resumed_from_sqlite_ends_as_an_uninterrupted_one(
+        dag in dag(12),
+        cut in 0u64..400,
+        sequential in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("runs.db").display());
+        let store = block_on(braid_store::open(&url)).unwrap();
+        interrupt_and_resume(store, &dag, cut, sequential);
+    }
+}
