@@ -165,7 +165,10 @@ fn kill_and_resume(name: &str, trials: u64, store: impl Fn(&Path, u64) -> String
             // It ended before the kill: there is nothing to resume, and the command says so.
             let again = braid(&["resume", &id, "--store", &url, "-q"]);
             assert_eq!(again.status.code(), Some(2), "trial {trial}");
-            assert!(text(&again.stderr).contains("nothing to resume"), "trial {trial}");
+            assert!(
+                text(&again.stderr).contains("nothing to resume"),
+                "trial {trial}"
+            );
             recorded(&url, &id).2
         } else {
             assert_eq!(status, "running", "trial {trial}: killed mid-run");
@@ -200,7 +203,10 @@ fn kill_and_resume(name: &str, trials: u64, store: impl Fn(&Path, u64) -> String
         assert_eq!(settled.len(), NODES.len(), "trial {trial}");
     }
     // Most kills land mid-run; a run of trials that never resumed would test nothing.
-    assert!(resumed * 2 >= trials, "only {resumed} of {trials} trials were killed mid-run");
+    assert!(
+        resumed * 2 >= trials,
+        "only {resumed} of {trials} trials were killed mid-run"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -264,7 +270,11 @@ fn run_id(out: &Output) -> String {
     let stderr = text(&out.stderr);
     stderr
         .lines()
-        .find_map(|l| l.strip_prefix("run ")?.split_once(" journaled in ").map(|(id, _)| id.to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("run ")?
+                .split_once(" journaled in ")
+                .map(|(id, _)| id.to_owned())
+        })
         .unwrap_or_else(|| panic!("no run id in: {stderr}"))
 }
 
@@ -275,7 +285,12 @@ fn a_degraded_run_retried_runs_only_the_failed_node_and_what_follows_it() {
     let file = flaky(&dir, &flag, &count);
     let store = format!("sqlite:{}", dir.join("runs.db").display());
     let out = braid(&["run", file.to_str().unwrap(), "--store", &store]);
-    assert_eq!(out.status.code(), Some(4), "degraded: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "degraded: {}",
+        text(&out.stderr)
+    );
     let id = run_id(&out);
     let state: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["data"], "missing");
@@ -283,7 +298,11 @@ fn a_degraded_run_retried_runs_only_the_failed_node_and_what_follows_it() {
     // Nothing to resume in a finished run; retry is the way.
     let again = braid(&["resume", &id, "--store", &store]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(text(&again.stderr).contains("is degraded"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("is degraded"),
+        "{}",
+        text(&again.stderr)
+    );
 
     std::fs::write(&flag, "").unwrap();
     let out = braid(&["retry", &id, "--store", &store, "-q"]);
@@ -308,7 +327,11 @@ fn a_degraded_run_retried_runs_only_the_failed_node_and_what_follows_it() {
     assert_eq!(executions(&count)["fetch"], 2);
     let bad = braid(&["retry", &id, "--store", &store, "--from", "nope"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad.stderr).contains("has no node `nope`"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("has no node `nope`"),
+        "{}",
+        text(&bad.stderr)
+    );
 
     // The list and the journal agree.
     let list = braid(&["runs", "list", "--store", &store, "--json"]);
@@ -329,7 +352,10 @@ fn a_degraded_run_retried_runs_only_the_failed_node_and_what_follows_it() {
     ]);
     assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
     let html = std::fs::read_to_string(&timeline).unwrap();
-    assert!(html.contains("summarize"), "the timeline draws the journaled nodes");
+    assert!(
+        html.contains("summarize"),
+        "the timeline draws the journaled nodes"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -378,11 +404,24 @@ fn durable_commands_refuse_bad_input_and_change_nothing() {
     // A store URL that is not one.
     let out = braid(&["runs", "list", "--store", "mysql://x"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("is not a store URL"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not a store URL"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A PostgreSQL server that is not there: an error, not a hang.
-    let out = braid(&["runs", "list", "--store", "postgres://postgres@127.0.0.1:1/none"]);
+    let out = braid(&[
+        "runs",
+        "list",
+        "--store",
+        "postgres://postgres@127.0.0.1:1/none",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("cannot reach the store"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach the store"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -48,6 +48,26 @@ pub(crate) struct Journal {
     forward: Option<EventSender>,
     /// What the segment's `run_started` event says of how it started (resumed, retried).
     note: Option<Value>,
+    /// Told of every event as it happens (a service's live streams).
+    listener: Option<Arc<dyn Listener>>,
+}
+
+/// Told of a durable run's events as they happen, before they reach the store: what a service
+/// streams to its clients live. Called synchronously from the task that emits the event: it must
+/// be quick and must not block.
+pub trait Listener: Send + Sync + 'static {
+    /// A journaled event of run `run`, with its sequence number.
+    fn event(&self, run: &str, event: &EventRecord);
+
+    /// Something a node streamed (an LLM's tokens): live only, not journaled, no number.
+    fn message(&self, run: &str, node: &str, payload: &Value) {
+        let _ = (run, node, payload);
+    }
+
+    /// The run's segment ended and its end is recorded (`ok`), or could not be (`!ok`).
+    fn ended(&self, run: &str, ok: bool) {
+        let _ = (run, ok);
+    }
 }
 
 impl Journal {
@@ -58,6 +78,7 @@ impl Journal {
         next_seq: u64,
         forward: Option<EventSender>,
         note: Option<Value>,
+        listener: Option<Arc<dyn Listener>>,
     ) -> Arc<Self> {
         Arc::new(Journal {
             store,
@@ -69,7 +90,13 @@ impl Journal {
             }),
             forward,
             note,
+            listener,
         })
+    }
+
+    /// The listener, if any.
+    pub(crate) fn listener(&self) -> Option<&Arc<dyn Listener>> {
+        self.listener.as_ref()
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -86,7 +113,15 @@ impl Journal {
                 let mut p = me.pending();
                 let seq = p.next_seq;
                 p.next_seq += 1;
-                p.events.push(EventRecord { seq, ..record });
+                let record = EventRecord { seq, ..record };
+                if let Some(l) = &me.listener {
+                    l.event(&me.run, &record);
+                }
+                p.events.push(record);
+            } else if let (Some(l), Event::NodeMessage { node, payload, .. }) =
+                (&me.listener, &event)
+            {
+                l.message(&me.run, node, payload);
             }
             if let Some(tx) = &me.forward {
                 let _ = tx.send(event);

@@ -28,15 +28,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use braid_store::{
-    Definition, DefinitionFile, EventKind, EventRecord, Micros, NodeRecord, NodeState, RunFilter,
-    RunRecord, RunState, Store, StoreError, StoreHandle, now_micros, open as open_store,
+    BoxFuture, Definition, DefinitionFile, Entry, EventKind, EventRecord, Micros, NewRun,
+    NodeRecord, NodeState, Reopen, RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle,
+    now_micros, open as open_store,
 };
-use braid_store::{Entry, NewRun, Reopen};
 use serde_json::{Value, json};
 
 use crate::{
     Engine, Error, ExecutionMode, PartialRun, RunError, RunOptions, RunResult, RunStatus, Workflow,
 };
+pub use journal::Listener;
 use journal::{Clock, Journal};
 pub use recorded::RecordedRun;
 
@@ -131,6 +132,8 @@ pub struct Durable {
     /// Definitions compiled, by fingerprint: a service resuming a thousand runs of one workflow
     /// compiles it once.
     compiled: Arc<std::sync::Mutex<HashMap<String, Workflow>>>,
+    /// Told of every run's events as they happen.
+    listener: Option<Arc<dyn Listener>>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -222,7 +225,16 @@ impl Durable {
             engine,
             store,
             compiled: Arc::default(),
+            listener: None,
         }
+    }
+
+    /// Tells `listener` of the events of every run this handle starts or continues, as they
+    /// happen (a service's live streams).
+    #[must_use]
+    pub fn with_listener(mut self, listener: Arc<dyn Listener>) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Opens the store `url` names ([`braid_store::open`]).
@@ -559,6 +571,7 @@ impl Durable {
             next_seq,
             options.events.take(),
             note,
+            self.listener.clone(),
         );
         options.event_hook = Some(journal.hook());
         options.observer = Some(journal.clone());
@@ -572,6 +585,9 @@ impl Durable {
             };
             if let Some(RunError::Observer { .. }) = result.report.error {
                 // The store failed under the run: it stays `running`, to be resumed.
+                if let Some(l) = journal.listener() {
+                    l.ended(&id, false);
+                }
                 return Err(Error::from(DurableError::Unrecorded {
                     run: id,
                     result: Box::new(result),
@@ -592,7 +608,11 @@ impl Durable {
                     .and_then(|e| serde_json::to_value(e).ok()),
                 at: braid_store::now_micros(),
             });
-            match store.append(entries).await {
+            let appended = store.append(entries).await;
+            if let Some(l) = journal.listener() {
+                l.ended(&id, appended.is_ok());
+            }
+            match appended {
                 Ok(()) => Ok(result),
                 Err(source) => Err(Error::from(DurableError::Unrecorded {
                     run: id,

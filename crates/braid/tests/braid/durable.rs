@@ -169,7 +169,10 @@ fn interrupt_and_resume(store: StoreHandle, dag: &Dag, cut: u64, sequential: boo
         let total = after.get(node).copied().unwrap_or(0);
         assert_eq!(*n, 1);
         if settled.contains(node) {
-            assert_eq!(total, 1, "`{node}` settled before the interruption: it ran once");
+            assert_eq!(
+                total, 1,
+                "`{node}` settled before the interruption: it ran once"
+            );
         } else {
             assert!(total >= 1, "`{node}` ran");
         }
