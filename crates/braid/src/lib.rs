@@ -59,8 +59,8 @@ pub use braid_compiler::{
 };
 pub use braid_core::plan::{InputDecl, InputType};
 pub use braid_core::{
-    BuildContext, BuildError, ExecutionMode, FailureKind, Fingerprint, Node, NodeContext,
-    NodeError, NodeFuture, NodeKind, Plan, Reducer, ReducerError, Registry,
+    Answer, BuildContext, BuildError, ExecutionMode, FailureKind, Fingerprint, Node, NodeContext,
+    NodeError, NodeFuture, NodeKind, Plan, Reducer, ReducerError, Registry, WaitNode,
 };
 pub use braid_runtime::metrics;
 pub use braid_runtime::run as run_plan;
