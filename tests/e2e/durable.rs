@@ -106,10 +106,10 @@ fn start_durable(file: &Path, store: &str) -> (std::process::Child, String) {
             .next()
             .expect("braid says the run is journaled before it ends")
             .unwrap();
-        if let Some(rest) = line.strip_prefix("run ") {
-            if let Some((id, _)) = rest.split_once(" journaled in ") {
-                break id.to_owned();
-            }
+        if let Some(rest) = line.strip_prefix("run ")
+            && let Some((id, _)) = rest.split_once(" journaled in ")
+        {
+            break id.to_owned();
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.

@@ -15,7 +15,7 @@ use braid::{Engine, Error, ExecutionMode, NodeContext, RunOptions, RunStatus};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Each node's executions, by name.
 #[derive(Default)]
