@@ -425,3 +425,38 @@ fn durable_commands_refuse_bad_input_and_change_nothing() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `sql` against the database `BRAID_TEST_POSTGRES_URL` names.
+fn postgres(base: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("BRAID_TEST_POSTGRES_URL is set but unreachable: {e}"));
+        let task = tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+        drop(client);
+        let _ = task.await;
+    });
+}
+
+#[test]
+fn a_run_killed_at_random_moments_resumes_without_running_settled_nodes_again_postgres() {
+    let Ok(base) = std::env::var("BRAID_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: BRAID_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    // A schema of the test's own, so tests can run in parallel.
+    let schema = format!("braid_e2e_kill_{}", std::process::id());
+    postgres(
+        &base,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    );
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    kill_and_resume("postgres", trials(10), |_, _| url.clone());
+    postgres(&base, &format!("DROP SCHEMA {schema} CASCADE"));
+}
