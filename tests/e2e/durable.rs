@@ -460,3 +460,164 @@ fn a_run_killed_at_random_moments_resumes_without_running_settled_nodes_again_po
     kill_and_resume("postgres", trials(10), |_, _| url.clone());
     postgres(&base, &format!("DROP SCHEMA {schema} CASCADE"));
 }
+
+/// `draft` and `publish` count their runs in `count`; `approve` waits for a person, for at most
+/// `deadline`.
+fn approval(dir: &Path, count: &Path, deadline: &str) -> PathBuf {
+    let y = format!(
+        r#"version: 1
+name: approval-counted
+state:
+  draft:    {{ reducer: replace }}
+  approval: {{ reducer: replace }}
+  post:     {{ reducer: replace, default: none }}
+nodes:
+  draft:
+    kind: exec
+    writes: [draft]
+    with:
+      command: [sh, -c, 'echo draft >> "{count}"; echo "{{\"draft\": \"hello\"}}"']
+  approve:
+    kind: wait
+    needs: [draft]
+    writes: [approval]
+    on_error: continue
+    fallback: {{ approval: {{ approved: false }} }}
+    with:
+      prompt: "Publish {{{{ state.draft }}}}?"
+      schema:
+        type: object
+        properties: {{ approved: {{ type: boolean }} }}
+        required: [approved]
+      output: approval
+      deadline: {deadline}
+  publish:
+    kind: exec
+    needs: [approve]
+    when: state.approval.approved
+    writes: [post]
+    with:
+      command: [sh, -c, 'echo publish >> "{count}"; echo "{{\"post\": \"published\"}}"']
+"#,
+        count = count.display()
+    );
+    let path = dir.join("approval.yaml");
+    std::fs::write(&path, y).unwrap();
+    path
+}
+
+#[test]
+fn a_run_waits_for_a_person_and_resumes_with_the_answer_without_running_anything_again() {
+    let dir = scratch("wait");
+    let count = dir.join("count");
+    let file = approval(&dir, &count, "24h");
+    let store = format!("sqlite:{}", dir.join("runs.db").display());
+    let out = braid(&["run", file.to_str().unwrap(), "--store", &store]);
+    assert_eq!(out.status.code(), Some(5), "waiting: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Publish hello?"),
+        "{}",
+        text(&out.stderr)
+    );
+    let id = run_id(&out);
+    let (status, _, _) = recorded(&store, &id);
+    assert_eq!(status, "waiting");
+
+    // No answer, a wrong answer, an answer for a node that does not wait: refused, nothing
+    // recorded.
+    for (args, says) in [
+        (vec![], "waits at node `approve` for an answer"),
+        (
+            vec!["--value", r#"{"approved": "yes"}"#],
+            "does not fit its schema",
+        ),
+        (
+            vec!["--value", "true", "--node", "draft"],
+            "is not waiting for an answer",
+        ),
+        (
+            vec!["--value", "true", "--node", "nope"],
+            "has no node `nope`",
+        ),
+    ] {
+        let mut all = vec!["resume", id.as_str(), "--store", store.as_str()];
+        all.extend(args);
+        let out = braid(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{all:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let list = braid(&[
+        "runs", "list", "--store", &store, "--status", "waiting", "--json",
+    ]);
+    let runs: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(
+        runs[0]["restarts"], 0,
+        "nothing was recorded by the refusals"
+    );
+
+    let out = braid(&[
+        "resume",
+        &id,
+        "--store",
+        &store,
+        "--value",
+        r#"{"approved": true}"#,
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["approval"], serde_json::json!({ "approved": true }));
+    assert_eq!(state["post"], "published");
+    assert_eq!(
+        executions(&count),
+        BTreeMap::from([("draft".to_owned(), 1), ("publish".to_owned(), 1)]),
+        "the draft made before the wait was not made again"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_wait_past_its_deadline_applies_its_on_error_policy() {
+    let dir = scratch("deadline");
+    let count = dir.join("count");
+    let file = approval(&dir, &count, "1ms");
+    let store = format!("sqlite:{}", dir.join("runs.db").display());
+    let out = braid(&["run", file.to_str().unwrap(), "--store", &store]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let id = run_id(&out);
+    std::thread::sleep(Duration::from_millis(20));
+    let late = braid(&[
+        "resume",
+        &id,
+        "--store",
+        &store,
+        "--value",
+        r#"{"approved": true}"#,
+    ]);
+    assert_eq!(late.status.code(), Some(2));
+    assert!(
+        text(&late.stderr).contains("deadline passed"),
+        "{}",
+        text(&late.stderr)
+    );
+    // Without a value, the node fails `timeout` and falls back: not approved, nothing published.
+    let out = braid(&["resume", &id, "--store", &store, "-q"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "degraded: {}",
+        text(&out.stderr)
+    );
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["approval"], serde_json::json!({ "approved": false }));
+    assert_eq!(state["post"], "none");
+    assert_eq!(
+        executions(&count),
+        BTreeMap::from([("draft".to_owned(), 1)])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

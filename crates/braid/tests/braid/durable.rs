@@ -327,3 +327,97 @@ fn an_interrupted_run_resumed_from_postgres_ends_as_an_uninterrupted_one() {
     drop_schema(&schema);
     result.unwrap();
 }
+
+#[test]
+fn a_database_that_goes_away_mid_run_stops_the_run_and_loses_nothing() {
+    let Some((schema, url)) = postgres_schema("goes_away") else {
+        return;
+    };
+    let app = schema.clone();
+    let url = format!("{url}&application_name={app}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A chain n0 -> n1 -> n2 of 150 ms nodes; while n1 runs, the database goes away (its
+    // connections are killed, and its node table cannot be written).
+    let dag = Dag {
+        needs: vec![vec![], vec![0], vec![1]],
+        latency: vec![150, 150, 150],
+    };
+    let latency: BTreeMap<String, u64> = (0..3).map(|i| (format!("n{i}"), 150)).collect();
+    let counts = Arc::new(Counts::default());
+    let engine = engine(Arc::new(latency), counts.clone());
+    let wf = engine.load_str("dag.yaml", &yaml(&dag)).unwrap();
+    let base = std::env::var("BRAID_TEST_POSTGRES_URL").unwrap();
+    let (id, outcome) = rt.block_on(async {
+        let store = braid_store::open(&url).await.unwrap();
+        let durable = Durable::new(engine.clone(), store);
+        let started = durable.start(&wf, json!({}), RunOptions::default()).await.unwrap();
+        let id = started.run_id().to_owned();
+        let run = tokio::spawn(started.into_future());
+        // While `n1` runs, every connection of the store is killed.
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        let (admin, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let task = tokio::spawn(connection);
+        let killed = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .unwrap();
+        assert!(!killed.is_empty(), "the store's connections were found");
+        // And the database stays unable to take the run's records while `n1` ends.
+        admin
+            .batch_execute(&format!("ALTER TABLE {app}.braid_nodes RENAME TO braid_nodes_away"))
+            .await
+            .unwrap();
+        let outcome = run.await.unwrap();
+        admin
+            .batch_execute(&format!("ALTER TABLE {app}.braid_nodes_away RENAME TO braid_nodes"))
+            .await
+            .unwrap();
+        drop(admin);
+        let _ = task.await;
+        (id, outcome)
+    });
+    // The run stopped rather than go on unrecorded, and kept what settled.
+    let resumed = match outcome {
+        Err(Error::Durable(DurableError::Unrecorded { result, .. })) => {
+            assert_eq!(result.status, RunStatus::Failed);
+            true
+        }
+        Ok(r) => panic!("the run went on unrecorded: {:?}", r.status),
+        Err(e) => panic!("unexpected: {e}"),
+    };
+    let result = rt.block_on(async {
+        // A new store handle, as a new process would open.
+        let store = braid_store::open(&url).await.unwrap();
+        let durable = Durable::new(engine.clone(), store.clone());
+        let record = store.run(&id).await.unwrap().unwrap();
+        if resumed {
+            assert_eq!(record.state, RunState::Running, "the run can be resumed");
+            durable
+                .resume(&id, None, RunOptions::default())
+                .await
+                .unwrap()
+                .into_future()
+                .await
+                .unwrap()
+        } else {
+            durable.show(&id).await.unwrap().result
+        }
+    });
+    assert_eq!(result.status, RunStatus::Succeeded);
+    assert_eq!(result.state["log"], json!(["n0", "n1", "n2"]));
+    let counts = counts.get();
+    assert_eq!(counts["n0"], 1, "n0 settled before the database went away");
+    assert_eq!(counts["n1"], 2, "n1's end was not recorded: it ran again");
+    assert_eq!(counts["n2"], 1);
+    drop(rt);
+    drop_schema(&schema);
+}
