@@ -444,6 +444,7 @@ fn postgres(base: &str, sql: &str) {
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // a skipped test says so
 fn a_run_killed_at_random_moments_resumes_without_running_settled_nodes_again_postgres() {
     let Ok(base) = std::env::var("BRAID_TEST_POSTGRES_URL") else {
         eprintln!("skipped: BRAID_TEST_POSTGRES_URL is not set");

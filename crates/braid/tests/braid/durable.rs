@@ -258,6 +258,7 @@ proptest! {
 
 /// A schema of its own in the database `BRAID_TEST_POSTGRES_URL` names, and the store URL that
 /// uses it; `None` (said on stderr) when the variable is unset. Set, the database must answer.
+#[allow(clippy::print_stderr)] // a skipped test says so
 fn postgres_schema(test: &str) -> Option<(String, String)> {
     let Ok(base) = std::env::var("BRAID_TEST_POSTGRES_URL") else {
         eprintln!("skipped {test}: BRAID_TEST_POSTGRES_URL is not set");
