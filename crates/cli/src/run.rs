@@ -483,6 +483,26 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
             ms(r.wall_time)
         );
     }
+    // Nodes that ended but have no time in this run settled in an earlier one (a resumed or
+    // retried run): they kept their writes and did not run again.
+    let earlier: Vec<&str> = r
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.start.is_none()
+                && n.attempts > 0
+                && matches!(n.status, NodeStatus::Succeeded | NodeStatus::FellBack)
+        })
+        .map(|n| &*n.name)
+        .collect();
+    if !earlier.is_empty() {
+        let _ = writeln!(
+            out,
+            "
+settled before this run continued (kept, not run again): {}",
+            earlier.join(", ")
+        );
+    }
     waiting(&mut out, r, &paint);
     out
 }
