@@ -305,8 +305,13 @@ fn a_degraded_run_retried_runs_only_the_failed_node_and_what_follows_it() {
     );
 
     std::fs::write(&flag, "").unwrap();
-    let out = braid(&["retry", &id, "--store", &store, "-q"]);
+    let out = braid(&["retry", &id, "--store", &store]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("settled before this run continued (kept, not run again): first\n"),
+        "{}",
+        text(&out.stderr)
+    );
     let state: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["data"], "fresh");
     assert_eq!(state["log"], serde_json::json!(["first", "summarized"]));
