@@ -422,3 +422,50 @@ fn a_database_that_goes_away_mid_run_stops_the_run_and_loses_nothing() {
     drop(rt);
     drop_schema(&schema);
 }
+
+#[test]
+fn a_thousand_concurrent_durable_runs_share_one_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let text = include_str!("../../../../workflows/mode1-manual.yaml")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("latency:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let engine = Engine::new();
+    let wf = engine.load_str("mode1.yaml", &text).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = braid_store::open(&url).await.unwrap();
+        let durable = Durable::new(engine, store.clone());
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..1000 {
+            let (d, w) = (durable.clone(), wf.clone());
+            set.spawn(async move {
+                let started = d.start(&w, json!({}), RunOptions::default()).await?;
+                started.into_future().await
+            });
+        }
+        let mut n = 0;
+        while let Some(r) = set.join_next().await {
+            let result = r.unwrap().unwrap_or_else(|e| panic!("a durable run failed: {e}"));
+            assert_eq!(result.status, RunStatus::Succeeded);
+            n += 1;
+        }
+        assert_eq!(n, 1000);
+        let filter = braid_store::RunFilter {
+            state: Some(RunState::Succeeded),
+            limit: 2000,
+            ..Default::default()
+        };
+        let runs = store.list_runs(&filter).await.unwrap();
+        assert_eq!(runs.len(), 1000, "every run is recorded, finished");
+        for r in runs.iter().take(20) {
+            assert_eq!(store.nodes(&r.id).await.unwrap().len(), 7);
+        }
+    });
+}
