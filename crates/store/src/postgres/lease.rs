@@ -22,15 +22,15 @@ use crate::{Claim, RunState, StoreError};
 /// expired may take back its own runs (with a new epoch: its earlier writes are fenced).
 const CLAIM: &str = "WITH me AS (
         INSERT INTO braid_replicas (id, ttl, expires_at)
-        VALUES ($1, $3 * interval '1 microsecond', now() + $3 * interval '1 microsecond')
+        VALUES ($1, $3::int8 * interval '1 microsecond', now() + $3::int8 * interval '1 microsecond')
         ON CONFLICT (id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at
         RETURNING id
     ), free AS (
         SELECT r.key FROM braid_runs r LEFT JOIN braid_replicas p ON p.id = r.owner
-        WHERE r.queued AND r.state = $4
+        WHERE r.queued AND r.state = $4::int2
           AND (r.owner IS NULL OR p.id IS NULL OR p.expires_at <= now())
         ORDER BY r.created_at
-        LIMIT $2
+        LIMIT $2::int8
         FOR UPDATE OF r SKIP LOCKED
     )
     UPDATE braid_runs r SET owner = (SELECT id FROM me), epoch = r.epoch + 1
@@ -44,7 +44,7 @@ pub(super) const HEARTBEAT: &str =
 /// Hands back the replica's running runs (epoch incremented: its late writes are fenced) and
 /// unregisters it.
 const RELEASE: &str = "WITH gone AS (DELETE FROM braid_replicas WHERE id = $1)
-    UPDATE braid_runs SET owner = NULL, epoch = epoch + 1 WHERE owner = $1 AND state = $2";
+    UPDATE braid_runs SET owner = NULL, epoch = epoch + 1 WHERE owner = $1 AND state = $2::int2";
 
 pub(super) async fn claim(
     conn: &Conn,
