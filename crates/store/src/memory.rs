@@ -104,11 +104,14 @@ impl Inner {
         Ok(())
     }
 
-    /// Whether `owner` holds a live lease at `now`.
-    fn alive(&self, owner: Option<&String>, now: Instant) -> bool {
-        owner
-            .and_then(|o| self.replicas.get(o))
-            .is_some_and(|(_, expires)| *expires > now)
+    /// Whether a run owned by `owner` may be claimed at `now`: no owner, or one whose lease
+    /// expired (as PostgreSQL's claim decides it).
+    fn free(&self, owner: Option<&String>, now: Instant) -> bool {
+        owner.is_none_or(|o| {
+            self.replicas
+                .get(o)
+                .is_some_and(|(_, expires)| *expires <= now)
+        })
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
@@ -148,39 +151,39 @@ impl MemoryStore {
     /// Creates a run, queued or not.
     fn create(&self, run: &NewRun, queued: bool) -> Result<(), StoreError> {
         let mut inner = self.lock();
-            if inner.runs.contains_key(&run.id) {
-                return Err(codec::run_taken(&run.id));
-            }
-            if !inner.definitions.contains_key(&run.fingerprint) {
-                return Err(StoreError::UnknownDefinition {
-                    fingerprint: run.fingerprint.clone(),
-                });
-            }
-            let record = RunRecord {
-                id: run.id.clone(),
-                workflow: run.workflow.clone(),
+        if inner.runs.contains_key(&run.id) {
+            return Err(codec::run_taken(&run.id));
+        }
+        if !inner.definitions.contains_key(&run.fingerprint) {
+            return Err(StoreError::UnknownDefinition {
                 fingerprint: run.fingerprint.clone(),
-                inputs: run.inputs.clone(),
-                options: run.options.clone(),
-                state: RunState::Running,
-                created_at: run.created_at,
-                updated_at: run.created_at,
-                ended_at: None,
-                error: None,
-                restarts: 0,
-                next_seq: 0,
-            };
-            inner.runs.insert(
-                run.id.clone(),
-                Run {
-                    record,
-                    nodes: BTreeMap::new(),
-                    events: Vec::new(),
-                    queued,
-                    owner: None,
-                    epoch: 0,
-                },
-            );
+            });
+        }
+        let record = RunRecord {
+            id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            fingerprint: run.fingerprint.clone(),
+            inputs: run.inputs.clone(),
+            options: run.options.clone(),
+            state: RunState::Running,
+            created_at: run.created_at,
+            updated_at: run.created_at,
+            ended_at: None,
+            error: None,
+            restarts: 0,
+            next_seq: 0,
+        };
+        inner.runs.insert(
+            run.id.clone(),
+            Run {
+                record,
+                nodes: BTreeMap::new(),
+                events: Vec::new(),
+                queued,
+                owner: None,
+                epoch: 0,
+            },
+        );
         Ok(())
     }
 }
@@ -257,7 +260,7 @@ impl Store for MemoryStore {
                 .filter(|r| {
                     r.queued
                         && r.record.state == RunState::Running
-                        && !inner.alive(r.owner.as_ref(), now)
+                        && inner.free(r.owner.as_ref(), now)
                 })
                 .map(|r| (r.record.created_at, r.record.id.clone()))
                 .collect();

@@ -264,25 +264,27 @@ pub(super) async fn apply(
                 }
                 Answer::Unit(Ok(()))
             }
-            Request::CreateRun(run, queued, _) => Answer::Unit(if runs.contains_key(run.id.as_str()) {
-                Err(codec::run_taken(&run.id))
-            } else if !definitions.contains(&run.fingerprint) {
-                Err(StoreError::UnknownDefinition {
-                    fingerprint: run.fingerprint.clone(),
+            Request::CreateRun(run, queued, _) => {
+                Answer::Unit(if runs.contains_key(run.id.as_str()) {
+                    Err(codec::run_taken(&run.id))
+                } else if !definitions.contains(&run.fingerprint) {
+                    Err(StoreError::UnknownDefinition {
+                        fingerprint: run.fingerprint.clone(),
+                    })
+                } else {
+                    runs.insert(
+                        &run.id,
+                        Seen {
+                            state: RunState::Running,
+                            next_seq: 0,
+                            last: None,
+                            epoch: 0,
+                        },
+                    );
+                    plan.creates.push((run, *queued));
+                    Ok(())
                 })
-            } else {
-                runs.insert(
-                    &run.id,
-                    Seen {
-                        state: RunState::Running,
-                        next_seq: 0,
-                        last: None,
-                        epoch: 0,
-                    },
-                );
-                plan.creates.push((run, *queued));
-                Ok(())
-            }),
+            }
             Request::Append(entries, _) => Answer::Unit(
                 check_append(entries, &runs).map(|staged| plan.take(staged, &mut runs)),
             ),
@@ -340,7 +342,8 @@ fn seen_runs<'a>(rows: &'a [Row], location: &str) -> Result<HashMap<&'a str, See
         let first: Option<i64> = row.get(2);
         let n: Option<i32> = row.get(3);
         let size: Option<i32> = row.get(4);
-        let epoch = codec::unsigned::<u64>(row.get(5), "an epoch").map_err(read::corrupt(location))?;
+        let epoch =
+            codec::unsigned::<u64>(row.get(5), "an epoch").map_err(read::corrupt(location))?;
         let (next_seq, last) = match (first, n) {
             (Some(first), Some(n)) => {
                 let first = codec::unsigned::<u64>(first, "a sequence number")

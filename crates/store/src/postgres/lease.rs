@@ -20,15 +20,24 @@ use crate::{Claim, RunState, StoreError};
 /// locked by another claimer or a writer; each gets the replica as owner and its epoch
 /// incremented. The CTEs see the table as the statement began, so a replica whose own lease had
 /// expired may take back its own runs (with a new epoch: its earlier writes are fenced).
+///
+/// The owner's death is a correlated `EXISTS` (its row, expired), not a join nor "no live
+/// row": when a row locked by a concurrent claim is unlocked, PostgreSQL re-checks the
+/// conditions on the row's new version (its new owner) under this statement's snapshot. A join
+/// would reuse its old, empty match; "no live row" would find none for a replica whose first
+/// claim registered it after the snapshot. Either claimed the run twice (a test caught it).
+/// An owner counts as dead only when its row says it expired, so a run whose owner's row was
+/// deleted by hand is not claimed (`release` clears the owners of the rows it deletes).
 const CLAIM: &str = "WITH me AS (
         INSERT INTO braid_replicas (id, ttl, expires_at)
         VALUES ($1, $3::int8 * interval '1 microsecond', now() + $3::int8 * interval '1 microsecond')
         ON CONFLICT (id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at
         RETURNING id
     ), free AS (
-        SELECT r.key FROM braid_runs r LEFT JOIN braid_replicas p ON p.id = r.owner
+        SELECT r.key FROM braid_runs r
         WHERE r.queued AND r.state = $4::int2
-          AND (r.owner IS NULL OR p.id IS NULL OR p.expires_at <= now())
+          AND (r.owner IS NULL OR EXISTS (SELECT 1 FROM braid_replicas p
+                                          WHERE p.id = r.owner AND p.expires_at <= now()))
         ORDER BY r.created_at
         LIMIT $2::int8
         FOR UPDATE OF r SKIP LOCKED
@@ -92,11 +101,7 @@ pub(super) async fn heartbeat(
     Ok(n > 0)
 }
 
-pub(super) async fn release(
-    conn: &Conn,
-    location: &str,
-    replica: &str,
-) -> Result<u64, StoreError> {
+pub(super) async fn release(conn: &Conn, location: &str, replica: &str) -> Result<u64, StoreError> {
     let db = |e: tokio_postgres::Error| conn::error(location, &e);
     let statement = conn.statement(RELEASE).await.map_err(db)?;
     let running = codec::run_state_code(RunState::Running);

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use tokio_postgres::Config;
 
-use crate::target::redact;
 use crate::metrics::counted;
+use crate::target::redact;
 use crate::{
     BoxFuture, Claim, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen,
     RunFilter, RunRecord, Store, StoreError,

@@ -278,9 +278,10 @@ pub(super) fn claim(
     let mut statement = conn
         .prepare_cached(
             "UPDATE braid_runs SET owner = ?1, epoch = epoch + 1 WHERE key IN (
-               SELECT r.key FROM braid_runs r LEFT JOIN braid_replicas p ON p.id = r.owner
+               SELECT r.key FROM braid_runs r
                WHERE r.queued AND r.state = 0
-                 AND (r.owner IS NULL OR p.id IS NULL OR p.expires_at <= ?2)
+                 AND (r.owner IS NULL OR EXISTS (SELECT 1 FROM braid_replicas p
+                                                 WHERE p.id = r.owner AND p.expires_at <= ?2))
                ORDER BY r.created_at LIMIT ?3)
              RETURNING id, epoch",
         )
