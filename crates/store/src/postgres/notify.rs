@@ -89,9 +89,7 @@ impl Wakeup {
             loop {
                 let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
                 if schema.is_none() {
-                    if let Ok(s) = schema_rx.try_recv() {
-                        schema = Some(s);
-                    }
+                    schema = schema_rx.try_recv().ok();
                 }
                 match message {
                     Some(Ok(AsyncMessage::Notification(n))) => {
