@@ -98,6 +98,7 @@ pub trait Listener: Send + Sync + 'static {
 }
 
 impl Journal {
+    #[allow(clippy::too_many_arguments)] // one per part of the segment, as `Durable::segment`
     pub(crate) fn new(
         store: StoreHandle,
         run: String,

@@ -627,7 +627,7 @@ async fn a_stale_replica_is_fenced(store_a: StoreHandle, store_b: StoreHandle) {
             .into_future(),
     );
     // A is in `n1` (so `n0`'s end is recorded: `n1` needs it).
-    while counts.get().get("n1").is_none() {
+    while !counts.get().contains_key("n1") {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // A sends no heartbeat: once its lease expired, B takes the run.
