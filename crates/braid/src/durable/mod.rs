@@ -22,14 +22,13 @@
 //! A continued run always uses the definition recorded under its fingerprint, not what the file
 //! says now, and the options it was started with (mode, seed, concurrency, timeout).
 
+mod error;
 mod journal;
 mod recorded;
+mod segment;
 
 use std::collections::{HashMap, HashSet};
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use braid_store::{
     BoxFuture, Claim, Definition, DefinitionFile, Entry, EventKind, EventRecord, Micros, NewRun,
@@ -38,95 +37,13 @@ pub use braid_store::{
 };
 use serde_json::{Value, json};
 
-use crate::{
-    Engine, Error, ExecutionMode, PartialRun, RunError, RunOptions, RunResult, RunStatus, Workflow,
-};
+use crate::{Engine, Error, PartialRun, RunOptions, Workflow};
+pub use error::DurableError;
+use error::fenced_or;
 pub use journal::Listener;
-use journal::{Clock, Journal};
 pub use recorded::RecordedRun;
-
-/// Why a durable run could not be started, continued or read. A user's mistake (an unknown
-/// run, a finished run resumed, a wrong answer) says how to fix it; nothing was recorded then.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DurableError {
-    /// The store failed or refused.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The run is in a state the operation does not apply to.
-    #[error("run `{run}` is {state}: {hint}")]
-    WrongState {
-        /// The run.
-        run: String,
-        /// Its state.
-        state: RunState,
-        /// What to do instead.
-        hint: &'static str,
-    },
-    /// The definition recorded for the run does not compile with this engine (a kind or reducer
-    /// it used is not registered here).
-    #[error(
-        "the workflow `{workflow}` recorded for run `{run}` (fingerprint {fingerprint}) does not compile here:\n{message}"
-    )]
-    Definition {
-        /// The run.
-        run: String,
-        /// The workflow's name.
-        workflow: String,
-        /// The definition's fingerprint.
-        fingerprint: String,
-        /// The diagnostics.
-        message: String,
-    },
-    /// A node named that the run's workflow does not have.
-    #[error("run `{run}` (workflow `{workflow}`) has no node `{node}`")]
-    UnknownNode {
-        /// The run.
-        run: String,
-        /// The workflow.
-        workflow: String,
-        /// The node.
-        node: String,
-    },
-    /// An answer that does not fit the waiting node, or no answer where one is needed.
-    #[error("{0}")]
-    Answer(String),
-    /// The run's journal cannot continue it (records that do not fit its definition).
-    #[error("the journal of run `{run}` cannot continue it: {message}")]
-    Journal {
-        /// The run.
-        run: String,
-        /// What does not fit.
-        message: String,
-    },
-    /// Nothing to retry: no node failed or fell back.
-    #[error("run `{run}` has no failed or fallen-back node to retry; name one with `--from NODE`")]
-    NothingToRetry {
-        /// The run.
-        run: String,
-    },
-    /// A claimed run's write was refused because another replica claimed the run since (this
-    /// one's lease expired) or it was handed back: the segment stopped and wrote nothing more.
-    /// Drop the run; do not touch it again.
-    #[error("run `{run}` stopped: {source}")]
-    Fenced {
-        /// The run.
-        run: String,
-        /// The store's refusal ([`StoreError::Fenced`]: the epochs).
-        source: StoreError,
-    },
-    /// The run ended, but its end could not be recorded: the result is here, and the run stays
-    /// `running` in the store (resume it to record its end; nothing that settled runs again).
-    #[error("run `{run}` ended {}, but its end could not be recorded: {source}", result.status.as_str())]
-    Unrecorded {
-        /// The run.
-        run: String,
-        /// How it ended.
-        result: Box<RunResult>,
-        /// Why it could not be recorded.
-        source: StoreError,
-    },
-}
+pub use segment::Started;
+use segment::{apply_options, encode_options};
 
 /// An answer for a node that waits.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,81 +77,6 @@ impl std::fmt::Debug for Durable {
         f.debug_struct("Durable")
             .field("store", &self.store.location())
             .finish_non_exhaustive()
-    }
-}
-
-/// A durable run under way: its id (known before it ends, to resume it if this process dies),
-/// and its future (`.await` it).
-pub struct Started {
-    run_id: String,
-    run: Pin<Box<dyn Future<Output = Result<RunResult, Error>> + Send>>,
-}
-
-impl Started {
-    /// The run's id.
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-}
-
-impl std::fmt::Debug for Started {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Started")
-            .field("run_id", &self.run_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl IntoFuture for Started {
-    type Output = Result<RunResult, Error>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<RunResult, Error>> + Send>>;
-
-    /// Runs it to its end (or its stop at a `wait` node), its end recorded.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping it aborts the run as dropping any run does; what settled is in the store, and
-    /// the run stays `running` there, to be resumed.
-    fn into_future(self) -> Self::IntoFuture {
-        self.run
-    }
-}
-
-/// What a run was started with, as recorded: a continued run uses the same.
-fn encode_options(o: &RunOptions) -> Value {
-    json!({
-        "mode": o.mode.map(|m| match m {
-            ExecutionMode::Parallel => "parallel",
-            ExecutionMode::Sequential => "sequential",
-        }),
-        "max_concurrency": o.max_concurrency,
-        "timeout_ms": o.timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-        "seed": o.seed,
-    })
-}
-
-/// Applies recorded options to `o` (whose events and cancel token are the caller's).
-fn apply_options(recorded: &Value, o: &mut RunOptions) {
-    o.mode = match recorded["mode"].as_str() {
-        Some("sequential") => Some(ExecutionMode::Sequential),
-        Some("parallel") => Some(ExecutionMode::Parallel),
-        _ => None,
-    };
-    o.max_concurrency = recorded["max_concurrency"]
-        .as_u64()
-        .and_then(|n| u32::try_from(n).ok());
-    o.timeout = recorded["timeout_ms"].as_u64().map(Duration::from_millis);
-    o.seed = recorded["seed"].as_u64().unwrap_or(0);
-}
-
-/// A run's end as recorded.
-fn run_state(result: &RunResult) -> RunState {
-    match (result.status, &result.report.error) {
-        (_, Some(RunError::Cancelled)) => RunState::Cancelled,
-        (RunStatus::Succeeded, _) => RunState::Succeeded,
-        (RunStatus::Degraded, _) => RunState::Degraded,
-        (RunStatus::Failed, _) => RunState::Failed,
-        (RunStatus::Waiting, _) => RunState::Waiting,
     }
 }
 
@@ -694,103 +536,6 @@ impl Durable {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(fingerprint)
             .cloned()
-    }
-
-    /// Runs one segment of a run (a start, a resume or a retry) with its journal, and records
-    /// its end; every write fenced with `epoch`, if given (a claimed run).
-    #[allow(clippy::too_many_arguments)]
-    fn segment(
-        &self,
-        workflow: Workflow,
-        partial: Option<PartialRun>,
-        inputs: Value,
-        run_id: String,
-        next_seq: u64,
-        mut options: RunOptions,
-        note: Option<Value>,
-        epoch: Option<u64>,
-    ) -> Started {
-        let clock = Clock::now();
-        let journal = Journal::new(
-            self.store.clone(),
-            run_id.clone(),
-            clock,
-            next_seq,
-            options.events.take(),
-            note,
-            self.listener.clone(),
-            epoch,
-        );
-        options.event_hook = Some(journal.hook());
-        options.observer = Some(journal.clone());
-        options.run_id = Some(Arc::from(run_id.as_str()));
-        let store = self.store.clone();
-        let id = run_id.clone();
-        let run = async move {
-            let result = match partial {
-                Some(partial) => braid_runtime::run_from(partial, inputs, options).await,
-                None => braid_runtime::run(workflow.plan().clone(), inputs, options).await,
-            };
-            if let Some(RunError::Observer { .. }) = result.report.error {
-                // The store failed under the run: it stays `running`, to be resumed.
-                if let Some(l) = journal.listener() {
-                    l.ended(&id, false);
-                }
-                if let Some(source) = journal.fenced() {
-                    // Another replica owns the run now: nothing more of this segment is kept.
-                    return Err(Error::from(DurableError::Fenced { run: id, source }));
-                }
-                return Err(Error::from(DurableError::Unrecorded {
-                    run: id,
-                    result: Box::new(result),
-                    source: StoreError::Database {
-                        location: store.location().to_owned(),
-                        detail: "a node's end could not be recorded".to_owned(),
-                    },
-                }));
-            }
-            let mut entries = journal.take_rest();
-            entries.push(Entry::End {
-                run: id.clone(),
-                state: run_state(&result),
-                error: result
-                    .report
-                    .error
-                    .as_ref()
-                    .and_then(|e| serde_json::to_value(e).ok()),
-                at: braid_store::now_micros(),
-            });
-            let appended = journal.append(entries).await;
-            if let Some(l) = journal.listener() {
-                l.ended(&id, appended.is_ok());
-            }
-            match appended {
-                Ok(()) => Ok(result),
-                Err(source @ StoreError::Fenced { .. }) => {
-                    Err(Error::from(DurableError::Fenced { run: id, source }))
-                }
-                Err(source) => Err(Error::from(DurableError::Unrecorded {
-                    run: id,
-                    result: Box::new(result),
-                    source,
-                })),
-            }
-        };
-        Started {
-            run_id,
-            run: Box::pin(run),
-        }
-    }
-}
-
-/// A store error as the facade reports it: a fenced refusal as [`DurableError::Fenced`].
-fn fenced_or(run: &str, e: StoreError) -> DurableError {
-    match e {
-        StoreError::Fenced { .. } => DurableError::Fenced {
-            run: run.to_owned(),
-            source: e,
-        },
-        e => DurableError::Store(e),
     }
 }
 
