@@ -27,7 +27,7 @@ fn every_example_workflow_is_valid() {
     let out = braid(&["validate", "workflows/"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("no problems in 5 files"), "{stderr}");
+    assert!(stderr.contains("no problems in 6 files"), "{stderr}");
 }
 
 #[test]
@@ -262,6 +262,110 @@ fn run_exit_codes_tell_degraded_failed_and_invalid_apart() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn a_run_that_reaches_a_wait_node_exits_5_and_says_what_it_waits_for() {
+    let dir = std::env::temp_dir().join(format!("braid-e2e-wait-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (report, html, trace, prom) = (
+        dir.join("r.json"),
+        dir.join("t.html"),
+        dir.join("t.json"),
+        dir.join("m.prom"),
+    );
+    let out = braid(&[
+        "run",
+        "workflows/approval.yaml",
+        "--report",
+        report.to_str().unwrap(),
+        "--timeline",
+        html.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "--metrics-file",
+        prom.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    // The state so far: what ran before and beside the wait, nothing after it.
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["draft"], "A short post about braids.");
+    assert_eq!(state["tags"], serde_json::json!(["braids", "howto"]));
+    assert_eq!(state["approval"], Value::Null);
+    assert_eq!(state["published"], Value::Null);
+    assert!(stderr.contains("] approve: waiting\n"), "{stderr}");
+    assert!(
+        stderr.contains("approval waiting (parallel) after "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  approve  waiting "), "{stderr}");
+    assert!(stderr.contains("  publish  not_started "), "{stderr}");
+    assert!(
+        stderr.contains(
+            "waiting for an answer:\n  approve: Publish this post? A short post about braids.\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("run it with `--store` to resume it later"),
+        "{stderr}"
+    );
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["status"], "waiting");
+    assert!(report.get("error").is_none(), "{report}");
+    let approve = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "approve")
+        .unwrap();
+    assert_eq!(approve["status"], "waiting");
+    assert_eq!(
+        approve["prompt"],
+        "Publish this post? A short post about braids."
+    );
+
+    // The timeline and the trace show the waiting node as such, with what it asks.
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(html.matches("class=\"waiting\"").count(), 1, "{html}");
+    assert!(html.contains("asks: Publish this post?"), "{html}");
+    let trace: Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let waiting: Vec<&Value> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "approve (waiting)")
+        .collect();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        waiting[0]["args"]["prompt"],
+        "Publish this post? A short post about braids."
+    );
+
+    // Waiting is not a failure: no failure counted, the run counted as waiting.
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid exposition format");
+    for s in &scrape.samples {
+        let value = match s.value {
+            prometheus_parse::Value::Counter(c) => c,
+            _ => continue,
+        };
+        if s.metric == "parallel_task_failures_total" {
+            assert_eq!(value, 0.0, "{:?}", s.labels);
+        }
+        if s.metric == "braid_runs_total" {
+            let expected = if s.labels.get("status") == Some("waiting") {
+                1.0
+            } else {
+                0.0
+            };
+            assert_eq!(value, expected, "{:?}", s.labels);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

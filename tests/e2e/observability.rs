@@ -83,7 +83,7 @@ fn run_writes_trace_timeline_and_prometheus_metrics() {
         assert_eq!(counted, expected, "{:?}", f.labels);
     }
     let runs: Vec<_> = find("braid_runs_total").collect();
-    assert_eq!(runs.len(), 3, "succeeded, degraded, failed");
+    assert_eq!(runs.len(), 4, "succeeded, degraded, failed, waiting");
     let histogram = find("parallel_execution_duration_ms")
         .next()
         .expect("the origin document's histogram");

@@ -62,15 +62,15 @@ pub use braid_compiler::{
 };
 pub use braid_core::plan::{InputDecl, InputType};
 pub use braid_core::{
-    BuildContext, BuildError, ExecutionMode, FailureKind, Fingerprint, Node, NodeContext,
-    NodeError, NodeFuture, NodeKind, Plan, Reducer, ReducerError, Registry,
+    Answer, BuildContext, BuildError, ExecutionMode, FailureKind, Fingerprint, Node, NodeContext,
+    NodeError, NodeFuture, NodeKind, Plan, Reducer, ReducerError, Registry, WaitNode,
 };
 pub use braid_runtime::metrics;
 pub use braid_runtime::run as run_plan;
 pub use braid_runtime::{
-    CancelToken, Event, EventHook, EventReceiver, EventSender, InputError, NodeReport, NodeSettled,
-    NodeStatus, Observer, PartialRun, PartialRunError, PriorNode, Recorded, RunError, RunOptions,
-    RunReport, RunResult, RunStatus,
+    CancelToken, Ends, Event, EventHook, EventReceiver, EventSender, InputError, NodeReport,
+    NodeSettled, NodeStatus, Observer, PartialRun, PartialRunError, PriorNode, Recorded, RunError,
+    RunOptions, RunReport, RunResult, RunStatus,
 };
 pub use braid_spec::parse_duration;
 /// The JSON Schema library [`NodeKind::params_schema`] speaks, for kinds written against this

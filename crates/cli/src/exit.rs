@@ -10,6 +10,9 @@ pub(crate) const USAGE: u8 = 2;
 pub(crate) const INVALID: u8 = 3;
 /// `run`: the run finished degraded (some node fell back).
 pub(crate) const DEGRADED: u8 = 4;
+/// `run`: the run stopped at a `wait` node, waiting for a person's answer (and, not journaled,
+/// cannot be resumed).
+pub(crate) const WAITING: u8 = 5;
 /// `run`: interrupted (Ctrl-C, `SIGINT`); the partial state and report were still written.
 pub(crate) const INTERRUPTED: u8 = 130;
 /// `run`: terminated (`SIGTERM`, as systemd, Kubernetes and CI runners stop a process); the

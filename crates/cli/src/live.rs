@@ -1,8 +1,8 @@
 //! Watching a run: a live view while it executes, and a record of every attempt for the
 //! timeline outputs.
 //!
-//! On a terminal the view is one line per node (waiting, running with elapsed time, retrying,
-//! done, skipped, failed), redrawn in place ten times a second and erased when the run ends (the
+//! On a terminal the view is one line per node (pending, running with elapsed time, retrying,
+//! done, skipped, failed, waiting for an answer), redrawn in place ten times a second and erased when the run ends (the
 //! summary replaces it). When stderr is not a terminal, each event is one plain log line instead.
 
 use std::collections::HashMap;
@@ -166,11 +166,13 @@ fn render(plan: &Plan, rec: &Recorder, now: Duration, color: bool) -> String {
                 let code = match status {
                     NodeStatus::Succeeded => "32",
                     NodeStatus::FellBack | NodeStatus::Skipped => "33",
+                    NodeStatus::Waiting => "35",
                     _ => "31",
                 };
                 let text = match status {
                     NodeStatus::Succeeded => format!("succeeded in {}", secs(took)),
                     NodeStatus::FellBack => format!("fell back after {}", secs(took)),
+                    NodeStatus::Waiting => "waiting for an answer".to_owned(),
                     other => other.as_str().to_owned(),
                 };
                 paint(color, code, &text)
@@ -199,7 +201,7 @@ fn render(plan: &Plan, rec: &Recorder, now: Duration, color: bool) -> String {
                     &format!("running {}{attempt}", secs(now.saturating_sub(a.start))),
                 )
             }
-            (None, None) => paint(color, "2", "waiting"),
+            (None, None) => paint(color, "2", "pending"),
         };
         let _ = writeln!(out, "  {:<width$}  {state}", node.name);
     }

@@ -306,6 +306,7 @@ pub(crate) fn exit_code(result: &RunResult) -> u8 {
         RunStatus::Succeeded => exit::OK,
         RunStatus::Degraded => exit::DEGRADED,
         RunStatus::Failed => exit::FAILED,
+        RunStatus::Waiting => exit::WAITING,
     }
 }
 
@@ -362,6 +363,7 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
         "succeeded" => "32",
         "degraded" | "fell_back" | "skipped" => "33",
         "failed" | "cancelled" => "31",
+        "waiting" => "35",
         _ => "2",
     };
     let mut out = String::new();
@@ -377,7 +379,7 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
         r.mode
     );
     // The comparison with one-node-at-a-time only means something for a finished parallel run.
-    if r.status == RunStatus::Failed {
+    if matches!(r.status, RunStatus::Failed | RunStatus::Waiting) {
         let _ = writeln!(out, "{head} after {} ms", ms(r.wall_time));
     } else if r.mode == "parallel" && r.speedup >= 1.005 {
         let _ = writeln!(
@@ -422,12 +424,24 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
         let b = (((end.as_secs_f64() / total) * width as f64).round() as usize)
             .max(a + usize::from(n.end.is_some() && n.status != NodeStatus::Skipped))
             .min(width);
-        let bar = format!(
-            "{}{}{}",
-            " ".repeat(a.min(width)),
-            "█".repeat(b.saturating_sub(a)),
-            " ".repeat(width.saturating_sub(b.max(a)))
-        );
+        let bar = if n.status == NodeStatus::Waiting {
+            // Reached, and waiting past the run's end.
+            let a = a.min(width - 1);
+            paint(
+                "35",
+                &format!("{}?{}", " ".repeat(a), "┄".repeat(width - a - 1)),
+            )
+        } else {
+            paint(
+                "36",
+                &format!(
+                    "{}{}{}",
+                    " ".repeat(a.min(width)),
+                    "█".repeat(b.saturating_sub(a)),
+                    " ".repeat(width.saturating_sub(b.max(a)))
+                ),
+            )
+        };
         let times = if n.start.is_some() {
             (ms(start), ms(end))
         } else {
@@ -442,7 +456,7 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
             times.0,
             times.1,
             n.attempts,
-            paint("36", &bar)
+            bar
         );
         if let Some(f) = &n.failure {
             let _ = writeln!(
@@ -454,7 +468,8 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
             );
         }
     }
-    if !r.critical_path.is_empty() && r.mode == "parallel" && r.status != RunStatus::Failed {
+    let finished = matches!(r.status, RunStatus::Succeeded | RunStatus::Degraded);
+    if !r.critical_path.is_empty() && r.mode == "parallel" && finished {
         let _ = writeln!(
             out,
             "\ncritical path: {} ({} ms)",
@@ -462,5 +477,29 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
             ms(r.wall_time)
         );
     }
+    waiting(&mut out, r, &paint);
     out
+}
+
+/// What a run that stopped at `wait` nodes asks, and how it could go on.
+fn waiting(out: &mut String, r: &braid::RunReport, paint: &dyn Fn(&str, &str) -> String) {
+    let waiting: Vec<&braid::NodeReport> = r
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Waiting)
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{}", paint("35", "waiting for an answer:"));
+    for n in &waiting {
+        let _ = writeln!(out, "  {}: {}", n.name, n.prompt.as_deref().unwrap_or(""));
+    }
+    if r.status == RunStatus::Waiting {
+        let _ = writeln!(
+            out,
+            "\nthis run stopped at a `wait` node and was not journaled, so it cannot be resumed: \
+             run it with `--store` to resume it later"
+        );
+    }
 }

@@ -53,11 +53,15 @@ pub(crate) fn chrome_trace(report: &RunReport, rec: &Recorder) -> Value {
                 "ts": us(attempt.start), "dur": us(end.saturating_sub(attempt.start)), "args": args
             }));
         }
-        if node.status == NodeStatus::Skipped {
-            events.push(json!({
-                "name": format!("{} (skipped)", node.name), "cat": "node", "ph": "i", "s": "t",
-                "pid": 1, "tid": tid, "ts": us(node.start.unwrap_or_default())
-            }));
+        if matches!(node.status, NodeStatus::Skipped | NodeStatus::Waiting) {
+            let mut event = json!({
+                "name": format!("{} ({})", node.name, node.status.as_str()), "cat": "node",
+                "ph": "i", "s": "t", "pid": 1, "tid": tid, "ts": us(node.start.unwrap_or_default())
+            });
+            if let Some(prompt) = &node.prompt {
+                event["args"] = json!({ "prompt": prompt });
+            }
+            events.push(event);
         }
     }
     json!({ "traceEvents": events, "displayTimeUnit": "ms" })
@@ -126,6 +130,7 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 .cancelled { background: #8c959f; } .attempt-failed { background: #ff8182; }
 .backoff { background: repeating-linear-gradient(45deg, #d0d7de 0 4px, transparent 4px 8px); }
 .skipped { color: #59636e; font-style: italic; position: absolute; left: 6px; top: 2px; font-size: 12px; }
+.waiting { position: absolute; top: 2px; height: 18px; border-left: 3px solid #8250df; padding-left: 4px; color: #8250df; font-size: 12px; white-space: nowrap; }
 .axis { position: relative; height: 18px; font-size: 11px; color: #59636e; }
 .tick { position: absolute; transform: translateX(-50%); white-space: nowrap; }
 .legend span { display: inline-block; margin-right: 14px; }
@@ -173,7 +178,7 @@ pub(crate) fn html(report: &RunReport, rec: &Recorder) -> String {
             esc(&e.to_string())
         );
     }
-    out.push_str("<p class=\"legend\"><span><i class=\"succeeded\"></i>succeeded</span><span><i class=\"attempt-failed\"></i>failed attempt</span><span><i class=\"backoff\"></i>backoff</span><span><i class=\"fell_back\"></i>fell back</span><span><i class=\"failed\"></i>failed</span><span><i class=\"cancelled\"></i>cancelled</span><span>★ critical path</span></p>\n");
+    out.push_str("<p class=\"legend\"><span><i class=\"succeeded\"></i>succeeded</span><span><i class=\"attempt-failed\"></i>failed attempt</span><span><i class=\"backoff\"></i>backoff</span><span><i class=\"fell_back\"></i>fell back</span><span><i class=\"failed\"></i>failed</span><span><i class=\"cancelled\"></i>cancelled</span><span style=\"color:#8250df\">▍waiting for an answer</span><span>★ critical path</span></p>\n");
     out.push_str("<div class=\"chart\">\n<div></div><div class=\"axis\">");
     let total = report.wall_time.as_secs_f64() * 1000.0;
     for (at, label) in ticks(total) {
@@ -246,20 +251,27 @@ pub(crate) fn html(report: &RunReport, rec: &Recorder) -> String {
             );
             previous_end = Some(end);
         }
-        if node.status == NodeStatus::Skipped {
+        if node.status == NodeStatus::Waiting {
+            let _ = write!(
+                out,
+                "<span class=\"waiting\" style=\"left:{:.3}%\" title=\"{}\">waiting for an answer</span>",
+                pct(node.start.unwrap_or_default()).min(80.0),
+                esc(node.prompt.as_deref().unwrap_or_default())
+            );
+        } else if node.status == NodeStatus::Skipped {
             out.push_str("<span class=\"skipped\">skipped</span>");
         } else if node.status == NodeStatus::NotStarted {
             out.push_str("<span class=\"skipped\">not started</span>");
         }
         out.push_str("</div>\n");
     }
-    out.push_str("</div>\n<table><tr><th>node</th><th>kind</th><th>status</th><th>attempts</th><th>start ms</th><th>end ms</th><th>duration ms</th><th>failure</th></tr>\n");
+    out.push_str("</div>\n<table><tr><th>node</th><th>kind</th><th>status</th><th>attempts</th><th>start ms</th><th>end ms</th><th>duration ms</th><th>failure or prompt</th></tr>\n");
     for node in &report.nodes {
-        let failure = node
-            .failure
-            .as_ref()
-            .map(|f| format!("{}: {}", f.kind, f.message))
-            .unwrap_or_default();
+        let failure = match (&node.failure, &node.prompt) {
+            (Some(f), _) => format!("{}: {}", f.kind, f.message),
+            (None, Some(prompt)) => format!("asks: {prompt}"),
+            (None, None) => String::new(),
+        };
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",

@@ -195,7 +195,7 @@ fn params_help(
         }
     }
     match kind {
-        "http" | "llm" | "exec" | "map" => {
+        "http" | "llm" | "exec" | "map" | "wait" => {
             format!("see the `{kind}` kind's parameters in docs/nodes/{kind}.md")
         }
         "mock" | "transform" | "noop" | "workflow" => {

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod rng;
 pub mod state;
 pub mod template;
+pub mod wait;
 
 pub use fingerprint::Fingerprint;
 pub use id::{KeyId, NodeId};
@@ -31,3 +32,4 @@ pub use registry::{
     WorkflowLoader,
 };
 pub use template::{Expr, TemplateEnv, TemplateError, TemplateErrorKind, TemplateId, Templated};
+pub use wait::{Answer, WaitNode};

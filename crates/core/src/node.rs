@@ -16,6 +16,7 @@ pub use crate::error::{FailureKind, NodeError};
 use crate::plan::RetryPolicy;
 pub use crate::state::StateView;
 use crate::template::{self, TemplateEnv, Templated};
+use crate::wait::{Answer, WaitNode};
 
 /// A node's partial state update: key → contribution.
 pub type StateUpdate = Map<String, Value>;
@@ -38,6 +39,14 @@ pub trait Node: Send + Sync + 'static {
     /// that says so but does not finish at once is still correct, only spawned late.
     fn is_instant(&self) -> bool {
         false
+    }
+
+    /// For a node that waits for a person (the `wait` kind), its contract: what it asks, the
+    /// answer it takes, until when, and where the answer goes. A run that reaches such a node
+    /// without an answer for it ([`NodeContext::answer`]) does not call it: it records the node
+    /// as waiting, with its rendered prompt. `None` (the default): the node never waits.
+    fn waits(&self) -> Option<&dyn WaitNode> {
+        None
     }
 }
 
@@ -82,6 +91,16 @@ pub struct RunScope {
     /// Runs the inner work the run's nodes ask for (`map`'s items, a sub-workflow). Weak: the
     /// runtime's per-run state is the executor and owns this scope (no allocation of its own).
     pub executor: std::sync::Weak<dyn Executor>,
+    /// The answers the run was given for its nodes that wait (by node; empty, and allocating
+    /// nothing, for a run given none).
+    pub answers: Box<[(crate::NodeId, Answer)]>,
+}
+
+impl RunScope {
+    /// The answer the run was given for node `id`, if any (the first, if given twice).
+    pub fn answer(&self, id: crate::NodeId) -> Option<&Answer> {
+        self.answers.iter().find(|(n, _)| *n == id).map(|(_, a)| a)
+    }
 }
 
 impl std::fmt::Debug for RunScope {
@@ -403,6 +422,19 @@ impl NodeContext {
         match self.item {
             Some(i) => format!("{}:{}:{i}", self.run_id(), self.name()),
             None => format!("{}:{}", self.run_id(), self.name()),
+        }
+    }
+
+    /// The answer the run was given for this node, when it waits for one (see
+    /// [`Node::waits`]). `None` for a node given none, for the items of inner work (a context
+    /// made by [`inner`](Self::inner) or [`item`](Self::item): they take no answers), for the
+    /// nodes of a sub-run, and for a context built by hand.
+    pub fn answer(&self) -> Option<&Answer> {
+        match &self.origin {
+            // Inner work always has its own variables (`item`, `index`, or none): the answer is
+            // the parent node's, not the item's.
+            Origin::Run(scope, id) if self.vars.is_none() => scope.answer(*id),
+            _ => None,
         }
     }
 

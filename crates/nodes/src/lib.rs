@@ -10,6 +10,7 @@
 //! * [`exec`]: runs a program (never through a shell): JSON input on stdin, an update on stdout.
 //! * [`map`]: a dynamic fan-out, one inner node of any kind per item of a run-time list.
 //! * [`workflow`]: runs another workflow file as one node.
+//! * [`wait`]: stops the run until a person answers; the answer becomes the node's output.
 
 pub mod exec;
 pub mod http;
@@ -18,6 +19,7 @@ pub mod map;
 pub mod mock;
 pub mod noop;
 pub mod transform;
+pub mod wait;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -35,6 +37,7 @@ pub fn register_builtins(registry: &mut Registry) -> &mut Registry {
         .register_kind(Arc::new(exec::ExecKind))
         .register_kind(Arc::new(map::MapKind))
         .register_kind(Arc::new(workflow::WorkflowKind))
+        .register_kind(Arc::new(wait::WaitKind))
 }
 
 /// A registry with the built-in reducers and kinds.

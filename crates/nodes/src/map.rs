@@ -324,6 +324,15 @@ impl NodeKind for MapKind {
         let inner = cx.with_roots(&["item", "index"], |cx| {
             cx.build_node("/node", &p.node.kind, with.as_ref())
         })?;
+        if inner.waits().is_some() {
+            return Err(BuildError::params(
+                "/node/kind",
+                format!(
+                    "a `{}` node cannot run inside `map` yet: an item cannot wait for a person's answer",
+                    p.node.kind
+                ),
+            ));
+        }
         cx.will_write("/into", NamedAs::Value, &p.into);
         Ok(Arc::new(MapNode {
             over,

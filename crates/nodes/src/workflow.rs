@@ -114,6 +114,19 @@ impl NodeKind for WorkflowKind {
     ) -> Result<Arc<dyn Node>, BuildError> {
         let p: WorkflowParams = parse_params(params)?;
         let plan = cx.load_workflow("/path", &p.path)?;
+        if let Some(waits) = plan.nodes().iter().find(|n| n.handler.waits().is_some()) {
+            return Err(BuildError::params(
+                "/path",
+                format!(
+                    "workflow `{}` has a `{}` node, `{}`: a `{}` node cannot run inside a \
+                     sub-workflow yet",
+                    plan.name(),
+                    waits.kind,
+                    waits.name,
+                    waits.kind
+                ),
+            ));
+        }
         for name in p.inputs.keys() {
             if !plan.inputs().iter().any(|i| &*i.name == name) {
                 let known: Vec<String> = plan

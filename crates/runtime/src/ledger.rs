@@ -1,7 +1,7 @@
 //! The ledger: the one place where a node's end is recorded.
 //!
-//! Every way a node ends — succeeded, fell back, failed, skipped, cancelled, not started — goes
-//! through `Ledger::settle`, which updates the node's record, logs, emits the `NodeFinished`
+//! Every way a node ends — succeeded, fell back, failed, skipped, cancelled, not started, waiting
+//! for an answer — goes through `Ledger::settle`, which updates the node's record, logs, emits the `NodeFinished`
 //! event, calls the run's [`Observer`] with the writes the node contributed, and hands those writes
 //! to the store. This is the seam for anything that must see every node's end: a journal that
 //! makes runs durable, a service that streams them, a remote completion.
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::attempt::{RunShared, Writes};
 use crate::event::Event;
-use crate::report::{AttemptReport, Failure, NodeReport, NodeStatus};
+use crate::report::{AttemptReport, Ends, Failure, NodeReport, NodeStatus};
 use crate::store::Store;
 
 /// A node's end, as the [`Observer`] sees it.
@@ -71,12 +71,25 @@ impl NodeSettled<'_> {
 
     /// Why it failed (its last attempt's failure), for failed, fallen-back and cancelled nodes.
     pub fn failure(&self) -> Option<&Failure> {
-        self.record.failed.as_ref().and_then(|f| f.failure.as_ref())
+        self.record
+            .details
+            .as_ref()
+            .and_then(|f| f.failure.as_ref())
     }
 
     /// The failed attempts before the last one, when it was retried.
     pub fn retries(&self) -> &[AttemptReport] {
-        self.record.failed.as_ref().map_or(&[], |f| &f.retries)
+        self.record.details.as_ref().map_or(&[], |f| &f.retries)
+    }
+
+    /// What a [`Waiting`](NodeStatus::Waiting) node asks: its rendered prompt (`None` for every
+    /// other end). A durable layer records it with the time the run reached the node, from which
+    /// the node's [`deadline`](braid_core::WaitNode::deadline) runs.
+    pub fn prompt(&self) -> Option<&str> {
+        self.record
+            .details
+            .as_ref()
+            .and_then(|d| d.prompt.as_deref())
     }
 
     /// The writes it contributed, key by key, in the order of its `writes` (a fallen-back node's
@@ -117,19 +130,21 @@ pub(crate) struct Record {
     pub attempts: u32,
     pub start: Option<Instant>,
     pub end: Option<Instant>,
-    /// Its failure and earlier failed attempts, for the few nodes that have any.
-    failed: Option<Box<Failed>>,
+    /// Its failure and earlier failed attempts, or its prompt, for the few nodes that have any.
+    details: Option<Box<Details>>,
 }
 
 #[derive(Default)]
-struct Failed {
+struct Details {
     failure: Option<Failure>,
     retries: Vec<AttemptReport>,
+    /// A waiting node's rendered prompt.
+    prompt: Option<String>,
 }
 
 impl Record {
-    fn failed(&mut self) -> &mut Failed {
-        self.failed.get_or_insert_default()
+    fn details(&mut self) -> &mut Details {
+        self.details.get_or_insert_default()
     }
 }
 
@@ -141,6 +156,8 @@ pub(crate) struct Ending {
     pub failure: Option<Failure>,
     /// What it contributed (its update, or its fallback).
     pub writes: Option<Writes>,
+    /// What a waiting node asks.
+    pub prompt: Option<String>,
 }
 
 /// A node's end in an earlier run, checked against the plan (see
@@ -161,7 +178,7 @@ pub(crate) enum Release {
     Now,
     /// They may start once the observer has recorded the node's end.
     After(Recorded),
-    /// They never start: the node failed, was cancelled or never started.
+    /// They never start: the node failed, was cancelled, never started, or waits for an answer.
     Never,
 }
 
@@ -170,8 +187,8 @@ pub(crate) struct Ledger {
     records: Vec<Record>,
     store: Store,
     observer: Option<Arc<dyn Observer>>,
-    /// Some node fell back.
-    degraded: bool,
+    /// Some node fell back; some node waits.
+    ends: Ends,
 }
 
 impl Ledger {
@@ -180,7 +197,7 @@ impl Ledger {
             records: (0..plan.nodes().len()).map(|_| Record::default()).collect(),
             store: Store::new(plan),
             observer,
-            degraded: false,
+            ends: Ends::default(),
         }
     }
 
@@ -222,6 +239,7 @@ impl Ledger {
             end,
             failure,
             mut writes,
+            prompt,
         } = ending;
         let rec = &mut self.records[id.index()];
         rec.status = Some(status);
@@ -248,13 +266,17 @@ impl Ledger {
                 Vec::new()
             };
             if failure.is_some() || !retries.is_empty() {
-                let failed = rec.failed();
-                failed.failure = failure;
-                failed.retries = retries;
+                let details = rec.details();
+                details.failure = failure;
+                details.retries = retries;
             }
         }
         if status == NodeStatus::FellBack {
-            self.degraded = true;
+            self.ends.degraded = true;
+        }
+        if status == NodeStatus::Waiting {
+            self.ends.waiting = true;
+            rec.details().prompt = prompt;
         }
         if status != NodeStatus::NotStarted {
             run.emit(|| Event::NodeFinished {
@@ -303,10 +325,10 @@ impl Ledger {
         rec.start = start.and_then(|d| run_start.checked_add(d));
         rec.end = end.and_then(|d| run_start.checked_add(d));
         if let Some(f) = failure {
-            rec.failed().failure = Some(f);
+            rec.details().failure = Some(f);
         }
         if status == NodeStatus::FellBack {
-            self.degraded = true;
+            self.ends.degraded = true;
         }
         self.fold(plan, id, Some(&mut writes));
     }
@@ -336,6 +358,7 @@ impl Ledger {
                 end: now,
                 failure: Some(failure.clone()),
                 writes: None,
+                prompt: None,
             },
         )
     }
@@ -367,7 +390,7 @@ impl Ledger {
     pub(crate) fn finish(
         mut self,
         run: &RunShared,
-    ) -> (Vec<NodeReport>, Store, Vec<(NodeId, Recorded)>, bool) {
+    ) -> (Vec<NodeReport>, Store, Vec<(NodeId, Recorded)>, Ends) {
         let plan = &*run.scope.plan;
         let recorded = self.settle_open(
             run,
@@ -378,6 +401,7 @@ impl Ledger {
                 end: Instant::now(),
                 failure: None,
                 writes: None,
+                prompt: None,
             },
         );
         let at = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(run.start));
@@ -386,7 +410,11 @@ impl Ledger {
             .iter()
             .zip(self.records)
             .map(|(n, r)| {
-                let Failed { failure, retries } = r.failed.map(|f| *f).unwrap_or_default();
+                let Details {
+                    failure,
+                    retries,
+                    prompt,
+                } = r.details.map(|d| *d).unwrap_or_default();
                 NodeReport {
                     name: n.name.clone(),
                     kind: n.kind.clone(),
@@ -396,10 +424,11 @@ impl Ledger {
                     end: at(r.end),
                     failure,
                     retries,
+                    prompt: prompt.map(String::into_boxed_str),
                 }
             })
             .collect();
-        (nodes, self.store, recorded, self.degraded)
+        (nodes, self.store, recorded, self.ends)
     }
 }
 

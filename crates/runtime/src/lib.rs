@@ -36,5 +36,5 @@ pub use event::{Event, EventHook, EventReceiver, EventSender};
 pub use inputs::{InputError, resolve_inputs};
 pub use ledger::{NodeSettled, Observer, Recorded};
 pub use options::{CancelToken, RunOptions};
-pub use report::{NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus};
+pub use report::{Ends, NodeReport, NodeStatus, RunError, RunReport, RunResult, RunStatus};
 pub use run::{PartialRun, PartialRunError, PriorNode, run, run_from};

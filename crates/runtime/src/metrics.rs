@@ -64,8 +64,8 @@ pub(crate) struct PlanMetrics {
     parallel_duration: OnceLock<Histogram>,
     speedup: OnceLock<Gauge>,
     /// By mode (parallel, sequential) and run status.
-    run_duration: [[OnceLock<Histogram>; 3]; 2],
-    runs: [OnceLock<Counter>; 3],
+    run_duration: [[OnceLock<Histogram>; 4]; 2],
+    runs: [OnceLock<Counter>; 4],
     in_flight: OnceLock<Gauge>,
     nodes: Vec<NodeMetrics>,
 }
@@ -84,6 +84,7 @@ fn run_index(status: RunStatus) -> usize {
         RunStatus::Succeeded => 0,
         RunStatus::Degraded => 1,
         RunStatus::Failed => 2,
+        RunStatus::Waiting => 3,
     }
 }
 
@@ -147,7 +148,12 @@ impl PlanMetrics {
         };
         // Every counter series the plan can produce exists from the start, at 0, so that a
         // dashboard or an alert on failures reads 0 rather than "no data" until the first one.
-        for status in [RunStatus::Succeeded, RunStatus::Degraded, RunStatus::Failed] {
+        for status in [
+            RunStatus::Succeeded,
+            RunStatus::Degraded,
+            RunStatus::Failed,
+            RunStatus::Waiting,
+        ] {
             m.runs(status).increment(0);
         }
         for node in &m.nodes {
@@ -198,7 +204,9 @@ impl PlanMetrics {
         self.runs(report.status).increment(1);
         for (node, m) in report.nodes.iter().zip(&self.nodes) {
             let slot = match node.status {
-                NodeStatus::NotStarted | NodeStatus::Skipped => continue,
+                // A waiting node made no attempt and did not fail: it runs, and is counted, when
+                // the run is continued with its answer.
+                NodeStatus::NotStarted | NodeStatus::Skipped | NodeStatus::Waiting => continue,
                 NodeStatus::Succeeded => 0,
                 NodeStatus::FellBack => 1,
                 NodeStatus::Failed => 2,

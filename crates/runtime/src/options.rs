@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid_core::ExecutionMode;
+use braid_core::{Answer, ExecutionMode};
 
 use crate::event::{EventHook, EventSender};
 use crate::ledger::Observer;
@@ -35,6 +35,14 @@ pub struct RunOptions {
     /// ([`NodeContext::idempotency_key`](braid_core::NodeContext::idempotency_key)): give the same
     /// id when continuing a run. `None`: one is made if a node asks for it.
     pub run_id: Option<Arc<str>>,
+    /// Answers for the run's nodes that wait for a person (`wait`), by node name: such a node
+    /// given [`Answer::Value`] checks it against its schema and writes it; given
+    /// [`Answer::Expired`], it fails with `timeout`; given none, it waits (the run ends
+    /// `waiting`). Names of nodes the plan does not have are ignored (with a warning), and so
+    /// are answers for nodes that do not wait. Check an answer against the node's
+    /// [`WaitNode`](braid_core::WaitNode) before giving it: one that does not match fails the node
+    /// (`invalid_output`). Empty, it costs nothing.
+    pub answers: Vec<(String, Answer)>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -49,6 +57,7 @@ impl std::fmt::Debug for RunOptions {
             .field("cancel", &self.cancel)
             .field("observer", &self.observer.is_some())
             .field("run_id", &self.run_id)
+            .field("answers", &self.answers)
             .finish()
     }
 }

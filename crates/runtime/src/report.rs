@@ -33,6 +33,9 @@ pub enum RunStatus {
     Degraded,
     /// A node with `on_error: fail` failed, or the run's timeout expired.
     Failed,
+    /// Some node is waiting for a person's answer (a `wait` node), and everything that could run
+    /// without it has: the run can be continued with the answer. A failure wins over waiting.
+    Waiting,
 }
 
 impl RunStatus {
@@ -42,6 +45,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Degraded => "degraded",
             RunStatus::Failed => "failed",
+            RunStatus::Waiting => "waiting",
         }
     }
 }
@@ -62,6 +66,10 @@ pub enum NodeStatus {
     Cancelled,
     /// The run ended before it could start.
     NotStarted,
+    /// It waits for a person's answer (a `wait` node reached without one): not a failure. It
+    /// made no attempt, its dependents did not start, and it runs again, with the answer, when
+    /// the run is continued.
+    Waiting,
 }
 
 impl NodeStatus {
@@ -74,6 +82,7 @@ impl NodeStatus {
             NodeStatus::Skipped => "skipped",
             NodeStatus::Cancelled => "cancelled",
             NodeStatus::NotStarted => "not_started",
+            NodeStatus::Waiting => "waiting",
         }
     }
 }
@@ -125,6 +134,11 @@ pub struct NodeReport {
     /// The failed attempts before the last one, when it was retried.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<AttemptReport>,
+    /// What a waiting node asks (its rendered prompt); absent for every other node. (A boxed
+    /// `str`, not a `String`: a run's reports of mode 1's seven nodes then stay in the
+    /// allocator's small-block cache.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Box<str>>,
 }
 
 impl NodeReport {
@@ -246,13 +260,16 @@ impl RunResult {
         nodes: Vec<NodeReport>,
         state: Value,
         error: Option<RunError>,
-        degraded: bool,
+        ends: Ends,
         wall_time: Duration,
     ) -> RunResult {
-        let status = match (&error, degraded) {
+        // A failure wins over waiting, and waiting over degraded-ness (reported once the run,
+        // continued, finishes).
+        let status = match (&error, ends) {
             (Some(_), _) => RunStatus::Failed,
-            (None, true) => RunStatus::Degraded,
-            (None, false) => RunStatus::Succeeded,
+            (None, Ends { waiting: true, .. }) => RunStatus::Waiting,
+            (None, Ends { degraded: true, .. }) => RunStatus::Degraded,
+            (None, _) => RunStatus::Succeeded,
         };
         let node_time_sum: Duration = nodes.iter().map(NodeReport::duration).sum();
         let speedup = if wall_time.is_zero() {
@@ -281,6 +298,15 @@ impl RunResult {
             },
         }
     }
+}
+
+/// What the nodes' ends say of the run's status, besides a failure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ends {
+    /// Some node fell back.
+    pub degraded: bool,
+    /// Some node is waiting for an answer.
+    pub waiting: bool,
 }
 
 /// The chain of nodes that set the wall time: from the node that ended last, back through the

@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use braid_core::{
-    ExecutionMode, Executor, Items, ItemsOutcome, NodeContext, NodeError, NodeId, Plan, RunId,
-    RunScope, SubRun, WorkFuture,
+    Answer, ExecutionMode, Executor, Items, ItemsOutcome, NodeContext, NodeError, NodeId, Plan,
+    RunId, RunScope, SubRun, WorkFuture,
 };
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -29,7 +29,8 @@ use crate::scheduler::Scheduler;
 pub struct PriorNode {
     /// The node's name.
     pub node: String,
-    /// How it ended: succeeded, fell back or skipped (the ends that let dependents start).
+    /// How it ended: succeeded, fell back or skipped (the ends that let dependents start). A
+    /// node that was `waiting` is not a prior: it runs again, to take its answer.
     pub status: NodeStatus,
     /// Attempts it made.
     pub attempts: u32,
@@ -61,7 +62,8 @@ pub enum PartialRunError {
         /// The node.
         node: String,
     },
-    /// A status that does not let a run go on (failed, cancelled, not started).
+    /// A status that does not let a run go on (failed, cancelled, not started, waiting: a
+    /// waiting node runs again when the run is continued, with its answer).
     #[error("node `{node}` is `{status}`; only succeeded, fell_back and skipped nodes carry over")]
     NotSettled {
         /// The node.
@@ -240,8 +242,10 @@ fn start(
         seed,
         observer,
         run_id,
+        answers,
         ..
     } = options;
+    let answers = resolve_answers(&plan, answers);
     let events = parent_sink
         .or(event_hook.map(EventSink::Hook))
         .or(events.map(EventSink::Channel));
@@ -271,6 +275,7 @@ fn start(
                     inputs,
                     run_id: run_id.map(RunId::given).unwrap_or_default(),
                     executor,
+                    answers,
                 }),
                 start: run_start,
                 deadline,
@@ -294,10 +299,10 @@ fn start(
         let gauge = metrics.map_or_else(metrics::Gauge::noop, |m| m.in_flight().clone());
         let mut scheduler = Scheduler::new(&plan, run.clone(), ledger, resumed, seed, gauge);
         scheduler.drive(limit, timeout).await;
-        let (nodes, store, error, degraded) = scheduler.finish().await;
+        let (nodes, store, error, ends) = scheduler.finish().await;
         let wall_time = Instant::now().saturating_duration_since(run_start);
         let state = store.finish(&plan);
-        let mut result = RunResult::assemble(&plan, mode, nodes, state, error, degraded, wall_time);
+        let mut result = RunResult::assemble(&plan, mode, nodes, state, error, ends, wall_time);
         result.report.run_id = run.scope.run_id.peek().cloned();
         run.emit(|| Event::RunFinished {
             status: result.status,
@@ -316,6 +321,26 @@ fn start(
         result
     }
     .instrument(span)
+}
+
+/// The answers a run was given, by node id. Answers for nodes the plan does not have, or that do
+/// not wait, are dropped with a warning. None given: an empty slice, which allocates nothing.
+fn resolve_answers(plan: &Plan, answers: Vec<(String, Answer)>) -> Box<[(NodeId, Answer)]> {
+    if answers.is_empty() {
+        return Box::default();
+    }
+    answers
+        .into_iter()
+        .filter_map(|(name, answer)| {
+            let id = plan
+                .node_by_name(&name)
+                .filter(|&id| plan.node(id).handler.waits().is_some());
+            if id.is_none() {
+                tracing::warn!(node = %name, "an answer for a node that does not wait is ignored");
+            }
+            Some((id?, answer))
+        })
+        .collect()
 }
 
 /// Runs the inner work of one run's nodes, with the run's mode, deadline, cancellation and

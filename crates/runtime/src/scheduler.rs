@@ -35,7 +35,7 @@ use crate::attempt::{
     Attempts, DEADLINE, Guarded, NodeWork, Outcome, RunShared, Step, TASK_PANICKED, Writes,
 };
 use crate::ledger::{Ending, Ledger, Recorded, Release};
-use crate::report::{Failure, NodeReport, NodeStatus, RunError};
+use crate::report::{Ends, Failure, NodeReport, NodeStatus, RunError};
 use crate::store::Store;
 
 /// What a node task returns: its node, and its outcome or the panic that ended the task.
@@ -278,6 +278,7 @@ impl<'a> Scheduler<'a> {
                             end: now,
                             failure: None,
                             writes: None,
+                            prompt: None,
                         },
                     );
                     return;
@@ -292,8 +293,14 @@ impl<'a> Scheduler<'a> {
                 }
             }
         }
-        self.ledger.started(id, now);
         let seed = Rng::derive(self.seed, &[plan.seed_salt(id)]).next_u64();
+        if let Some(wait) = node.handler.waits() {
+            if self.run.scope.answer(id).is_none() {
+                self.hold_for_answer(id, wait, state, seed, now);
+                return;
+            }
+        }
+        self.ledger.started(id, now);
         let work = NodeWork::new(self.run.clone(), id, state, seed);
         let span = tracing::info_span!("node", node = %node.name, kind = %node.kind);
         self.in_flight += 1;
@@ -321,6 +328,48 @@ impl<'a> Scheduler<'a> {
             return;
         }
         self.spawn(id, Attempts::new(work, seed, now).finish(Step::Start), span);
+    }
+
+    /// A node that waits for an answer the run was not given: no attempt (so no retry and no
+    /// `on_error`), its prompt rendered and its end recorded as waiting; its dependents stay
+    /// held. A prompt that does not render is the node's failure, which its `on_error` decides.
+    #[cold]
+    fn hold_for_answer(
+        &mut self,
+        id: NodeId,
+        wait: &dyn braid_core::WaitNode,
+        state: StateView,
+        seed: u64,
+        now: Instant,
+    ) {
+        let ctx = braid_core::NodeContext::for_run(self.run.scope.clone(), id, 1, seed, state);
+        let prompt = catch_unwind(AssertUnwindSafe(|| wait.prompt(&ctx)));
+        drop(ctx);
+        let failure = match prompt {
+            Ok(Ok(prompt)) => {
+                self.settle(
+                    id,
+                    Ending {
+                        status: NodeStatus::Waiting,
+                        attempts: 0,
+                        end: now,
+                        failure: None,
+                        writes: None,
+                        prompt: Some(prompt),
+                    },
+                );
+                return;
+            }
+            Ok(Err(e)) => Failure {
+                kind: e.kind,
+                message: format!("its prompt did not render: {}", e.message),
+            },
+            Err(_) => Failure {
+                kind: FailureKind::Panic,
+                message: "the node panicked rendering its prompt".to_owned(),
+            },
+        };
+        self.fail(id, failure, 1, now);
     }
 
     /// Runs a node's attempts in a task. The future is boxed before it goes into the task, so the
@@ -361,6 +410,7 @@ impl<'a> Scheduler<'a> {
                     end: outcome.end,
                     failure: None,
                     writes: Some(update),
+                    prompt: None,
                 },
             ),
             Err(e) if outcome.hit_deadline => {
@@ -381,6 +431,7 @@ impl<'a> Scheduler<'a> {
                             message: e.message,
                         }),
                         writes: None,
+                        prompt: None,
                     },
                 );
             }
@@ -426,6 +477,7 @@ impl<'a> Scheduler<'a> {
                 end: at,
                 failure: Some(failure),
                 writes,
+                prompt: None,
             },
         );
     }
@@ -480,7 +532,7 @@ impl<'a> Scheduler<'a> {
 
     /// Ends the run: every node not yet ended is settled as not started, every node end the
     /// observer is still recording is awaited, and the nodes' reports and the store are given.
-    pub(crate) async fn finish(self) -> (Vec<NodeReport>, Store, Option<RunError>, bool) {
+    pub(crate) async fn finish(self) -> (Vec<NodeReport>, Store, Option<RunError>, Ends) {
         let Scheduler {
             plan,
             run,
@@ -489,14 +541,14 @@ impl<'a> Scheduler<'a> {
             mut error,
             ..
         } = self;
-        let (nodes, store, recorded, degraded) = ledger.finish(&run);
+        let (nodes, store, recorded, ends) = ledger.finish(&run);
         recording.extend(recorded);
         for (id, fut) in recording {
             if let Err(message) = fut.await {
                 not_recorded(plan, &mut error, id, message);
             }
         }
-        (nodes, store, error, degraded)
+        (nodes, store, error, ends)
     }
 }
 

@@ -36,3 +36,5 @@ mod properties;
 mod retry;
 #[path = "runtime/store.rs"]
 mod store;
+#[path = "runtime/wait.rs"]
+mod wait;

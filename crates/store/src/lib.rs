@@ -25,6 +25,28 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+// Without a database backend, only the memory store's error builders are used.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod codec;
+mod error;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod target;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+/// The newest schema version this build reads and writes (recorded in each store's
+/// `braid_meta`; a store of a higher version is refused with [`StoreError::NewerVersion`]).
+pub const SCHEMA_VERSION: i64 = 1;
+
 /// A future a store returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -362,85 +384,6 @@ pub struct Reopen {
     pub at: Micros,
 }
 
-/// Why a store operation failed. Every message says what went wrong and how to fix it. A
-/// failed operation changed nothing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The URL is not one this build understands.
-    #[error(
-        "`{url}` is not a store URL: use `sqlite:PATH`, `postgres://USER@HOST/DB` or `memory`{hint}"
-    )]
-    BadUrl {
-        /// The URL given.
-        url: String,
-        /// More, such as a store kind this build was compiled without.
-        hint: String,
-    },
-    /// The file or database is not a Braid store (another program's data).
-    #[error(
-        "`{location}` is not a Braid store ({detail}); give a new file or an empty database, or the path of an existing Braid store"
-    )]
-    NotAStore {
-        /// The path or URL.
-        location: String,
-        /// What was found.
-        detail: String,
-    },
-    /// The store was made or upgraded by a newer Braid.
-    #[error(
-        "`{location}` is a Braid store of version {found}, newer than this braid understands (up to {supported}); use a newer braid"
-    )]
-    NewerVersion {
-        /// The path or URL.
-        location: String,
-        /// Its version.
-        found: i64,
-        /// The newest this build reads.
-        supported: i64,
-    },
-    /// The database could not be reached, or went away.
-    #[error("cannot reach the store `{location}`: {detail}")]
-    Unreachable {
-        /// The path or URL (without a password).
-        location: String,
-        /// Why.
-        detail: String,
-    },
-    /// No run has this id.
-    #[error("no run `{run}` in the store; `braid runs list` shows the runs it holds")]
-    UnknownRun {
-        /// The id.
-        run: String,
-    },
-    /// No definition has this fingerprint.
-    #[error("no workflow definition with fingerprint `{fingerprint}` in the store")]
-    UnknownDefinition {
-        /// The fingerprint.
-        fingerprint: String,
-    },
-    /// The operation does not fit the run's recorded state (a run id taken, an event sequence
-    /// with a gap, a run not in a state it may be reopened from).
-    #[error("{0}")]
-    Conflict(String),
-    /// The store's content is damaged (a record that cannot be read back).
-    #[error("the store `{location}` is damaged: {detail}")]
-    Corrupt {
-        /// The path or URL.
-        location: String,
-        /// What could not be read.
-        detail: String,
-    },
-    /// Any other database error.
-    #[error("store `{location}`: {detail}")]
-    Database {
-        /// The path or URL.
-        location: String,
-        /// The database's message.
-        detail: String,
-    },
-}
-
 /// A durable journal of runs. Every method is atomic: it either happened in full or not at all,
 /// and when its future resolves `Ok`, it is as durable as the store's settings make it
 /// (`docs/durability.md`).
@@ -526,12 +469,13 @@ pub type StoreHandle = Arc<dyn Store>;
 /// [`StoreError::BadUrl`], [`StoreError::NotAStore`], [`StoreError::NewerVersion`],
 /// [`StoreError::Unreachable`]: nothing is written when opening fails.
 pub async fn open(url: &str) -> Result<StoreHandle, StoreError> {
-    Err(StoreError::BadUrl {
-        url: url.to_owned(),
-        hint: String::new(),
-    })
+    match target::parse(url)? {
+        target::Target::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "sqlite")]
+        target::Target::Sqlite { path, sync } => Ok(Arc::new(
+            SqliteStore::open(path, SqliteOptions { sync }).await?,
+        )),
+        #[cfg(feature = "postgres")]
+        target::Target::Postgres { url } => Ok(Arc::new(PostgresStore::connect(&url).await?)),
+    }
 }
-
-/// A store in memory: what a stateless service or a test uses.
-#[derive(Debug, Default)]
-pub struct MemoryStore {}

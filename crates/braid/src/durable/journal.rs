@@ -231,6 +231,8 @@ impl Observer for Journal {
             }
             Value::Object(m)
         });
+        // A waiting node keeps its prompt where a failed one keeps its failure.
+        let failure = failure.or_else(|| node.prompt().map(|p| json!({ "prompt": p })));
         let record = NodeRecord {
             node: node.node().to_string(),
             state,
@@ -264,6 +266,7 @@ pub(crate) fn node_state(status: NodeStatus) -> Option<NodeState> {
         NodeStatus::Failed => NodeState::Failed,
         NodeStatus::Skipped => NodeState::Skipped,
         NodeStatus::Cancelled => NodeState::Cancelled,
+        NodeStatus::Waiting => NodeState::Waiting,
         NodeStatus::NotStarted => return None,
     })
 }

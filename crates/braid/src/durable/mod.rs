@@ -215,6 +215,7 @@ fn run_state(result: &RunResult) -> RunState {
         (RunStatus::Succeeded, _) => RunState::Succeeded,
         (RunStatus::Degraded, _) => RunState::Degraded,
         (RunStatus::Failed, _) => RunState::Failed,
+        (RunStatus::Waiting, _) => RunState::Waiting,
     }
 }
 

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::{DurableError, Reply};
 use crate::{
-    ExecutionMode, FailureKind, NodeReport, NodeStatus, PartialRun, Plan, PriorNode, RunError,
-    RunOptions, RunResult, Workflow,
+    Answer, Ends, ExecutionMode, FailureKind, NodeReport, NodeStatus, PartialRun, Plan, PriorNode,
+    RunError, RunOptions, RunResult, Workflow,
 };
 use braid_runtime::report::{AttemptReport, Failure};
 
@@ -35,7 +35,7 @@ fn status(state: NodeState) -> NodeStatus {
         NodeState::Failed => NodeStatus::Failed,
         NodeState::Skipped => NodeStatus::Skipped,
         NodeState::Cancelled => NodeStatus::Cancelled,
-        NodeState::Waiting => NodeStatus::NotStarted,
+        NodeState::Waiting => NodeStatus::Waiting,
     }
 }
 
@@ -86,30 +86,127 @@ pub(super) fn downstream(plan: &Plan, seeds: &[String]) -> HashSet<String> {
 }
 
 /// The answers a resumed run gives its waiting nodes.
-pub(super) type Answers = Vec<(String, Value)>;
+pub(super) type Answers = Vec<(String, Answer)>;
 
-/// Checks `reply` against the run's waiting nodes.
+/// Checks `reply` against the run's waiting nodes and their deadlines: the answer for the node
+/// it names (or the only waiting node), `Expired` for a waiting node whose deadline passed, and
+/// an error for a reply that does not fit or a node still waiting without one. Nothing is
+/// recorded before this passes.
 pub(super) fn answers(
     record: &RunRecord,
-    _workflow: &Workflow,
+    workflow: &Workflow,
     nodes: &[NodeRecord],
     reply: Option<Reply>,
 ) -> Result<Answers, DurableError> {
+    let plan = workflow.plan();
+    let now = braid_store::now_micros();
     let waiting: Vec<&NodeRecord> = nodes
         .iter()
         .filter(|n| n.state == NodeState::Waiting)
         .collect();
-    match reply {
-        Some(_) if waiting.is_empty() => Err(DurableError::Answer(format!(
-            "run `{}` is not waiting for an answer; resume it without a value",
-            record.id
-        ))),
-        _ => Ok(Vec::new()),
+    let names = || {
+        waiting
+            .iter()
+            .map(|n| format!("`{}`", n.node))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // The node the reply answers.
+    let target = match &reply {
+        None => None,
+        Some(Reply {
+            node: Some(node), ..
+        }) => {
+            if plan.node_by_name(node).is_none() {
+                return Err(DurableError::UnknownNode {
+                    run: record.id.clone(),
+                    workflow: plan.name().to_string(),
+                    node: node.clone(),
+                });
+            }
+            if !waiting.iter().any(|n| n.node == *node) {
+                return Err(DurableError::Answer(if waiting.is_empty() {
+                    format!(
+                        "run `{}` is not waiting for an answer; resume it without a value",
+                        record.id
+                    )
+                } else {
+                    format!(
+                        "node `{node}` of run `{}` is not waiting for an answer; {} is",
+                        record.id,
+                        names()
+                    )
+                }));
+            }
+            Some(node.clone())
+        }
+        Some(Reply { node: None, .. }) => match waiting.as_slice() {
+            [] => {
+                return Err(DurableError::Answer(format!(
+                    "run `{}` is not waiting for an answer; resume it without a value",
+                    record.id
+                )));
+            }
+            [one] => Some(one.node.clone()),
+            _ => {
+                return Err(DurableError::Answer(format!(
+                    "run `{}` waits at {}; name the node the value answers (`--node NODE`)",
+                    record.id,
+                    names()
+                )));
+            }
+        },
+    };
+    let mut answers = Vec::new();
+    for n in &waiting {
+        let Some(id) = plan.node_by_name(&n.node) else {
+            continue;
+        };
+        let Some(wait) = plan.node(id).handler.waits() else {
+            continue;
+        };
+        let expired = wait.deadline().is_some_and(|d| {
+            let d = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+            now >= n.ended_at.saturating_add(d)
+        });
+        let prompt = n
+            .failure
+            .as_ref()
+            .and_then(|f| f.get("prompt")?.as_str())
+            .unwrap_or_default();
+        if target.as_deref() == Some(n.node.as_str()) {
+            if expired {
+                return Err(DurableError::Answer(format!(
+                    "node `{}` of run `{}` stopped waiting: its deadline passed; resume without a value to apply its `on_error`",
+                    n.node, record.id
+                )));
+            }
+            let value = reply.as_ref().map(|r| r.value.clone()).unwrap_or_default();
+            if let Err(problems) = wait.check(&value) {
+                return Err(DurableError::Answer(format!(
+                    "the answer for node `{}` of run `{}` does not fit its schema:\n  {}",
+                    n.node,
+                    record.id,
+                    problems.join("\n  ")
+                )));
+            }
+            answers.push((n.node.clone(), Answer::Value(value)));
+        } else if expired {
+            answers.push((n.node.clone(), Answer::Expired));
+        } else if target.is_none() {
+            return Err(DurableError::Answer(format!(
+                "run `{}` waits at node `{}` for an answer ({prompt}); give it with `--value JSON`",
+                record.id, n.node
+            )));
+        }
     }
+    Ok(answers)
 }
 
 /// Puts the answers into the run's options.
-pub(super) fn give_answers(_options: &mut RunOptions, _answers: Answers) {}
+pub(super) fn give_answers(options: &mut RunOptions, answers: Answers) {
+    options.answers = answers;
+}
 
 /// `t` as an offset from `origin`.
 fn offset(origin: Micros, t: Micros) -> Duration {
@@ -181,10 +278,17 @@ pub(super) fn rebuild(
                 end: rec.map(|r| offset(origin, r.ended_at)),
                 failure: rec.and_then(|r| r.failure.as_ref()).and_then(failure),
                 retries,
+                prompt: rec
+                    .filter(|r| r.state == NodeState::Waiting)
+                    .and_then(|r| r.failure.as_ref()?.get("prompt")?.as_str())
+                    .map(Into::into),
             }
         })
         .collect();
-    let degraded = reports.iter().any(|n| n.status == NodeStatus::FellBack);
+    let ends = Ends {
+        degraded: reports.iter().any(|n| n.status == NodeStatus::FellBack),
+        waiting: reports.iter().any(|n| n.status == NodeStatus::Waiting),
+    };
     let error = record.error.as_ref().and_then(run_error);
     let end = match record.state {
         RunState::Running => braid_store::now_micros(),
@@ -195,15 +299,8 @@ pub(super) fn rebuild(
         Some("parallel") => ExecutionMode::Parallel,
         _ => plan.mode(),
     };
-    let mut result = RunResult::assemble(
-        plan,
-        mode,
-        reports,
-        state,
-        error,
-        degraded,
-        offset(origin, end),
-    );
+    let mut result =
+        RunResult::assemble(plan, mode, reports, state, error, ends, offset(origin, end));
     result.report.run_id = Some(record.id.as_str().into());
     Ok(RecordedRun {
         record,

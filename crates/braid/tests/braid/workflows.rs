@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use braid::{
-    BuildContext, BuildError, Code, Engine, Error, ExecutionMode, Node, NodeKind, RunOptions,
-    RunStatus,
+    Answer, BuildContext, BuildError, Code, Engine, Error, ExecutionMode, Node, NodeKind,
+    RunOptions, RunStatus,
 };
 use serde_json::{Value, json};
 
@@ -213,4 +213,68 @@ fn a_panic_while_loading_is_an_internal_diagnostic() {
     // The engine is still usable: the next file loads.
     let ok = "version: 1\nname: q\nnodes:\n  n:\n    kind: noop\n";
     assert!(engine.load_str("q.yaml", ok).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_approval_example_waits_then_publishes_what_was_approved() {
+    let wf = load("approval.yaml");
+    let r = wf.run(json!({}), RunOptions::default()).await.unwrap();
+    assert_eq!(r.status, RunStatus::Waiting);
+    // `tags`, which does not need the answer, ran to its end; `publish` did not start.
+    assert_eq!(r.report.wall_time, Duration::from_millis(500));
+    assert_eq!(
+        r.report.node("approve").unwrap().prompt.as_deref(),
+        Some("Publish this post? A short post about braids.")
+    );
+
+    // The contract a durable layer reads before it resumes the run.
+    let plan = wf.plan();
+    let id = plan.node_by_name("approve").unwrap();
+    let wait = plan.node(id).handler.waits().expect("`approve` waits");
+    assert_eq!(wait.output(), "approval");
+    assert_eq!(wait.deadline(), Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(
+        wait.check(&json!({ "approved": true, "note": "ok" })),
+        Ok(())
+    );
+    let violations = wait
+        .check(&json!({ "approved": "yes", "extra": 1 }))
+        .unwrap_err();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+
+    let answered = |answer: Value| RunOptions {
+        answers: vec![("approve".to_owned(), Answer::Value(answer))],
+        ..RunOptions::default()
+    };
+    let r = wf
+        .run(json!({}), answered(json!({ "approved": true })))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(
+        r.state["published"],
+        "A short post about braids. #braids #howto"
+    );
+    assert_eq!(r.report.wall_time, Duration::from_millis(700));
+    let r = wf
+        .run(
+            json!({}),
+            answered(json!({ "approved": false, "note": "not yet" })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(r.state["published"], Value::Null);
+    let r = wf
+        .run(
+            json!({}),
+            RunOptions {
+                answers: vec![("approve".to_owned(), Answer::Expired)],
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Degraded);
+    assert_eq!(r.state["approval"]["note"], "nobody answered in time");
 }

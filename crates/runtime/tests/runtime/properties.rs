@@ -681,6 +681,7 @@ proptest! {
                     prop_assert!(failed);
                     prop_assert_eq!(kind, Some(expected), "{}", n.name);
                 }
+                NodeStatus::Waiting => prop_assert!(false, "{}: no node of these plans waits", n.name),
             }
         }
 

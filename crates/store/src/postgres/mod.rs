@@ -1,0 +1,154 @@
+//! The shared store: a PostgreSQL database (`postgres://USER@HOST/DB`), for several processes or
+//! replicas. A small set of connections: one writer task that commits writes in groups
+//! (`writer`), a few connections shared by reads (`conn::Pool`). The store lives in the
+//! connection's current schema (`schema`); a URL's password never appears in a message or in
+//! [`Store::location`].
+//!
+//! Durability is the server's: a commit is on disk when `synchronous_commit` is `on` (its
+//! default); see `docs/durability.md`.
+
+mod conn;
+mod read;
+mod schema;
+mod write;
+mod writer;
+
+use tokio_postgres::Config;
+
+use crate::target::redact;
+use crate::{
+    BoxFuture, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen, RunFilter,
+    RunRecord, Store, StoreError,
+};
+use conn::{Conn, Pool};
+use writer::{Request, Writer};
+
+/// How many connections reads share.
+const READERS: usize = 2;
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    location: String,
+    writer: Writer,
+    readers: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (libpq's URL form; `options=-c search_path=NAME`
+    /// puts the store in schema `NAME`, which must exist), creating the store's tables if the
+    /// schema is empty and applying the migrations it lacks. Must be called within a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::BadUrl`] for a URL the driver cannot read; [`StoreError::Unreachable`] when
+    /// no server answers within 5 s; [`StoreError::NotAStore`] for a schema holding another
+    /// program's tables and [`StoreError::NewerVersion`] for a newer store (both write nothing).
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let location = redact(url);
+        let mut config: Config = url.parse().map_err(|_| StoreError::BadUrl {
+            url: location.clone(),
+            hint: " (the PostgreSQL driver cannot read it)".to_owned(),
+        })?;
+        config.connect_timeout(conn::CONNECT_TIMEOUT);
+        let mut first = Conn::open(&config, &location).await?;
+        schema::prepare(&mut first.client, &location).await?;
+        Ok(PostgresStore {
+            writer: Writer::start(first, config.clone(), location.clone()),
+            readers: Pool::new(config, location.clone(), READERS),
+            location,
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn put_definition<'a>(&'a self, def: &'a Definition) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(
+            self.writer
+                .call(|reply| Request::PutDefinition(def.clone(), reply)),
+        )
+    }
+
+    fn definition<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            read::definition(&conn, &self.location, fingerprint).await
+        })
+    }
+
+    fn create_run<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(
+            self.writer
+                .call(|reply| Request::CreateRun(run.clone(), reply)),
+        )
+    }
+
+    fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.writer.call(|reply| Request::Append(entries, reply)))
+    }
+
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            read::run(&conn, &self.location, id).await
+        })
+    }
+
+    fn nodes<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<Vec<NodeRecord>, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            read::nodes(&conn, &self.location, run).await
+        })
+    }
+
+    fn events<'a>(
+        &'a self,
+        run: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<EventRecord>, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            read::events(&conn, &self.location, run, from, limit).await
+        })
+    }
+
+    fn list_runs<'a>(
+        &'a self,
+        filter: &'a RunFilter,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            read::list_runs(&conn, &self.location, filter).await
+        })
+    }
+
+    fn reopen<'a>(&'a self, reopen: &'a Reopen) -> BoxFuture<'a, Result<RunRecord, StoreError>> {
+        Box::pin(
+            self.writer
+                .call(|reply| Request::Reopen(reopen.clone(), reply)),
+        )
+    }
+
+    fn gc(&self, ended_before: Micros) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(
+            self.writer
+                .call(move |reply| Request::Gc(ended_before, reply)),
+        )
+    }
+}
