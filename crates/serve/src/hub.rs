@@ -71,7 +71,9 @@ impl Hub {
 
     /// Opens the channel of a run about to start here (before its first event).
     pub(crate) fn open(&self, run: &str) {
-        self.runs().entry(run.to_owned()).or_insert_with(Channel::new);
+        self.runs()
+            .entry(run.to_owned())
+            .or_insert_with(Channel::new);
     }
 
     /// Closes a run's channel without an end (its start failed after `open`).

@@ -32,8 +32,8 @@
 
 pub mod api;
 mod auth;
-pub mod metrics;
 mod hub;
+pub mod metrics;
 mod registry;
 mod runner;
 mod watch;
@@ -151,7 +151,11 @@ impl Service {
     /// # Errors
     ///
     /// [`ServeError::Dir`] when the directory cannot be listed.
-    pub async fn new(engine: Engine, store: StoreHandle, config: Config) -> Result<Self, ServeError> {
+    pub async fn new(
+        engine: Engine,
+        store: StoreHandle,
+        config: Config,
+    ) -> Result<Self, ServeError> {
         let registry = Arc::new(Registry::new(engine.clone(), config.dir.clone()));
         let r = registry.clone();
         tokio::task::spawn_blocking(move || r.rescan())
@@ -265,24 +269,33 @@ impl Service {
                 }
                 () = shutdown => {}
             }
-            tracing::info!(runs = self.state.runner.in_flight(), "shutting down: draining the runs in flight");
+            tracing::info!(
+                runs = self.state.runner.in_flight(),
+                "shutting down: draining the runs in flight"
+            );
             self.state.draining.store(true, Ordering::Release);
             let _ = stop_accepting.send(());
             let grace = self.config.drain_timeout + Duration::from_secs(1);
-            let (left, _) = tokio::join!(
-                self.drain(),
-                tokio::time::timeout(grace, &mut server)
-            );
+            let (left, _) = tokio::join!(self.drain(), tokio::time::timeout(grace, &mut server));
             Ok::<_, ServeError>(left)
         };
         let (left, ()) = tokio::join!(main, self.watch());
         let left_running = left?;
         if left_running > 0 {
-            tracing::warn!(runs = left_running, "drain timeout: runs left recorded as running; the next start resumes them");
+            tracing::warn!(
+                runs = left_running,
+                "drain timeout: runs left recorded as running; the next start resumes them"
+            );
         }
         Ok(Stopped {
             resumed,
             left_running,
         })
     }
+}
+
+/// The API's OpenAPI 3.1 document, pretty-printed (what `schemas/openapi.json` holds).
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi as _;
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
 }

@@ -71,7 +71,10 @@ impl Catalog {
 
     /// How many names serve a version.
     pub fn serving(&self) -> usize {
-        self.entries.values().filter(|e| e.serving.is_some()).count()
+        self.entries
+            .values()
+            .filter(|e| e.serving.is_some())
+            .count()
     }
 }
 
@@ -289,11 +292,14 @@ fn workflow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
-        let yaml = path
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml");
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if yaml && !hidden && entry.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()) {
+        if yaml
+            && !hidden
+            && entry
+                .file_type()
+                .is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
             files.push(path);
         }
     }

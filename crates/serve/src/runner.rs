@@ -201,7 +201,9 @@ impl Runner {
                     drop(self.spawn(started, cancel, permit));
                     resumed += 1;
                 }
-                Err(e) => tracing::warn!(run = %run.id, error = %e, "cannot resume a run left running"),
+                Err(e) => {
+                    tracing::warn!(run = %run.id, error = %e, "cannot resume a run left running")
+                }
             }
         }
         resumed

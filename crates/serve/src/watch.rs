@@ -66,7 +66,10 @@ pub(crate) async fn watch(
     stop: CancellationToken,
 ) {
     // Kept alive for as long as this loop runs; dropping it stops the events.
-    let _watcher = config.events.then(|| events(&registry, &reloader)).flatten();
+    let _watcher = config
+        .events
+        .then(|| events(&registry, &reloader))
+        .flatten();
     let mut poll = config.poll_interval.map(|every| {
         let mut i = tokio::time::interval(every);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,8 +95,12 @@ pub(crate) async fn watch(
         let r = registry.clone();
         match tokio::task::spawn_blocking(move || r.rescan()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(dir = %registry.dir().display(), error = %e, "cannot read the workflow directory; the loaded workflows keep serving"),
-            Err(e) => tracing::error!(error = %e, "the rescan panicked; the loaded workflows keep serving"),
+            Ok(Err(e)) => {
+                tracing::warn!(dir = %registry.dir().display(), error = %e, "cannot read the workflow directory; the loaded workflows keep serving")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the rescan panicked; the loaded workflows keep serving")
+            }
         }
     }
 }

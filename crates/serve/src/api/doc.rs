@@ -7,8 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail, InputProblem};
 use super::types::{
-    Health, RetryRun, ResumeRun, RunList, RunView, StartRun, Validation, WorkflowList,
-    WorkflowView,
+    Health, ResumeRun, RetryRun, RunList, RunView, StartRun, Validation, WorkflowList, WorkflowView,
 };
 use super::{events, ops, runs, workflows};
 

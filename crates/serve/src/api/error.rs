@@ -116,9 +116,11 @@ impl From<StoreError> for ApiError {
                 ApiError::not_found(e.to_string())
             }
             StoreError::Conflict(_) => ApiError::conflict(e.to_string()),
-            StoreError::Unreachable { .. } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
-            }
+            StoreError::Unreachable { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }
@@ -162,7 +164,11 @@ impl From<StartError> for ApiError {
             },
             StartError::Draining => ApiError {
                 retry_after: Some(5),
-                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
             },
             StartError::Braid(e) => e.into(),
         }

@@ -59,7 +59,9 @@ pub(crate) async fn stream(
             v.to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::bad_request("`Last-Event-ID` must be a sequence number"))?,
+                .ok_or_else(|| {
+                    ApiError::bad_request("`Last-Event-ID` must be a sequence number")
+                })?,
         ),
         None => q.last_event_id,
     };
@@ -92,9 +94,11 @@ pub(crate) async fn stream(
         None if record.state == RunState::Running => Phase::Poll,
         None => Phase::Done,
     };
-    let events = futures_util::stream::unfold(st, |mut st| async move {
-        st.next().await.map(|e| (Ok(e), st))
-    });
+    let events =
+        futures_util::stream::unfold(
+            st,
+            |mut st| async move { st.next().await.map(|e| (Ok(e), st)) },
+        );
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

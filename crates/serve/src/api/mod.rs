@@ -105,7 +105,11 @@ pub(crate) fn router(state: AppState, layers: &Layers) -> Router {
             tower_http::cors::CorsLayer::new()
                 .allow_origin(origins)
                 .allow_methods([Method::GET, Method::POST])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, "last-event-id".parse().unwrap_or(header::ACCEPT)]),
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    "last-event-id".parse().unwrap_or(header::ACCEPT),
+                ]),
         );
     }
     router
@@ -170,6 +174,10 @@ pub(crate) fn body<T: DeserializeOwned + Default>(bytes: &Bytes) -> Result<T, Ap
             serde_json::error::Category::Data => axum::http::StatusCode::UNPROCESSABLE_ENTITY,
             _ => axum::http::StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, "bad_request", format!("the body is not what this route takes: {e}"))
+        ApiError::new(
+            status,
+            "bad_request",
+            format!("the body is not what this route takes: {e}"),
+        )
     })
 }

@@ -34,11 +34,7 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Healt
         Some("the service is shutting down".to_owned())
     } else {
         // Any read proves the store answers; an unknown id is the cheapest.
-        store
-            .run("readyz-probe")
-            .await
-            .err()
-            .map(|e| e.to_string())
+        store.run("readyz-probe").await.err().map(|e| e.to_string())
     };
     let status = if reason.is_some() {
         StatusCode::SERVICE_UNAVAILABLE
@@ -48,7 +44,12 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Healt
     (
         status,
         Json(Health {
-            status: if reason.is_some() { "unavailable" } else { "ok" }.to_owned(),
+            status: if reason.is_some() {
+                "unavailable"
+            } else {
+                "ok"
+            }
+            .to_owned(),
             runs_in_flight: s.runner.in_flight(),
             workflows: s.registry.catalog().serving(),
             reason,
@@ -61,11 +62,7 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Healt
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     let text = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// This API's OpenAPI 3.1 document.
@@ -74,7 +71,9 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
 pub(crate) async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        super::doc::ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+        super::doc::ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_default(),
     )
         .into_response()
 }

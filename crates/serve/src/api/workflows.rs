@@ -11,11 +11,11 @@ use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, ErrorBody};
 use super::types::{
-    RunView, StartQuery, StartRun, Validation, ValidateQuery, WorkflowList, WorkflowView,
+    RunView, StartQuery, StartRun, ValidateQuery, Validation, WorkflowList, WorkflowView,
 };
 use super::{AppState, body as parse};
-use axum::body::Bytes;
 use crate::registry::Entry;
+use axum::body::Bytes;
 
 /// The workflows served.
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
@@ -167,8 +167,7 @@ pub(crate) async fn validate(
     };
     Json(Validation {
         valid,
-        diagnostics: serde_json::to_value(render::json(&name, &diagnostics))
-            .unwrap_or(Value::Null),
+        diagnostics: serde_json::to_value(render::json(&name, &diagnostics)).unwrap_or(Value::Null),
         rendered: render::human(&name, &text, &diagnostics, false),
     })
 }

@@ -1,0 +1,11 @@
+//! The service against a real server on a loopback port, with a real HTTP client.
+
+mod serve {
+    pub(crate) mod harness;
+    mod events;
+    mod limits;
+    mod openapi;
+    mod reload;
+    mod runs;
+    mod workflows;
+}
