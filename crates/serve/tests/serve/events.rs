@@ -24,7 +24,11 @@ async fn read(s: &Server, run: &str, last: Option<u64>, max: Option<usize>) -> (
     }
     let mut r = req.send().await.expect("GET events");
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with("text/event-stream")));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|c| c.starts_with("text/event-stream"))
+    );
     let mut buf = String::new();
     let mut out = Vec::new();
     let read = async {
@@ -32,7 +36,11 @@ async fn read(s: &Server, run: &str, last: Option<u64>, max: Option<usize>) -> (
             buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
             while let Some(end) = buf.find("\n\n") {
                 let block: String = buf.drain(..end + 2).collect();
-                let mut e = Sse { id: None, event: "message".into(), data: Value::Null };
+                let mut e = Sse {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
                 let mut any = false;
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("id: ") {
@@ -55,7 +63,9 @@ async fn read(s: &Server, run: &str, last: Option<u64>, max: Option<usize>) -> (
         }
         true
     };
-    let ended = tokio::time::timeout(PATIENCE, read).await.expect("events in time");
+    let ended = tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("events in time");
     (out, ended)
 }
 
@@ -71,9 +81,18 @@ async fn a_stream_carries_every_event_with_its_sequence_and_ends_with_the_run() 
     assert!(ended);
     let ids = ids(&events);
     assert_eq!(ids, (0..ids.len() as u64).collect::<Vec<_>>());
-    assert_eq!(events.first().map(|e| e.event.as_str()), Some("run_started"));
-    assert_eq!(events.last().map(|e| e.event.as_str()), Some("run_finished"));
-    assert_eq!(events.last().map(|e| e.data["data"].clone()), Some(json!("succeeded")));
+    assert_eq!(
+        events.first().map(|e| e.event.as_str()),
+        Some("run_started")
+    );
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("run_finished")
+    );
+    assert_eq!(
+        events.last().map(|e| e.data["data"].clone()),
+        Some(json!("succeeded"))
+    );
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "node_finished").count(), 2);
 
@@ -112,8 +131,19 @@ async fn reconnecting_with_last_event_id_loses_nothing_and_repeats_nothing() {
         let (rest, ended) = read(&s, run, last, None).await;
         assert!(ended && rest.is_empty(), "{rest:?}");
     }
-    let r = s.client.get(s.url(&format!("/v1/runs/{}/events", runs[0]))).header("Last-Event-ID", "x").send().await.expect("get");
+    let r = s
+        .client
+        .get(s.url(&format!("/v1/runs/{}/events", runs[0])))
+        .header("Last-Event-ID", "x")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = s.client.get(s.url("/v1/runs/nope/events")).send().await.expect("get");
+    let r = s
+        .client
+        .get(s.url("/v1/runs/nope/events"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -58,7 +58,10 @@ impl Server {
         Server::start_with(files, |_| {}).await
     }
 
-    pub(crate) async fn start_with(files: &[(&str, &str)], tweak: impl FnOnce(&mut Config)) -> Server {
+    pub(crate) async fn start_with(
+        files: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Server {
         // reqwest is built without a TLS provider of its own; plain HTTP still asks for one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -71,11 +74,15 @@ impl Server {
         config.drain_timeout = Duration::from_secs(10);
         config.metrics = Some(recorder());
         tweak(&mut config);
-        let store = braid::durable::open_store("memory").await.expect("memory store");
+        let store = braid::durable::open_store("memory")
+            .await
+            .expect("memory store");
         let service = Service::new(braid::Engine::new(), store, config)
             .await
             .expect("service");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -125,7 +132,10 @@ impl Server {
     /// Starts a run and answers its id.
     pub(crate) async fn start_run(&self, workflow: &str, inputs: Value) -> String {
         let (status, body) = self
-            .post(&format!("/v1/workflows/{workflow}/runs"), serde_json::json!({ "inputs": inputs }))
+            .post(
+                &format!("/v1/workflows/{workflow}/runs"),
+                serde_json::json!({ "inputs": inputs }),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["run_id"].as_str().expect("run_id").to_owned()
@@ -139,7 +149,10 @@ impl Server {
             if body["status"] != "running" {
                 return body;
             }
-            assert!(tokio::time::Instant::now() < deadline, "run {run} still running: {body}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {run} still running: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -29,11 +29,19 @@ async fn a_valid_edit_serves_new_runs_and_an_invalid_one_keeps_the_old_version()
     let v2 = fingerprint(&s, "q").await;
 
     // Broken: the previous version keeps serving, and the API says why.
-    s.write("q.yaml", "version: 1\nname: q\nnodes:\n  only: { kind: mock, needs: [ghost] }\n");
+    s.write(
+        "q.yaml",
+        "version: 1\nname: q\nnodes:\n  only: { kind: mock, needs: [ghost] }\n",
+    );
     eventually(|| async { s.get("/v1/workflows/q").await.1["valid"] == false }).await;
     let (_, view) = s.get("/v1/workflows/q").await;
     assert_eq!(view["fingerprint"], v2);
-    assert!(view["diagnostics_text"].as_str().is_some_and(|t| t.contains("ghost")), "{view}");
+    assert!(
+        view["diagnostics_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("ghost")),
+        "{view}"
+    );
     assert_eq!(run_out(&s, "q").await, 2);
 
     // Fixed: new runs use the fixed version.
@@ -75,7 +83,11 @@ async fn a_run_in_flight_across_a_reload_finishes_on_its_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_an_included_file_recompiles_its_includer() {
     let parent = "version: 1\nname: parent\nstate:\n  out: { reducer: replace }\nnodes:\n  call:\n    kind: workflow\n    writes: [out]\n    with: { path: sub/child.yaml, outputs: { out: out } }\n";
-    let s = Server::start(&[("parent.yaml", parent), ("sub/child.yaml", &quick("child", "1"))]).await;
+    let s = Server::start(&[
+        ("parent.yaml", parent),
+        ("sub/child.yaml", &quick("child", "1")),
+    ])
+    .await;
     assert_eq!(run_out(&s, "parent").await, 1);
     let before = fingerprint(&s, "parent").await;
     s.write("sub/child.yaml", &quick("child", "2"));
@@ -83,7 +95,10 @@ async fn editing_an_included_file_recompiles_its_includer() {
     assert_eq!(run_out(&s, "parent").await, 2);
 
     // A broken include makes the includer invalid; its last version keeps serving.
-    s.write("sub/child.yaml", "version: 1\nname: child\nnodes: {only: {kind: nope}}\n");
+    s.write(
+        "sub/child.yaml",
+        "version: 1\nname: child\nnodes: {only: {kind: nope}}\n",
+    );
     eventually(|| async { s.get("/v1/workflows/parent").await.1["valid"] == false }).await;
     assert_eq!(run_out(&s, "parent").await, 2);
 }
@@ -92,7 +107,11 @@ async fn editing_an_included_file_recompiles_its_includer() {
 async fn a_burst_of_edits_ends_on_the_last_one() {
     let s = Server::start(&[("q.yaml", &quick("q", "0"))]).await;
     for i in 1..=30 {
-        let text = if i % 3 == 0 { "version: 1\nname: q\nnodes: [oops\n".to_owned() } else { quick("q", &i.to_string()) };
+        let text = if i % 3 == 0 {
+            "version: 1\nname: q\nnodes: [oops\n".to_owned()
+        } else {
+            quick("q", &i.to_string())
+        };
         s.write("q.yaml", &text);
         tokio::time::sleep(std::time::Duration::from_millis(7)).await;
     }
@@ -113,8 +132,22 @@ async fn reloads_and_requests_are_counted_in_metrics() {
     let s = Server::start(&[("q.yaml", &quick("q", "1"))]).await;
     s.write("q.yaml", "version: 1\nname: q\nnodes: [oops\n");
     eventually(|| async { s.get("/v1/workflows/q").await.1["valid"] == false }).await;
-    let text = s.client.get(s.url("/metrics")).send().await.expect("get").text().await.expect("text");
-    assert!(text.contains("braid_serve_reloads_total{result=\"invalid\"}"), "{text}");
-    assert!(text.contains("braid_serve_reloads_total{result=\"loaded\"}"), "{text}");
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("braid_serve_reloads_total{result=\"invalid\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("braid_serve_reloads_total{result=\"loaded\"}"),
+        "{text}"
+    );
     assert!(text.contains("braid_serve_http_requests_total{method=\"GET\",route=\"/v1/workflows/{name}\",status=\"200\"}"), "{text}");
 }

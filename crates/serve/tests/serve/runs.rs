@@ -10,7 +10,12 @@ const APPROVAL: &str = include_str!("../../../../workflows/approval.yaml");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_wait_get_and_every_run_object_names_its_version() {
     let s = Server::start(&[("a.yaml", &slow("alpha", "v1"))]).await;
-    let (status, started) = s.post("/v1/workflows/alpha/runs", json!({ "inputs": { "tag": "x" } })).await;
+    let (status, started) = s
+        .post(
+            "/v1/workflows/alpha/runs",
+            json!({ "inputs": { "tag": "x" } }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED);
     for key in ["run_id", "workflow", "fingerprint", "status"] {
         assert!(started[key].is_string(), "{key} in {started}");
@@ -24,7 +29,9 @@ async fn start_wait_get_and_every_run_object_names_its_version() {
     assert_eq!(done["report"]["nodes"].as_array().map(Vec::len), Some(2));
     assert_eq!(done["fingerprint"], started["fingerprint"]);
 
-    let (status, waited) = s.post("/v1/workflows/alpha/runs?wait=true", json!({})).await;
+    let (status, waited) = s
+        .post("/v1/workflows/alpha/runs?wait=true", json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(waited["status"], "succeeded");
     assert_eq!(waited["state"]["out"], "v1 t");
@@ -54,7 +61,12 @@ async fn lists_filter_and_paginate() {
             seen.push(r["run_id"].as_str().expect("id").to_owned());
         }
         match page["next_cursor"].as_str() {
-            Some(c) => page = s.get(&format!("/v1/runs?workflow=q&limit=2&cursor={c}")).await.1,
+            Some(c) => {
+                page = s
+                    .get(&format!("/v1/runs?workflow=q&limit=2&cursor={c}"))
+                    .await
+                    .1
+            }
             None => break,
         }
     }
@@ -63,9 +75,15 @@ async fn lists_filter_and_paginate() {
     assert_eq!(seen.len(), 5);
     let (_, none) = s.get("/v1/runs?status=failed").await;
     assert_eq!(none["runs"], json!([]));
-    assert_eq!(s.get("/v1/runs?status=bogus").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.get("/v1/runs?status=bogus").await.0,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(s.get("/v1/runs?limit=0").await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(s.get("/v1/runs?cursor=zzz").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.get("/v1/runs?cursor=zzz").await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,9 +109,16 @@ async fn cancel_then_resume_then_retry_from_a_node() {
     // Nothing failed: a plain retry is refused; from a node it runs that node again.
     let (status, _) = s.post(&format!("/v1/runs/{run}/retry"), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let (status, _) = s.post(&format!("/v1/runs/{run}/retry"), json!({ "from": "ghost" })).await;
+    let (status, _) = s
+        .post(&format!("/v1/runs/{run}/retry"), json!({ "from": "ghost" }))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, _) = s.post(&format!("/v1/runs/{run}/retry"), json!({ "from": "second" })).await;
+    let (status, _) = s
+        .post(
+            &format!("/v1/runs/{run}/retry"),
+            json!({ "from": "second" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     eventually(|| async {
         let (_, r) = s.get(&format!("/v1/runs/{run}")).await;
@@ -111,14 +136,25 @@ async fn a_waiting_run_resumes_with_a_checked_value() {
     let waiting = s.finished(&run).await;
     assert_eq!(waiting["status"], "waiting", "{waiting}");
     let (status, _) = s
-        .post(&format!("/v1/runs/{run}/resume"), json!({ "value": { "approved": "yes" } }))
+        .post(
+            &format!("/v1/runs/{run}/resume"),
+            json!({ "value": { "approved": "yes" } }),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = s
-        .post(&format!("/v1/runs/{run}/resume"), json!({ "value": { "approved": true } }))
+        .post(
+            &format!("/v1/runs/{run}/resume"),
+            json!({ "value": { "approved": true } }),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let done = s.finished(&run).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    assert!(done["state"]["published"].as_str().is_some_and(|p| p.contains("rope")), "{done}");
+    assert!(
+        done["state"]["published"]
+            .as_str()
+            .is_some_and(|p| p.contains("rope")),
+        "{done}"
+    );
 }
