@@ -3,6 +3,7 @@
 //! when the two drift (regenerate with `braid serve --openapi > schemas/openapi.json`).
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{ErrorBody, ErrorDetail, InputProblem};
@@ -25,7 +26,7 @@ use super::{events, ops, runs, workflows};
         Health, ErrorBody, ErrorDetail, InputProblem,
     )),
     modifiers(&Bearer),
-    security(("bearer" = [])),
+    security(("bearer" = []), ()),
     tags(
         (name = "workflows", description = "The workflows served, and checking workflow text"),
         (name = "runs", description = "Durable runs: start, read, follow, cancel, resume, retry"),
@@ -44,5 +45,25 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // Every route but the health checks answers 401 when tokens are configured.
+        let unauthorized = ResponseBuilder::new()
+            .description("No valid bearer token (only when the service has tokens)")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in &mut openapi.paths.paths {
+            if path == "/healthz" || path == "/readyz" {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                op.responses
+                    .responses
+                    .insert("401".to_owned(), unauthorized.clone().into());
+            }
+        }
     }
 }

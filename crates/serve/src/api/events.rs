@@ -45,7 +45,7 @@ pub(crate) struct EventsQuery {
     params(("id" = String, Path, description = "The run's id"), EventsQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "The last event received")),
     responses(
-        (status = 200, description = "Server-sent events until the run ends", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events until the run ends: `id` is the journal sequence, `event` the kind, `data` the event as JSON (`message` events: `{node, payload}`, no id)", content_type = "text/event-stream"),
         (status = 400, description = "A `Last-Event-ID` that is not a number", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 pub(crate) async fn stream(

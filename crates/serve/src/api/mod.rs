@@ -93,6 +93,7 @@ pub(crate) fn router(state: AppState, layers: &Layers) -> Router {
         .merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(layers.max_body_bytes))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(measure))
         .with_state(state);
     if !layers.cors_origins.is_empty() {
@@ -138,6 +139,47 @@ async fn authorize(State(s): State<AppState>, request: Request, next: Next) -> R
             r
         }
     }
+}
+
+/// Gives every error the API's JSON shape: axum's own rejections (a query that does not parse,
+/// a body past the limit, a method a route does not take) answer plain text.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        422 => "invalid_request",
+        _ if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        message
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Counts and times every request, by its route's pattern (never its path: ids would make a

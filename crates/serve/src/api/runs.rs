@@ -63,6 +63,7 @@ fn parse_cursor(c: &str) -> Result<(i64, String), ApiError> {
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 200, description = "The run", body = RunView),
+        (status = 400, description = "A malformed request", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
@@ -82,6 +83,7 @@ pub(crate) async fn get(
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Cancelling", body = RunView),
+        (status = 400, description = "A malformed request", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run is not running in this process", body = ErrorBody)))]
 pub(crate) async fn cancel(
@@ -111,6 +113,8 @@ pub(crate) async fn cancel(
     request_body = ResumeRun,
     responses(
         (status = 202, description = "Resumed", body = RunView),
+        (status = 400, description = "A body that is not JSON", body = ErrorBody),
+        (status = 413, description = "A body past the size limit", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run finished, or runs here now", body = ErrorBody),
         (status = 422, description = "The value does not fit the waiting node", body = ErrorBody),
@@ -140,6 +144,8 @@ pub(crate) async fn resume(
     request_body = RetryRun,
     responses(
         (status = 202, description = "Retrying", body = RunView),
+        (status = 400, description = "A body that is not JSON", body = ErrorBody),
+        (status = 413, description = "A body past the size limit", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
         (status = 409, description = "The run has not finished, or nothing failed", body = ErrorBody),
         (status = 422, description = "No such node", body = ErrorBody),

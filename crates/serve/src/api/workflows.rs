@@ -32,6 +32,7 @@ pub(crate) async fn list(State(s): State<AppState>) -> Json<WorkflowList> {
     params(("name" = String, Path, description = "The workflow's name")),
     responses(
         (status = 200, description = "The workflow", body = WorkflowView),
+        (status = 400, description = "A malformed request", body = ErrorBody),
         (status = 404, description = "No such workflow", body = ErrorBody)))]
 pub(crate) async fn get(
     State(s): State<AppState>,
@@ -107,7 +108,9 @@ fn inputs_schema(plan: &Plan) -> Value {
     responses(
         (status = 201, description = "Started", body = RunView),
         (status = 200, description = "Finished (`?wait=true`)", body = RunView),
+        (status = 400, description = "A body that is not JSON, or a malformed query", body = ErrorBody),
         (status = 404, description = "No such workflow, or none of its versions compiles", body = ErrorBody),
+        (status = 413, description = "A body past the size limit", body = ErrorBody),
         (status = 422, description = "The inputs do not fit: every problem", body = ErrorBody),
         (status = 429, description = "Too many runs in flight; see `Retry-After`", body = ErrorBody)))]
 pub(crate) async fn start(
@@ -146,7 +149,10 @@ pub(crate) async fn start(
 #[utoipa::path(post, path = "/v1/validate", tag = "workflows",
     params(ValidateQuery),
     request_body(content = String, content_type = "application/yaml", description = "A workflow file's text"),
-    responses((status = 200, description = "The diagnostics", body = Validation)))]
+    responses(
+        (status = 200, description = "The diagnostics", body = Validation),
+        (status = 400, description = "A body that is not UTF-8, or a malformed query", body = ErrorBody),
+        (status = 413, description = "A body past the size limit", body = ErrorBody)))]
 pub(crate) async fn validate(
     State(s): State<AppState>,
     Query(q): Query<ValidateQuery>,
