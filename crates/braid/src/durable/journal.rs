@@ -50,6 +50,9 @@ pub(crate) struct Journal {
     note: Option<Value>,
     /// Told of every event as it happens (a service's live streams).
     listener: Option<Arc<dyn Listener>>,
+    /// Itself, for the record futures (the observer is called through `&self`); always
+    /// upgradable while the run holds the journal as its observer.
+    self_ref: std::sync::Weak<Journal>,
 }
 
 /// Told of a durable run's events as they happen, before they reach the store: what a service
@@ -80,7 +83,8 @@ impl Journal {
         note: Option<Value>,
         listener: Option<Arc<dyn Listener>>,
     ) -> Arc<Self> {
-        Arc::new(Journal {
+        Arc::new_cyclic(|me| Journal {
+            self_ref: me.clone(),
             store,
             run,
             clock,
@@ -245,14 +249,20 @@ impl Observer for Journal {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         };
-        let mut entries: Vec<Entry> = self.take_events().into_iter().collect();
-        entries.push(Entry::Node {
+        let node = Entry::Node {
             run: self.run.clone(),
             record,
-        });
-        let store = self.store.clone();
+        };
+        let me = self.self_ref.upgrade()?;
+        // The events are taken when the record is first polled, not now: the scheduler may poll
+        // the records of nodes that ended together in any order, and a batch taken earlier but
+        // appended later would leave a gap in the run's sequence (the store refuses it). Taken
+        // at the first poll, in the same poll that hands the batch to the store, each batch
+        // continues the one appended before it.
         Some(Box::pin(async move {
-            store.append(entries).await.map_err(|e| e.to_string())
+            let mut entries: Vec<Entry> = me.take_events().into_iter().collect();
+            entries.push(node);
+            me.store.append(entries).await.map_err(|e| e.to_string())
         }))
     }
 }

@@ -158,3 +158,18 @@ async fn a_waiting_run_resumes_with_a_checked_value() {
         "{done}"
     );
 }
+
+/// Instant nodes that end together: their journal records may be polled in any order, and the
+/// run's event sequence must still reach the store without a gap (it once failed the run with
+/// "a node's end could not be recorded").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_instant_parallel_nodes_are_recorded() {
+    let fan = "version: 1\nname: fan\nstate:\n  log: { reducer: append, default: [] }\nnodes:\n  a: { kind: mock, writes: [log], with: { output: { log: [a] } } }\n  b: { kind: mock, writes: [log], with: { output: { log: [b] } } }\n  c: { kind: mock, writes: [log], with: { output: { log: [c] } } }\n  d: { kind: mock, needs: [a, b, c], writes: [log], with: { output: { log: [d] } } }\n";
+    let s = Server::start(&[("fan.yaml", fan)]).await;
+    for _ in 0..30 {
+        let (status, body) = s.post("/v1/workflows/fan/runs?wait=true", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "succeeded");
+        assert_eq!(body["state"]["log"], json!(["a", "b", "c", "d"]));
+    }
+}
