@@ -7,5 +7,6 @@ mod serve {
     mod openapi;
     mod reload;
     mod runs;
+    mod stores;
     mod workflows;
 }

@@ -62,6 +62,15 @@ impl Server {
         files: &[(&str, &str)],
         tweak: impl FnOnce(&mut Config),
     ) -> Server {
+        Server::start_on("memory", files, tweak).await
+    }
+
+    /// Serves `files` with the store `url` (`{dir}` in it: the served directory).
+    pub(crate) async fn start_on(
+        url: &str,
+        files: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Server {
         // reqwest is built without a TLS provider of its own; plain HTTP still asks for one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -74,9 +83,10 @@ impl Server {
         config.drain_timeout = Duration::from_secs(10);
         config.metrics = Some(recorder());
         tweak(&mut config);
-        let store = braid::durable::open_store("memory")
+        let url = url.replace("{dir}", &dir.path().display().to_string());
+        let store = braid::durable::open_store(&url)
             .await
-            .expect("memory store");
+            .expect("the store opens");
         let service = Service::new(braid::Engine::new(), store, config)
             .await
             .expect("service");
