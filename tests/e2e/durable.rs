@@ -106,10 +106,10 @@ fn start_durable(file: &Path, store: &str) -> (std::process::Child, String) {
             .next()
             .expect("braid says the run is journaled before it ends")
             .unwrap();
-        if let Some(rest) = line.strip_prefix("run ") {
-            if let Some((id, _)) = rest.split_once(" journaled in ") {
-                break id.to_owned();
-            }
+        if let Some(rest) = line.strip_prefix("run ")
+            && let Some((id, _)) = rest.split_once(" journaled in ")
+        {
+            break id.to_owned();
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.
@@ -305,8 +305,13 @@ fn a_degraded_run_retried_runs_only_the_failed_node_and_what_follows_it() {
     );
 
     std::fs::write(&flag, "").unwrap();
-    let out = braid(&["retry", &id, "--store", &store, "-q"]);
+    let out = braid(&["retry", &id, "--store", &store]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("settled before this run continued (kept, not run again): first\n"),
+        "{}",
+        text(&out.stderr)
+    );
     let state: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["data"], "fresh");
     assert_eq!(state["log"], serde_json::json!(["first", "summarized"]));
@@ -422,6 +427,203 @@ fn durable_commands_refuse_bad_input_and_change_nothing() {
         text(&out.stderr).contains("cannot reach the store"),
         "{}",
         text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `sql` against the database `BRAID_TEST_POSTGRES_URL` names.
+fn postgres(base: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("BRAID_TEST_POSTGRES_URL is set but unreachable: {e}"));
+        let task = tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+        drop(client);
+        let _ = task.await;
+    });
+}
+
+#[test]
+#[allow(clippy::print_stderr)] // a skipped test says so
+fn a_run_killed_at_random_moments_resumes_without_running_settled_nodes_again_postgres() {
+    let Ok(base) = std::env::var("BRAID_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: BRAID_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    // A schema of the test's own, so tests can run in parallel.
+    let schema = format!("braid_e2e_kill_{}", std::process::id());
+    postgres(
+        &base,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    );
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    kill_and_resume("postgres", trials(10), |_, _| url.clone());
+    postgres(&base, &format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+/// `draft` and `publish` count their runs in `count`; `approve` waits for a person, for at most
+/// `deadline`.
+fn approval(dir: &Path, count: &Path, deadline: &str) -> PathBuf {
+    let y = format!(
+        r#"version: 1
+name: approval-counted
+state:
+  draft:    {{ reducer: replace }}
+  approval: {{ reducer: replace }}
+  post:     {{ reducer: replace, default: none }}
+nodes:
+  draft:
+    kind: exec
+    writes: [draft]
+    with:
+      command: [sh, -c, 'echo draft >> "{count}"; echo "{{\"draft\": \"hello\"}}"']
+  approve:
+    kind: wait
+    needs: [draft]
+    writes: [approval]
+    on_error: continue
+    fallback: {{ approval: {{ approved: false }} }}
+    with:
+      prompt: "Publish {{{{ state.draft }}}}?"
+      schema:
+        type: object
+        properties: {{ approved: {{ type: boolean }} }}
+        required: [approved]
+      output: approval
+      deadline: {deadline}
+  publish:
+    kind: exec
+    needs: [approve]
+    when: state.approval.approved
+    writes: [post]
+    with:
+      command: [sh, -c, 'echo publish >> "{count}"; echo "{{\"post\": \"published\"}}"']
+"#,
+        count = count.display()
+    );
+    let path = dir.join("approval.yaml");
+    std::fs::write(&path, y).unwrap();
+    path
+}
+
+#[test]
+fn a_run_waits_for_a_person_and_resumes_with_the_answer_without_running_anything_again() {
+    let dir = scratch("wait");
+    let count = dir.join("count");
+    let file = approval(&dir, &count, "24h");
+    let store = format!("sqlite:{}", dir.join("runs.db").display());
+    let out = braid(&["run", file.to_str().unwrap(), "--store", &store]);
+    assert_eq!(out.status.code(), Some(5), "waiting: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Publish hello?"),
+        "{}",
+        text(&out.stderr)
+    );
+    let id = run_id(&out);
+    let (status, _, _) = recorded(&store, &id);
+    assert_eq!(status, "waiting");
+
+    // No answer, a wrong answer, an answer for a node that does not wait: refused, nothing
+    // recorded.
+    for (args, says) in [
+        (vec![], "waits at node `approve` for an answer"),
+        (
+            vec!["--value", r#"{"approved": "yes"}"#],
+            "does not fit its schema",
+        ),
+        (
+            vec!["--value", "true", "--node", "draft"],
+            "is not waiting for an answer",
+        ),
+        (
+            vec!["--value", "true", "--node", "nope"],
+            "has no node `nope`",
+        ),
+    ] {
+        let mut all = vec!["resume", id.as_str(), "--store", store.as_str()];
+        all.extend(args);
+        let out = braid(&all);
+        assert_eq!(out.status.code(), Some(2), "{all:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{all:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let list = braid(&[
+        "runs", "list", "--store", &store, "--status", "waiting", "--json",
+    ]);
+    let runs: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(
+        runs[0]["restarts"], 0,
+        "nothing was recorded by the refusals"
+    );
+
+    let out = braid(&[
+        "resume",
+        &id,
+        "--store",
+        &store,
+        "--value",
+        r#"{"approved": true}"#,
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["approval"], serde_json::json!({ "approved": true }));
+    assert_eq!(state["post"], "published");
+    assert_eq!(
+        executions(&count),
+        BTreeMap::from([("draft".to_owned(), 1), ("publish".to_owned(), 1)]),
+        "the draft made before the wait was not made again"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_wait_past_its_deadline_applies_its_on_error_policy() {
+    let dir = scratch("deadline");
+    let count = dir.join("count");
+    let file = approval(&dir, &count, "1ms");
+    let store = format!("sqlite:{}", dir.join("runs.db").display());
+    let out = braid(&["run", file.to_str().unwrap(), "--store", &store]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let id = run_id(&out);
+    std::thread::sleep(Duration::from_millis(20));
+    let late = braid(&[
+        "resume",
+        &id,
+        "--store",
+        &store,
+        "--value",
+        r#"{"approved": true}"#,
+    ]);
+    assert_eq!(late.status.code(), Some(2));
+    assert!(
+        text(&late.stderr).contains("deadline passed"),
+        "{}",
+        text(&late.stderr)
+    );
+    // Without a value, the node fails `timeout` and falls back: not approved, nothing published.
+    let out = braid(&["resume", &id, "--store", &store, "-q"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "degraded: {}",
+        text(&out.stderr)
+    );
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["approval"], serde_json::json!({ "approved": false }));
+    assert_eq!(state["post"], "none");
+    assert_eq!(
+        executions(&count),
+        BTreeMap::from([("draft".to_owned(), 1)])
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

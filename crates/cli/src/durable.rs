@@ -167,13 +167,13 @@ fn continue_run(
     out: &Outputs,
     how: Continue,
 ) -> anyhow::Result<u8> {
-    let rt = runtime()?;
+    // One runtime for all of it: a store's connections live on the runtime that opened them.
+    let rt = crate::run::runtime()?;
     let shown = rt.block_on(async {
         let durable = open(engine.clone(), url).await?;
         let shown = durable.show(run_id).await?;
         Ok::<_, braid::Error>((durable, shown))
     });
-    drop(rt);
     let (durable, shown) = match shown {
         Ok(ok) => ok,
         Err(e) => return Ok(refused(&e)),
@@ -182,6 +182,7 @@ fn continue_run(
     let quiet = out.quiet;
     let id = run_id.to_owned();
     let code = execute(
+        &rt,
         out,
         plan,
         RunOptions::default(),

@@ -222,11 +222,10 @@ pub(crate) async fn watch(plan: Arc<Plan>, mut rx: EventReceiver, display: Displ
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { break };
-                if display == Display::Lines {
-                    if let Some(line) = line_for(&event) {
+                if display == Display::Lines
+                    && let Some(line) = line_for(&event) {
                         crate::output::err(&format!("{line}\n"));
                     }
-                }
                 rec.apply(&event);
             }
             _ = ticker.tick(), if terminal => {

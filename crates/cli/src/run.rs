@@ -173,8 +173,9 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
         ..RunOptions::default()
     };
     let plan = workflow.plan().clone();
+    let rt = runtime()?;
     match &args.store {
-        None => execute(&args.out, plan, options, |options| async move {
+        None => execute(&rt, &args.out, plan, options, |options| async move {
             Ok(braid::run_plan(workflow.plan().clone(), resolved, options).await)
         }),
         #[cfg(not(feature = "store"))]
@@ -184,7 +185,7 @@ pub(crate) fn main(engine: &Engine, args: &Args) -> anyhow::Result<u8> {
             let url = url.clone();
             let engine = engine.clone();
             let quiet = args.out.quiet;
-            execute(&args.out, plan, options, |options| async move {
+            execute(&rt, &args.out, plan, options, |options| async move {
                 let durable = crate::durable::open(engine, &url).await?;
                 let started = durable.start(&workflow, resolved, options).await?;
                 crate::durable::announce(&started, &durable, quiet);
@@ -202,6 +203,7 @@ pub(crate) type Outcome = Result<RunResult, braid::Error>;
 /// the live view, Ctrl-C and `SIGTERM` handling, then writes the state, report and files.
 /// Returns the exit code.
 pub(crate) fn execute<F, Fut>(
+    rt: &tokio::runtime::Runtime,
     out: &Outputs,
     plan: Arc<Plan>,
     mut options: RunOptions,
@@ -227,9 +229,6 @@ where
     } else {
         Display::Lines
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let run = start(options);
     let (outcome, record, stopped_by) = rt.block_on(async move {
         // Listen before anything starts, so that no signal finds the default action (death).
@@ -298,6 +297,13 @@ where
         return Ok(code);
     }
     Ok(exit_code(&result))
+}
+
+/// The runtime runs execute on. A store opened on it lives as long as it does.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// The exit code of a run that ended so.
@@ -475,6 +481,26 @@ pub(crate) fn summary(result: &RunResult, color: bool) -> String {
             "\ncritical path: {} ({} ms)",
             r.critical_path.join(" -> "),
             ms(r.wall_time)
+        );
+    }
+    // Nodes that ended but have no time in this run settled in an earlier one (a resumed or
+    // retried run): they kept their writes and did not run again.
+    let earlier: Vec<&str> = r
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.start.is_none()
+                && n.attempts > 0
+                && matches!(n.status, NodeStatus::Succeeded | NodeStatus::FellBack)
+        })
+        .map(|n| &*n.name)
+        .collect();
+    if !earlier.is_empty() {
+        let _ = writeln!(
+            out,
+            "
+settled before this run continued (kept, not run again): {}",
+            earlier.join(", ")
         );
     }
     waiting(&mut out, r, &paint);

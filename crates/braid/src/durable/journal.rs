@@ -31,11 +31,27 @@ impl Clock {
     }
 }
 
-/// Events numbered and not yet in the store.
+/// What is numbered or queued and not yet in the store.
 #[derive(Debug)]
 struct Pending {
     next_seq: u64,
+    /// Events since the last node end.
     events: Vec<EventRecord>,
+    /// Node ends (each after the events before it), in the order they settled, not yet sent.
+    queued: Vec<Entry>,
+    /// Node ends queued so far: the ticket of the latest.
+    tickets: u64,
+    /// Whether a batch is on its way to the store.
+    flushing: bool,
+}
+
+/// How far the run's node ends are in the store.
+#[derive(Debug, Clone, PartialEq)]
+enum Flushed {
+    /// Every ticket up to this one is committed.
+    Upto(u64),
+    /// A batch failed: this and every later end is not recorded.
+    Failed(String),
 }
 
 /// Journals one segment of a durable run.
@@ -44,15 +60,16 @@ pub(crate) struct Journal {
     run: String,
     clock: Clock,
     pending: Mutex<Pending>,
+    /// Watched by the node ends waiting for their commit.
+    flushed: tokio::sync::watch::Sender<Flushed>,
     /// The caller's own subscriber, given every event (journaled or not) as it happens.
     forward: Option<EventSender>,
     /// What the segment's `run_started` event says of how it started (resumed, retried).
     note: Option<Value>,
     /// Told of every event as it happens (a service's live streams).
     listener: Option<Arc<dyn Listener>>,
-    /// Itself, for the record futures (the observer is called through `&self`); always
-    /// upgradable while the run holds the journal as its observer.
-    self_ref: std::sync::Weak<Journal>,
+    /// This journal, for the futures its observer returns.
+    me: std::sync::Weak<Journal>,
 }
 
 /// Told of a durable run's events as they happen, before they reach the store: what a service
@@ -84,14 +101,18 @@ impl Journal {
         listener: Option<Arc<dyn Listener>>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Journal {
-            self_ref: me.clone(),
+            me: me.clone(),
             store,
             run,
             clock,
             pending: Mutex::new(Pending {
                 next_seq,
                 events: Vec::new(),
+                queued: Vec::new(),
+                tickets: 0,
+                flushing: false,
             }),
+            flushed: tokio::sync::watch::Sender::new(Flushed::Upto(0)),
             forward,
             note,
             listener,
@@ -133,13 +154,19 @@ impl Journal {
         })
     }
 
-    /// The pending events, as an entry (none if there are none).
-    pub(crate) fn take_events(&self) -> Option<Entry> {
-        let events = std::mem::take(&mut self.pending().events);
-        (!events.is_empty()).then(|| Entry::Events {
-            run: self.run.clone(),
-            events,
-        })
+    /// Everything not yet sent (node ends whose commit nobody awaited, then the events since),
+    /// in order: what the run's last batch carries before its end.
+    pub(crate) fn take_rest(&self) -> Vec<Entry> {
+        let mut p = self.pending();
+        let mut rest = std::mem::take(&mut p.queued);
+        let events = std::mem::take(&mut p.events);
+        if !events.is_empty() {
+            rest.push(Entry::Events {
+                run: self.run.clone(),
+                events,
+            });
+        }
+        rest
     }
 
     /// What the journal keeps of an event: node and run lifecycle. A node's streamed messages
@@ -249,21 +276,77 @@ impl Observer for Journal {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         };
-        let node = Entry::Node {
-            run: self.run.clone(),
-            record,
+        let ticket = {
+            let mut p = self.pending();
+            if !p.events.is_empty() {
+                let events = std::mem::take(&mut p.events);
+                p.queued.push(Entry::Events {
+                    run: self.run.clone(),
+                    events,
+                });
+            }
+            p.queued.push(Entry::Node {
+                run: self.run.clone(),
+                record,
+            });
+            p.tickets += 1;
+            p.tickets
         };
-        let me = self.self_ref.upgrade()?;
-        // The events are taken when the record is first polled, not now: the scheduler may poll
-        // the records of nodes that ended together in any order, and a batch taken earlier but
-        // appended later would leave a gap in the run's sequence (the store refuses it). Taken
-        // at the first poll, in the same poll that hands the batch to the store, each batch
-        // continues the one appended before it.
-        Some(Box::pin(async move {
-            let mut entries: Vec<Entry> = me.take_events().into_iter().collect();
-            entries.push(node);
-            me.store.append(entries).await.map_err(|e| e.to_string())
-        }))
+        let me = self.me.upgrade()?;
+        Some(Box::pin(async move { me.recorded(ticket).await }))
+    }
+}
+
+impl Journal {
+    /// Resolves once node end `ticket` is committed. The run's ends reach the store in the order
+    /// they settled — their events are numbered in that order, and the store refuses a gap —
+    /// so one batch is in flight at a time: whoever finds none sends everything queued, and the
+    /// others wait for the watermark (nodes that end together share one commit).
+    async fn recorded(self: Arc<Self>, ticket: u64) -> Result<(), String> {
+        let mut watch = self.flushed.subscribe();
+        loop {
+            match &*watch.borrow_and_update() {
+                Flushed::Upto(done) if *done >= ticket => return Ok(()),
+                Flushed::Failed(e) => return Err(e.clone()),
+                Flushed::Upto(_) => {}
+            }
+            let batch = {
+                let mut p = self.pending();
+                if p.flushing || p.queued.is_empty() {
+                    None
+                } else {
+                    p.flushing = true;
+                    Some((std::mem::take(&mut p.queued), p.tickets))
+                }
+            };
+            match batch {
+                Some((entries, upto)) => {
+                    // Whatever happens to this future, the next batch may go.
+                    let _flushing = Flushing(&self);
+                    let outcome = match self.store.append(entries).await {
+                        Ok(()) => Flushed::Upto(upto),
+                        Err(e) => Flushed::Failed(e.to_string()),
+                    };
+                    self.flushed.send_replace(outcome);
+                }
+                None => {
+                    if watch.changed().await.is_err() {
+                        return Err("the journal went away".to_owned());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Marks the end of a batch's flight, even when the future sending it is dropped.
+struct Flushing<'a>(&'a Journal);
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.pending().flushing = false;
+        // Wake a waiter, which may send the next batch.
+        self.0.flushed.send_modify(|_| {});
     }
 }
 

@@ -598,7 +598,7 @@ impl Durable {
                     },
                 }));
             }
-            let mut entries: Vec<Entry> = journal.take_events().into_iter().collect();
+            let mut entries = journal.take_rest();
             entries.push(Entry::End {
                 run: id.clone(),
                 state: run_state(&result),
