@@ -308,7 +308,8 @@ fn a_degraded_run_retried_runs_only_the_failed_node_and_what_follows_it() {
     let out = braid(&["retry", &id, "--store", &store]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("settled before this run continued (kept, not run again): first\n"),
+        text(&out.stderr)
+            .contains("settled before this run continued (kept, not run again): first\n"),
         "{}",
         text(&out.stderr)
     );

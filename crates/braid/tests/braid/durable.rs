@@ -452,7 +452,9 @@ fn a_thousand_concurrent_durable_runs_share_one_sqlite_file() {
         }
         let mut n = 0;
         while let Some(r) = set.join_next().await {
-            let result = r.unwrap().unwrap_or_else(|e| panic!("a durable run failed: {e}"));
+            let result = r
+                .unwrap()
+                .unwrap_or_else(|e| panic!("a durable run failed: {e}"));
             assert_eq!(result.status, RunStatus::Succeeded);
             n += 1;
         }
