@@ -147,3 +147,42 @@ async fn reconnecting_with_last_event_id_loses_nothing_and_repeats_nothing() {
         .expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_streamed_tokens_arrive_as_message_events_of_the_embedders_handler() {
+    let engine = braid::Engine::builder()
+        .handler("talker", |ctx: braid::NodeContext| async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for token in ["Hel", "lo", "!"] {
+                ctx.emit(json!({ "delta": token }));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(json!({ "said": "Hello!" }))
+        })
+        .build();
+    let talk = "version: 1\nname: talk\nstate:\n  said: { reducer: replace }\nnodes:\n  talk: { kind: talker, writes: [said] }\n";
+    let s = Server::start_full(engine, "memory", &[("talk.yaml", talk)], |_| {}).await;
+    let run = s.start_run("talk", json!({})).await;
+    let (events, ended) = read(&s, &run, None, None).await;
+    assert!(ended);
+    let tokens: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event == "message")
+        .map(|e| {
+            assert_eq!(e.id, None, "messages are live only, without an id");
+            assert_eq!(e.data["node"], "talk");
+            e.data["payload"]["delta"].clone()
+        })
+        .collect();
+    assert_eq!(tokens, [json!("Hel"), json!("lo"), json!("!")]);
+    let finished = events
+        .iter()
+        .position(|e| e.event == "node_finished")
+        .expect("finished");
+    let last_token = events
+        .iter()
+        .rposition(|e| e.event == "message")
+        .expect("tokens");
+    assert!(last_token < finished);
+    assert_eq!(s.finished(&run).await["state"]["said"], "Hello!");
+}

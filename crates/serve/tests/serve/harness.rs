@@ -71,6 +71,16 @@ impl Server {
         files: &[(&str, &str)],
         tweak: impl FnOnce(&mut Config),
     ) -> Server {
+        Server::start_full(braid::Engine::new(), url, files, tweak).await
+    }
+
+    /// Serves `files` with the node handlers of `engine` and the store `url`.
+    pub(crate) async fn start_full(
+        engine: braid::Engine,
+        url: &str,
+        files: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Config),
+    ) -> Server {
         // reqwest is built without a TLS provider of its own; plain HTTP still asks for one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -87,9 +97,7 @@ impl Server {
         let store = braid::durable::open_store(&url)
             .await
             .expect("the store opens");
-        let service = Service::new(braid::Engine::new(), store, config)
-            .await
-            .expect("service");
+        let service = Service::new(engine, store, config).await.expect("service");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
