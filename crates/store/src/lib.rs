@@ -45,7 +45,7 @@ pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// The newest schema version this build reads and writes (recorded in each store's
 /// `braid_meta`; a store of a higher version is refused with [`StoreError::NewerVersion`]).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A future a store returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

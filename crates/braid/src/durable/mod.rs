@@ -21,7 +21,7 @@
 mod journal;
 mod recorded;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -132,6 +132,11 @@ pub struct Durable {
     /// Definitions compiled, by fingerprint: a service resuming a thousand runs of one workflow
     /// compiles it once.
     compiled: Arc<std::sync::Mutex<HashMap<String, Workflow>>>,
+    /// Fingerprints whose definitions this handle put in the store: a service starting ten
+    /// thousand runs of one workflow writes its definition once. Only a hint: a `gc` may have
+    /// deleted one since (it deletes definitions no run uses); the store then refuses the run
+    /// as of an unknown definition, and [`Durable::start`] puts it again.
+    stored: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Told of every run's events as they happen.
     listener: Option<Arc<dyn Listener>>,
 }
@@ -226,6 +231,7 @@ impl Durable {
             engine,
             store,
             compiled: Arc::default(),
+            stored: Arc::default(),
             listener: None,
         }
     }
@@ -281,10 +287,9 @@ impl Durable {
                 })
                 .collect(),
         };
-        self.store
-            .put_definition(&def)
-            .await
-            .map_err(DurableError::from)?;
+        if !self.is_stored(&fingerprint) {
+            self.put_definition(&def).await?;
+        }
         let id = match options.run_id.take() {
             Some(id) => id.to_string(),
             None => braid_core::RunId::default().get().to_string(),
@@ -297,10 +302,17 @@ impl Durable {
             options: encode_options(&options),
             created_at: braid_store::now_micros(),
         };
-        self.store
-            .create_run(&new)
-            .await
-            .map_err(DurableError::from)?;
+        match self.store.create_run(&new).await {
+            Err(StoreError::UnknownDefinition { .. }) => {
+                // Collected since this handle put it: put it again, once.
+                self.put_definition(&def).await?;
+                self.store
+                    .create_run(&new)
+                    .await
+                    .map_err(DurableError::from)?;
+            }
+            created => created.map_err(DurableError::from)?,
+        }
         Ok(self.segment(workflow.clone(), None, inputs, id, 0, options, None))
     }
 
@@ -483,6 +495,24 @@ impl Durable {
         let workflow = self.definition(&record).await?;
         let nodes = self.store.nodes(run_id).await.map_err(DurableError::from)?;
         Ok(recorded::rebuild(record, &workflow, &nodes)?)
+    }
+
+    /// Whether this handle put the definition under `fingerprint`.
+    fn is_stored(&self, fingerprint: &str) -> bool {
+        self.stored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(fingerprint)
+    }
+
+    /// Puts `def` in the store, and remembers it did.
+    async fn put_definition(&self, def: &Definition) -> Result<(), DurableError> {
+        self.store.put_definition(def).await?;
+        self.stored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(def.fingerprint.clone());
+        Ok(())
     }
 
     /// The run's record.

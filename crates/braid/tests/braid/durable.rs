@@ -10,7 +10,10 @@ use std::future::IntoFuture as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use braid::durable::{Durable, DurableError, RunState, StoreHandle};
+use braid::durable::{
+    BoxFuture, Definition, Durable, DurableError, Entry, EventRecord, NewRun, NodeRecord, Reopen,
+    RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle, now_micros,
+};
 use braid::{Engine, Error, ExecutionMode, NodeContext, RunOptions, RunStatus};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -469,5 +472,99 @@ fn a_thousand_concurrent_durable_runs_share_one_sqlite_file() {
         for r in runs.iter().take(20) {
             assert_eq!(store.nodes(&r.id).await.unwrap().len(), 7);
         }
+    });
+}
+
+/// A memory store that counts the definitions put in it.
+struct CountingPuts {
+    inner: StoreHandle,
+    puts: std::sync::atomic::AtomicU32,
+}
+
+impl Store for CountingPuts {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+    fn put_definition<'a>(&'a self, d: &'a Definition) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.put_definition(d)
+    }
+    fn definition<'a>(
+        &'a self,
+        f: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Definition>, StoreError>> {
+        self.inner.definition(f)
+    }
+    fn create_run<'a>(&'a self, r: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.create_run(r)
+    }
+    fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.inner.append(entries)
+    }
+    fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
+        self.inner.run(id)
+    }
+    fn nodes<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<Vec<NodeRecord>, StoreError>> {
+        self.inner.nodes(run)
+    }
+    fn events<'a>(
+        &'a self,
+        run: &'a str,
+        from: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<EventRecord>, StoreError>> {
+        self.inner.events(run, from, limit)
+    }
+    fn list_runs<'a>(
+        &'a self,
+        f: &'a RunFilter,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
+        self.inner.list_runs(f)
+    }
+    fn reopen<'a>(&'a self, r: &'a Reopen) -> BoxFuture<'a, Result<RunRecord, StoreError>> {
+        self.inner.reopen(r)
+    }
+    fn gc(&self, before: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.gc(before)
+    }
+}
+
+#[test]
+fn a_workflow_started_many_times_puts_its_definition_once_and_again_after_gc() {
+    let store = Arc::new(CountingPuts {
+        inner: memory(),
+        puts: Default::default(),
+    });
+    let dag = Dag {
+        needs: vec![vec![], vec![0]],
+        latency: vec![10, 10],
+    };
+    let engine = engine(Arc::default(), Arc::default());
+    let wf = engine.load_str("dag.yaml", &yaml(&dag)).unwrap();
+    let durable = Durable::new(engine, store.clone());
+    let puts = || store.puts.load(std::sync::atomic::Ordering::Relaxed);
+    block_on(async {
+        for _ in 0..5 {
+            let r = durable
+                .start(&wf, json!({}), RunOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(r.into_future().await.unwrap().status, RunStatus::Succeeded);
+        }
+        assert_eq!(puts(), 1, "one definition, put once");
+        // Every run finished: `gc` deletes them, and the definition no run uses any more.
+        let cutoff = now_micros() + 1;
+        assert_eq!(store.gc(cutoff).await.unwrap(), 5);
+        let fingerprint = wf.fingerprint().to_string();
+        assert!(store.definition(&fingerprint).await.unwrap().is_none());
+        // The handle still thinks it is stored: the store refuses the run, the handle puts the
+        // definition again and the run starts.
+        let r = durable
+            .start(&wf, json!({}), RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.into_future().await.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(puts(), 2);
+        assert!(store.definition(&fingerprint).await.unwrap().is_some());
     });
 }

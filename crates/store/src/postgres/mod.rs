@@ -7,6 +7,8 @@
 //! Durability is the server's: a commit is on disk when `synchronous_commit` is `on` (its
 //! default); see `docs/durability.md`.
 
+mod batch;
+mod chunk;
 mod conn;
 mod read;
 mod schema;

@@ -3,6 +3,7 @@
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::chunk;
 use super::conn::{self, Conn};
 use crate::codec;
 use crate::{Definition, EventRecord, NodeRecord, RunFilter, RunRecord, StoreError};
@@ -10,23 +11,33 @@ use crate::{Definition, EventRecord, NodeRecord, RunFilter, RunRecord, StoreErro
 const RUN_COLUMNS: &str =
     "r.id, r.workflow, d.fingerprint, r.inputs, r.options, r.state, r.created_at,
     r.updated_at, r.ended_at, r.error, r.restarts,
-    (SELECT coalesce(max(e.seq) + 1, 0) FROM braid_events e WHERE e.run = r.key)
+    coalesce((SELECT e.first_seq + e.n FROM braid_events e WHERE e.run = r.key
+              ORDER BY e.first_seq DESC LIMIT 1), 0)
     FROM braid_runs r JOIN braid_definitions d ON d.key = r.definition";
+
+/// The runs whose ids are in `$1` (a write's answer: the runs it reopened).
+pub(super) const RUNS_BY_IDS: &str =
+    "SELECT r.id, r.workflow, d.fingerprint, r.inputs, r.options, r.state, r.created_at,
+    r.updated_at, r.ended_at, r.error, r.restarts,
+    coalesce((SELECT e.first_seq + e.n FROM braid_events e WHERE e.run = r.key
+              ORDER BY e.first_seq DESC LIMIT 1), 0)
+    FROM braid_runs r JOIN braid_definitions d ON d.key = r.definition WHERE r.id = ANY($1::text[])";
 
 const RUN_BY_ID: &str =
     "SELECT r.id, r.workflow, d.fingerprint, r.inputs, r.options, r.state, r.created_at,
     r.updated_at, r.ended_at, r.error, r.restarts,
-    (SELECT coalesce(max(e.seq) + 1, 0) FROM braid_events e WHERE e.run = r.key)
+    coalesce((SELECT e.first_seq + e.n FROM braid_events e WHERE e.run = r.key
+              ORDER BY e.first_seq DESC LIMIT 1), 0)
     FROM braid_runs r JOIN braid_definitions d ON d.key = r.definition WHERE r.id = $1";
 
-fn corrupt(location: &str) -> impl Fn(String) -> StoreError + '_ {
+pub(super) fn corrupt(location: &str) -> impl Fn(String) -> StoreError + '_ {
     move |detail| StoreError::Corrupt {
         location: location.to_owned(),
         detail,
     }
 }
 
-fn run_row(row: &Row) -> Result<RunRecord, String> {
+pub(super) fn run_row(row: &Row) -> Result<RunRecord, String> {
     let error: Option<String> = row.try_get(9).map_err(|e| e.to_string())?;
     Ok(RunRecord {
         id: row.try_get(0).map_err(|e| e.to_string())?,
@@ -67,15 +78,6 @@ pub(super) async fn run(
         .map(run_row)
         .transpose()
         .map_err(corrupt(location))
-}
-
-/// The sequence number of run `key`'s next event.
-pub(super) async fn next_seq(conn: &Conn, key: i64) -> Result<u64, tokio_postgres::Error> {
-    let stmt = conn
-        .statement("SELECT coalesce(max(seq) + 1, 0) FROM braid_events WHERE run = $1")
-        .await?;
-    let next: i64 = conn.client.query_one(&stmt, &[&key]).await?.get(0);
-    Ok(u64::try_from(next).unwrap_or(0))
 }
 
 pub(super) async fn definition(
@@ -144,39 +146,35 @@ pub(super) async fn events(
     limit: usize,
 ) -> Result<Vec<EventRecord>, StoreError> {
     let db = |e: tokio_postgres::Error| conn::error(location, &e);
-    let limit: Option<i64> = (limit > 0).then(|| i64::try_from(limit).unwrap_or(i64::MAX));
+    let room = if limit == 0 { usize::MAX } else { limit };
+    // The chunk holding `from`, and the ones after it: each holds at least one event, so
+    // `limit` chunks hold `limit` events.
+    let chunks: Option<i64> = (limit > 0).then(|| i64::try_from(limit).unwrap_or(i64::MAX));
     let stmt = conn
         .statement(
-            "SELECT seq, at, kind, node, attempt, data FROM braid_events
-             WHERE run = (SELECT key FROM braid_runs WHERE id = $1) AND seq >= $2
-             ORDER BY seq LIMIT $3",
+            "WITH r AS (SELECT key FROM braid_runs WHERE id = $1)
+             SELECT e.first_seq, e.events FROM braid_events e, r
+             WHERE e.run = r.key AND e.first_seq >= coalesce((SELECT max(c.first_seq)
+               FROM braid_events c WHERE c.run = r.key AND c.first_seq <= $2), 0)
+             ORDER BY e.first_seq LIMIT $3",
         )
         .await
         .map_err(db)?;
     let rows = conn
         .client
-        .query(&stmt, &[&run, &codec::signed(from), &limit])
+        .query(&stmt, &[&run, &codec::signed(from), &chunks])
         .await
         .map_err(db)?;
-    rows.iter()
-        .map(|row| {
-            let data: Option<String> = row.get(5);
-            Ok(EventRecord {
-                seq: codec::unsigned(row.get(0), "a sequence number")?,
-                at: row.get(1),
-                kind: codec::event_kind(row.get::<_, i16>(2).into())?,
-                node: row.get(3),
-                attempt: row
-                    .get::<_, Option<i32>>(4)
-                    .map(|a| codec::unsigned(a.into(), "an attempt"))
-                    .transpose()?,
-                data: data
-                    .map(|d| codec::json(&d, "an event's data"))
-                    .transpose()?,
-            })
-        })
-        .collect::<Result<_, String>>()
-        .map_err(corrupt(location))
+    let mut out = Vec::new();
+    for row in &rows {
+        let first: i64 = row.get(0);
+        let first = codec::unsigned(first, "a sequence number").map_err(corrupt(location))?;
+        chunk::decode(first, row.get(1), from, room, &mut out).map_err(corrupt(location))?;
+        if out.len() >= room {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn list_runs(
@@ -202,7 +200,7 @@ pub(super) async fn list_runs(
         args.push(at);
         args.push(id);
         sql.push_str(&format!(
-            " AND (r.created_at, r.id) < (${}, ${})",
+            " AND r.created_at <= ${0} AND (r.created_at, r.id) < (${0}, ${1})",
             args.len() - 1,
             args.len()
         ));

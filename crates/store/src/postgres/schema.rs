@@ -18,9 +18,10 @@ use crate::StoreError;
 const MIGRATION_LOCK: i64 = 0x0062_7261_6964;
 
 /// Every migration, oldest first, as `(version, statements)`. Never edit one that has shipped.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE braid_meta (
     key text PRIMARY KEY,
     value text NOT NULL
@@ -71,7 +72,39 @@ CREATE TABLE braid_events (
     PRIMARY KEY (run, seq)
 );
 "#,
-)];
+    ),
+    // Version 2: a run's events packed in chunks (`chunk.rs`), one row for many events, instead
+    // of a row each; run indexes without the 33-byte id (a page of runs sorts its few equal
+    // times itself); btree indexes packed full (their keys grow at the right).
+    (
+        2,
+        r#"
+ALTER TABLE braid_events RENAME TO braid_events_v1;
+ALTER INDEX braid_events_pkey RENAME TO braid_events_v1_pkey;
+CREATE TABLE braid_events (
+    run bigint NOT NULL,
+    first_seq bigint NOT NULL,
+    n integer NOT NULL,
+    events text NOT NULL,
+    PRIMARY KEY (run, first_seq) WITH (fillfactor = 100)
+);
+INSERT INTO braid_events (run, first_seq, n, events)
+SELECT run, min(seq), count(*)::integer,
+       string_agg(CASE WHEN data IS NULL THEN json_build_array(at, kind, node, attempt)
+                  ELSE json_build_array(at, kind, node, attempt, data::json) END::text || E'\n',
+                  '' ORDER BY seq)
+FROM braid_events_v1 GROUP BY run, seq / 32;
+DROP TABLE braid_events_v1;
+DROP INDEX braid_runs_created, braid_runs_workflow, braid_runs_state;
+CREATE INDEX braid_runs_created ON braid_runs (created_at) WITH (fillfactor = 100);
+CREATE INDEX braid_runs_workflow ON braid_runs (workflow, created_at) WITH (fillfactor = 100);
+CREATE INDEX braid_runs_state ON braid_runs (state, created_at) WITH (fillfactor = 100);
+ALTER INDEX braid_runs_pkey SET (fillfactor = 100);
+ALTER INDEX braid_runs_id_key SET (fillfactor = 100);
+ALTER INDEX braid_nodes_pkey SET (fillfactor = 100);
+"#,
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) const LATEST: i64 = crate::SCHEMA_VERSION;

@@ -1,17 +1,24 @@
 //! The writer task: one connection that applies every write of this store, in groups.
 //!
 //! As in the SQLite store, callers send their writes down a bounded channel; the task takes all
-//! that are waiting and applies them in one transaction, each in a savepoint so that one failing
-//! write rolls back alone, then answers each caller. One commit (one WAL flush on the server)
-//! serves the whole group. When the server went away, the group fails with
+//! that are waiting and applies them in one transaction, then answers each caller. One commit
+//! (one WAL flush on the server) serves the whole group. A write that fails its checks (an
+//! unknown run, events out of sequence) fails alone; the others of its group are kept.
+//!
+//! A group goes to the server in few round trips (`batch`): its reads and locks with the
+//! `BEGIN`, then one statement per table with the `COMMIT`. Should one of those statements fail
+//! all the same (another process won a race the checks could not see), the transaction is rolled
+//! back and the group applied again the slow way, each request in a savepoint of its own, as a
+//! group holding a `gc` always is. When the server went away, the group fails with
 //! [`StoreError::Unreachable`] and the next group reconnects.
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::Config;
 
+use super::batch::{self, Frame};
 use super::conn::{self, Conn};
-use super::write::{self, Cx};
+use super::write;
 use crate::{Definition, Entry, Micros, NewRun, Reopen, RunRecord, StoreError};
 
 /// Requests waiting beyond this make senders wait (back-pressure).
@@ -101,57 +108,148 @@ async fn run(conn: Conn, config: Config, mut receiver: mpsc::Receiver<Request>, 
             }
         }
         if let Some(c) = &conn {
-            commit_group(c, group.drain(..), &location).await;
+            let answers = commit_group(c, &group, &location).await;
+            for (request, (answer, committed)) in group.drain(..).zip(answers) {
+                request.answer(answer, committed.as_ref().map(|_| ()));
+            }
         }
     }
 }
 
-/// Applies `group` in one transaction and answers every request of it.
-async fn commit_group(conn: &Conn, group: impl Iterator<Item = Request>, location: &str) {
-    let cx = Cx { conn, location };
-    if let Err(e) = conn.client.batch_execute("BEGIN").await {
-        let error = conn::error(location, &e);
-        for request in group {
-            request.fail(error.clone());
+/// A request's outcome, before its group commits.
+pub(super) enum Answer {
+    Unit(Result<(), StoreError>),
+    Run(Box<Result<RunRecord, StoreError>>),
+    Count(Result<u64, StoreError>),
+}
+
+/// Applies `group` in one transaction: each request's answer, and whether its transaction
+/// committed.
+async fn commit_group(
+    conn: &Conn,
+    group: &[Request],
+    location: &str,
+) -> Vec<(Answer, Result<(), StoreError>)> {
+    let with = |answers: Vec<Answer>, committed: Result<(), StoreError>| {
+        answers
+            .into_iter()
+            .map(|a| (a, committed.clone()))
+            .collect()
+    };
+    if !group.iter().any(|r| matches!(r, Request::Gc(..))) {
+        match fast(conn, group, location).await {
+            Ok(answers) => return with(answers, Ok(())),
+            Err(e @ StoreError::Unreachable { .. }) => {
+                return group
+                    .iter()
+                    .map(|r| (failed(r, e.clone()), Err(e.clone())))
+                    .collect();
+            }
+            Err(_) => {
+                // Rolled back (a pipelined `COMMIT` of a failed transaction rolls it back; else
+                // this does): apply the group again, one request at a time.
+                let _ = conn.client.batch_execute("ROLLBACK").await;
+            }
         }
-        return;
     }
-    let mut done = Vec::new();
-    let mut broken = None;
-    for request in group {
-        if let Some(error) = &broken {
-            request.fail(StoreError::clone(error));
+    let (answers, committed) = slow(conn, group, location).await;
+    with(answers, committed)
+}
+
+/// The group in segments of few statements each, committed at the end of the last.
+async fn fast(conn: &Conn, group: &[Request], location: &str) -> Result<Vec<Answer>, StoreError> {
+    let mut answers = Vec::with_capacity(group.len());
+    let mut rest = group;
+    while !rest.is_empty() {
+        let n = batch::segment_len(rest).max(1);
+        let frame = Frame {
+            before: answers.is_empty().then_some("BEGIN"),
+            after: (n == rest.len()).then_some("COMMIT"),
+        };
+        answers.extend(batch::apply(conn, location, &rest[..n], frame).await?);
+        rest = &rest[n..];
+    }
+    Ok(answers)
+}
+
+/// The group one request at a time, each in a savepoint: a request whose statement fails rolls
+/// back alone.
+async fn slow(
+    conn: &Conn,
+    group: &[Request],
+    location: &str,
+) -> (Vec<Answer>, Result<(), StoreError>) {
+    let client = &conn.client;
+    let control = |e: tokio_postgres::Error| conn::error(location, &e);
+    if let Err(e) = client.batch_execute("BEGIN").await {
+        let e = control(e);
+        return (group.iter().map(|r| failed(r, e.clone())).collect(), Err(e));
+    }
+    let mut answers = Vec::with_capacity(group.len());
+    let mut broken: Option<StoreError> = None;
+    for (i, request) in group.iter().enumerate() {
+        if let Some(e) = &broken {
+            answers.push(failed(request, e.clone()));
             continue;
         }
-        let (finish, ok) = request.apply(&cx).await;
-        done.push(finish);
-        if let Err(e) = ok {
+        if let Err(e) = client.batch_execute("SAVEPOINT braid_write").await {
+            let e = control(e);
+            answers.push(failed(request, e.clone()));
             broken = Some(e);
+            continue;
         }
+        let answer = match request {
+            Request::Gc(before, _) => Ok(Answer::Count(write::gc(conn, location, *before).await)),
+            _ => batch::apply(conn, location, &group[i..=i], Frame::default())
+                .await
+                .map(|mut a| a.remove(0)),
+        };
+        let (answer, ok) = match answer {
+            Ok(answer) => {
+                let ok = answer_ok(&answer);
+                (answer, ok)
+            }
+            Err(e) => (failed(request, e), false),
+        };
+        let end = if ok {
+            "RELEASE SAVEPOINT braid_write"
+        } else {
+            "ROLLBACK TO SAVEPOINT braid_write; RELEASE SAVEPOINT braid_write"
+        };
+        if let Err(e) = client.batch_execute(end).await {
+            // The transaction is not what the answers would say: none of it is kept.
+            let e = control(e);
+            answers.push(failed(request, e.clone()));
+            broken = Some(e);
+            continue;
+        }
+        answers.push(answer);
     }
     let committed = match broken {
-        // A savepoint could not be released or rolled back: the transaction is not what the
-        // answers would say, so none of it is kept.
-        Some(error) => {
-            let _ = conn.client.batch_execute("ROLLBACK").await;
-            Err(error)
+        Some(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
         }
-        None => conn
-            .client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| conn::error(location, &e)),
+        None => client.batch_execute("COMMIT").await.map_err(control),
     };
-    for finish in done {
-        finish.answer(committed.as_ref().map(|_| ()));
+    (answers, committed)
+}
+
+fn answer_ok(answer: &Answer) -> bool {
+    match answer {
+        Answer::Unit(r) => r.is_ok(),
+        Answer::Run(r) => r.is_ok(),
+        Answer::Count(r) => r.is_ok(),
     }
 }
 
-/// A request applied, waiting for its group's commit to answer.
-enum Done {
-    Unit(Reply<()>, Result<(), StoreError>),
-    Run(Reply<RunRecord>, Box<Result<RunRecord, StoreError>>),
-    Count(Reply<u64>, Result<u64, StoreError>),
+/// `request`'s answer when it failed with `e`.
+fn failed(request: &Request, e: StoreError) -> Answer {
+    match request {
+        Request::Reopen(..) => Answer::Run(Box::new(Err(e))),
+        Request::Gc(..) => Answer::Count(Err(e)),
+        _ => Answer::Unit(Err(e)),
+    }
 }
 
 fn settle<T>(
@@ -162,50 +260,6 @@ fn settle<T>(
         (Ok(value), Ok(())) => Ok(value),
         (Ok(_), Err(e)) => Err(e.clone()),
         (Err(e), _) => Err(e),
-    }
-}
-
-impl Done {
-    fn answer(self, committed: Result<(), &StoreError>) {
-        match self {
-            Done::Unit(reply, result) => {
-                let _ = reply.send(settle(result, committed));
-            }
-            Done::Run(reply, result) => {
-                let _ = reply.send(settle(*result, committed));
-            }
-            Done::Count(reply, result) => {
-                let _ = reply.send(settle(result, committed));
-            }
-        }
-    }
-}
-
-/// Runs a write in a savepoint: released if it succeeds, rolled back alone if it fails. The
-/// second result is `Err` when the savepoint itself could not be managed (the transaction is
-/// then unusable).
-async fn savepoint<T>(
-    cx: &Cx<'_>,
-    work: impl Future<Output = Result<T, StoreError>>,
-) -> (Result<T, StoreError>, Result<(), StoreError>) {
-    let client = &cx.conn.client;
-    let control = |e: tokio_postgres::Error| conn::error(cx.location, &e);
-    if let Err(e) = client.batch_execute("SAVEPOINT braid_write").await {
-        let e = control(e);
-        return (Err(e.clone()), Err(e));
-    }
-    let result = work.await;
-    let end = if result.is_ok() {
-        "RELEASE SAVEPOINT braid_write"
-    } else {
-        "ROLLBACK TO SAVEPOINT braid_write; RELEASE SAVEPOINT braid_write"
-    };
-    match client.batch_execute(end).await {
-        Ok(()) => (result, Ok(())),
-        Err(e) => {
-            let e = control(e);
-            (Err(result.err().unwrap_or_else(|| e.clone())), Err(e))
-        }
     }
 }
 
@@ -224,30 +278,24 @@ impl Request {
         }
     }
 
-    /// Applies the request in a savepoint; returns how to answer it, and whether the
-    /// transaction is still usable.
-    async fn apply(self, cx: &Cx<'_>) -> (Done, Result<(), StoreError>) {
-        match self {
-            Request::PutDefinition(def, reply) => {
-                let (r, ok) = savepoint(cx, write::put_definition(cx, &def)).await;
-                (Done::Unit(reply, r), ok)
+    /// Sends `answer`, as its group's commit turned out.
+    fn answer(self, answer: Answer, committed: Result<(), &StoreError>) {
+        match (self, answer) {
+            (
+                Request::PutDefinition(_, r) | Request::CreateRun(_, r) | Request::Append(_, r),
+                Answer::Unit(a),
+            ) => {
+                let _ = r.send(settle(a, committed));
             }
-            Request::CreateRun(run, reply) => {
-                let (r, ok) = savepoint(cx, write::create_run(cx, &run)).await;
-                (Done::Unit(reply, r), ok)
+            (Request::Reopen(_, r), Answer::Run(a)) => {
+                let _ = r.send(settle(*a, committed));
             }
-            Request::Append(entries, reply) => {
-                let (r, ok) = savepoint(cx, write::append(cx, &entries)).await;
-                (Done::Unit(reply, r), ok)
+            (Request::Gc(_, r), Answer::Count(a)) => {
+                let _ = r.send(settle(a, committed));
             }
-            Request::Reopen(reopen, reply) => {
-                let (r, ok) = savepoint(cx, write::reopen(cx, &reopen)).await;
-                (Done::Run(reply, Box::new(r)), ok)
-            }
-            Request::Gc(before, reply) => {
-                let (r, ok) = savepoint(cx, write::gc(cx, before)).await;
-                (Done::Count(reply, r), ok)
-            }
+            (request, _) => request.fail(StoreError::Conflict(
+                "internal: a write answered with another kind of answer".to_owned(),
+            )),
         }
     }
 }

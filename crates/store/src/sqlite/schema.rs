@@ -29,9 +29,10 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
 CREATE TABLE braid_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -83,7 +84,14 @@ CREATE TABLE braid_events (
     PRIMARY KEY (run, seq)
 ) WITHOUT ROWID;
 ",
-}];
+    },
+    // Version 2 changed the PostgreSQL store only (events packed in chunks, narrower run
+    // indexes); a SQLite store records the version and is otherwise as it was.
+    Migration {
+        version: 2,
+        sql: "",
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) const LATEST: i64 = crate::SCHEMA_VERSION;

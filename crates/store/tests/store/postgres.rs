@@ -52,18 +52,18 @@ impl Schema {
         PostgresStore::connect(&self.url).await.unwrap()
     }
 
-    /// Rows in each of the store's tables: definitions, runs, nodes, events.
+    /// Definitions, runs, nodes and events in the store (events are packed several to a row).
     async fn counts(&self) -> Vec<i64> {
         let mut out = Vec::new();
-        for t in [
-            "braid_definitions",
-            "braid_runs",
-            "braid_nodes",
-            "braid_events",
+        for (t, count) in [
+            ("braid_definitions", "count(*)"),
+            ("braid_runs", "count(*)"),
+            ("braid_nodes", "count(*)"),
+            ("braid_events", "coalesce(sum(n), 0)::bigint"),
         ] {
             let row = self
                 .admin
-                .query_one(&format!("SELECT count(*) FROM {}.{t}", self.name), &[])
+                .query_one(&format!("SELECT {count} FROM {}.{t}", self.name), &[])
                 .await
                 .unwrap();
             out.push(row.get(0));
@@ -213,10 +213,12 @@ async fn storage_per_run() {
     eprintln!(
         "postgres storage: {per_run:.0} bytes per run after VACUUM FULL, writes {writes_per_run:.0} bytes per run, budget {budget:.0}"
     );
-    // PostgreSQL's row overhead (a 24-byte tuple header and a 4-byte line pointer per row,
-    // 8-kB pages, a btree entry per row) is more than SQLite's; the figure is recorded in
-    // docs/durability.md and held to its own, wider bound here.
-    assert!(per_run <= 1.1 * writes_per_run + 4096.0, "{per_run}");
+    // The same budget as SQLite's (docs/durability.md): PostgreSQL's rows cost more (a 28-byte
+    // header and line pointer, a btree entry each), which packing a run's events in chunks pays.
+    assert!(
+        per_run <= budget,
+        "{per_run} bytes per run, budget {budget:.0}"
+    );
     drop(store);
     schema.drop().await;
 }
@@ -300,8 +302,9 @@ async fn a_newer_store_is_refused_untouched() {
     schema
         .admin
         .batch_execute(&format!(
-            "UPDATE {}.braid_meta SET value = '99' WHERE key = 'schema_version'",
-            schema.name
+            "UPDATE {}.braid_meta SET value = '{}' WHERE key = 'schema_version'",
+            schema.name,
+            SCHEMA_VERSION + 1
         ))
         .await
         .unwrap();
@@ -311,15 +314,141 @@ async fn a_newer_store_is_refused_untouched() {
         matches!(
             err,
             StoreError::NewerVersion {
-                found: 99,
+                found,
                 supported: SCHEMA_VERSION,
                 ..
-            }
+            } if found == SCHEMA_VERSION + 1
         ),
         "{err:?}"
     );
     assert_eq!(schema.tables().await, tables);
     assert_eq!(schema.counts().await, [1, 0, 0, 0]);
+    schema.drop().await;
+}
+
+/// A version-1 store as that version left it (its migration, frozen here): one row per event.
+const VERSION_1: &str = r#"
+CREATE TABLE braid_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE braid_definitions (
+    key bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, used_at bigint NOT NULL,
+    fingerprint text NOT NULL UNIQUE, workflow text NOT NULL, files text NOT NULL);
+CREATE TABLE braid_runs (
+    key bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, definition bigint NOT NULL,
+    created_at bigint NOT NULL, updated_at bigint NOT NULL, ended_at bigint,
+    restarts integer NOT NULL, state smallint NOT NULL, id text COLLATE "C" NOT NULL UNIQUE,
+    workflow text COLLATE "C" NOT NULL, inputs text NOT NULL, options text NOT NULL, error text);
+CREATE INDEX braid_runs_created ON braid_runs (created_at, id);
+CREATE INDEX braid_runs_workflow ON braid_runs (workflow, created_at, id);
+CREATE INDEX braid_runs_state ON braid_runs (state, created_at, id);
+CREATE TABLE braid_nodes (
+    run bigint NOT NULL, ended_at bigint NOT NULL, started_at bigint, attempts integer NOT NULL,
+    state smallint NOT NULL, node text NOT NULL, failure text, writes text NOT NULL,
+    PRIMARY KEY (run, node));
+CREATE TABLE braid_events (
+    run bigint NOT NULL, seq bigint NOT NULL, at bigint NOT NULL, attempt integer,
+    kind smallint NOT NULL, node text, data text, PRIMARY KEY (run, seq));
+INSERT INTO braid_meta VALUES ('schema_version', '1'), ('migration.1', '1700000000000000');
+INSERT INTO braid_definitions (used_at, fingerprint, workflow, files)
+    VALUES (1, repeat('0', 63) || '1', 'mode1', '[["","version: 1"]]');
+INSERT INTO braid_runs (definition, created_at, updated_at, restarts, state, id, workflow, inputs, options)
+    VALUES (1, 5, 5, 0, 0, 'old', 'mode1', '{}', '{}'), (1, 6, 6, 0, 0, 'quiet', 'mode1', '{}', '{}');
+INSERT INTO braid_nodes VALUES (1, 9, 8, 1, 0, 'rag', NULL, '{"rag_results":[]}');
+-- 70 events: every kind, with and without a node, an attempt and data (`null` data too).
+INSERT INTO braid_events
+    SELECT 1, s, 1700000000000000 + s, CASE WHEN s % 3 = 0 THEN 1 END, s % 5,
+        CASE WHEN s % 2 = 0 THEN 'node' || s END,
+        CASE s % 4 WHEN 0 THEN NULL WHEN 1 THEN '"succeeded"' WHEN 2 THEN 'null'
+            ELSE '{"kind":"timeout","message":"a\nb","delay_ms":50}' END
+    FROM generate_series(0, 69) AS s;
+"#;
+
+/// A version-1 event row: seq, at, attempt, kind, node, data.
+type V1Event = (i64, i64, Option<i32>, i16, Option<String>, Option<String>);
+
+#[tokio::test]
+async fn a_version_1_store_is_upgraded() {
+    let Some(schema) = Schema::new("upgrade").await else {
+        return;
+    };
+    schema
+        .admin
+        .batch_execute(&format!("SET search_path = {}; {VERSION_1}", schema.name))
+        .await
+        .unwrap();
+    let v1_events: Vec<V1Event> = schema
+        .admin
+        .query(
+            &format!(
+                "SELECT seq, at, attempt, kind, node, data FROM {}.braid_events ORDER BY seq",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect();
+    let store = schema.open().await;
+    let meta: String = schema
+        .admin
+        .query_one(
+            &format!(
+                "SELECT value FROM {}.braid_meta WHERE key = 'schema_version'",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(meta, SCHEMA_VERSION.to_string());
+    let run = store.run("old").await.unwrap().unwrap();
+    assert_eq!(run.next_seq, 70);
+    assert_eq!(store.run("quiet").await.unwrap().unwrap().next_seq, 0);
+    assert_eq!(store.nodes("old").await.unwrap().len(), 1);
+    let events = store.events("old", 0, 0).await.unwrap();
+    assert_eq!(events.len(), v1_events.len());
+    for (event, (seq, at, attempt, kind, node, data)) in events.iter().zip(&v1_events) {
+        assert_eq!(event.seq as i64, *seq);
+        assert_eq!(event.at, *at);
+        assert_eq!(event.attempt.map(|a| a as i32), *attempt);
+        assert_eq!(braid_store::EventKind::ALL[*kind as usize], event.kind);
+        assert_eq!(&event.node, node);
+        let data: Option<serde_json::Value> =
+            data.as_ref().map(|d| serde_json::from_str(d).unwrap());
+        assert_eq!(event.data, data, "event {seq}");
+    }
+    let page = store.events("old", 31, 5).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [31, 32, 33, 34, 35]
+    );
+    // The upgraded run goes on where it was.
+    let gap = store
+        .append(vec![Entry::Events {
+            run: "old".into(),
+            events: vec![crate::common::event(
+                71,
+                braid_store::EventKind::NodeStarted,
+                Some("x"),
+            )],
+        }])
+        .await;
+    assert!(matches!(gap, Err(StoreError::Conflict(_))), "{gap:?}");
+    store
+        .append(vec![Entry::Events {
+            run: "old".into(),
+            events: vec![crate::common::event(
+                70,
+                braid_store::EventKind::NodeStarted,
+                Some("x"),
+            )],
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.run("old").await.unwrap().unwrap().next_seq, 71);
+    drop(store);
     schema.drop().await;
 }
 
