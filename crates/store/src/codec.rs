@@ -153,3 +153,12 @@ pub(crate) fn wrong_state(run: &str, state: RunState, from: &[RunState]) -> Stor
         allowed.join(", ")
     ))
 }
+
+/// The error of a write under `epoch` to a run at epoch `current`.
+pub(crate) fn fenced(run: &str, epoch: u64, current: u64) -> StoreError {
+    StoreError::Fenced {
+        run: run.to_owned(),
+        epoch,
+        current,
+    }
+}

@@ -70,6 +70,28 @@ pub enum StoreError {
         /// What could not be read.
         detail: String,
     },
+    /// A write of a claimed run under an epoch that is no longer the run's: another replica
+    /// claimed it since (this one's lease expired) or it was handed back. Nothing was written;
+    /// drop the run without touching it again.
+    #[error(
+        "run `{run}` was fenced: written under epoch {epoch}, but it is at epoch {current} (another replica claimed it); nothing was written"
+    )]
+    Fenced {
+        /// The run.
+        run: String,
+        /// The epoch the write carried.
+        epoch: u64,
+        /// The run's current epoch.
+        current: u64,
+    },
+    /// The store does not do this (a store of a caller's own without queues or leases).
+    #[error("the store `{location}` does not support {what}")]
+    Unsupported {
+        /// The path or URL.
+        location: String,
+        /// What it lacks.
+        what: String,
+    },
     /// Any other database error.
     #[error("store `{location}`: {detail}")]
     Database {

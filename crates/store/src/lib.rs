@@ -21,6 +21,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -30,6 +31,7 @@ use serde_json::{Map, Value};
 mod codec;
 mod error;
 mod memory;
+mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -38,6 +40,7 @@ mod target;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use metrics::FENCED_WRITES_TOTAL;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
@@ -45,7 +48,7 @@ pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// The newest schema version this build reads and writes (recorded in each store's
 /// `braid_meta`; a store of a higher version is refused with [`StoreError::NewerVersion`]).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A future a store returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -355,6 +358,28 @@ pub enum Entry {
         /// When.
         at: Micros,
     },
+    /// A fence: the batch applies only if `run`'s current epoch (see [`Store::claim`]) is
+    /// `epoch`. Checked under the run's lock in the batch's transaction, before anything of the
+    /// batch is written; otherwise the whole batch is refused with [`StoreError::Fenced`] and
+    /// nothing changes. A replica running a claimed run puts one first in every batch; a batch
+    /// without one is not fenced (a run started by `braid run --store`, as before).
+    Fence {
+        /// The run.
+        run: String,
+        /// The epoch it was claimed with.
+        epoch: u64,
+    },
+}
+
+/// A run a replica claimed (see [`Store::claim`]): it may write the run's journal while its
+/// lease lives, every batch fenced with `epoch` ([`Entry::Fence`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Claim {
+    /// The run.
+    pub run: String,
+    /// Its fencing token: one more than the previous claim's (or release's), so a replica that
+    /// held the run before has a smaller one.
+    pub epoch: u64,
 }
 
 /// Which runs [`Store::list_runs`] returns: newest first.
@@ -382,6 +407,9 @@ pub struct Reopen {
     pub reset: Vec<String>,
     /// When.
     pub at: Micros,
+    /// The epoch the run must be at (a claimed run's [`Claim::epoch`]); otherwise
+    /// [`StoreError::Fenced`] and nothing changes. `None`: not fenced.
+    pub epoch: Option<u64>,
 }
 
 /// A durable journal of runs. Every method is atomic: it either happened in full or not at all,
@@ -453,6 +481,95 @@ pub trait Store: Send + Sync + 'static {
     /// with their nodes and events, and the definitions no remaining run uses. Returns how many
     /// runs it deleted.
     fn gc(&self, ended_before: Micros) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    // Shared work: a queue of runs that replicas claim, with leases and fencing
+    // (`docs/scaling.md`). The defaults answer `Unsupported`, so a store of a caller's own (a
+    // wrapper in a test) need not implement them.
+
+    /// Creates a run like [`Store::create_run`], **queued**: any replica may [`claim`] it, and
+    /// claimers waiting in [`wait_for_work`] are woken once it is committed.
+    ///
+    /// [`claim`]: Store::claim
+    /// [`wait_for_work`]: Store::wait_for_work
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::create_run`]; [`StoreError::Unsupported`] for a store without a queue.
+    fn submit<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = run;
+        Box::pin(async move { Err(self.unsupported("a queue of runs")) })
+    }
+
+    /// Takes up to `max` queued runs that are `running` and owned by no live replica (never
+    /// claimed, released, or their owner's lease expired), oldest first, skipping runs another
+    /// claimer or writer holds locked. Each taken run gets `replica` as its owner and its epoch
+    /// incremented, in one transaction; runs stay `running`. Also registers `replica` (or
+    /// renews it) with a lease of `ttl`: it lives while [`heartbeat`](Store::heartbeat) renews
+    /// it within `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// Store errors (nothing claimed then); [`StoreError::Unsupported`].
+    fn claim<'a>(
+        &'a self,
+        replica: &'a str,
+        max: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Claim>, StoreError>> {
+        let _ = (replica, max, ttl);
+        Box::pin(async move { Err(self.unsupported("claims")) })
+    }
+
+    /// Renews `replica`'s lease, and so the lease of every run it owns, for its `ttl`: one
+    /// statement, whatever the number of runs. `false` when `replica` is not registered (it
+    /// never claimed, or released): it owns nothing.
+    ///
+    /// # Errors
+    ///
+    /// Store errors; [`StoreError::Unsupported`].
+    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let _ = replica;
+        Box::pin(async move { Err(self.unsupported("leases")) })
+    }
+
+    /// Hands back every `running` run `replica` owns (no owner, epoch incremented, so a late
+    /// write of the replica is fenced), unregisters it, and wakes waiting claimers. A replica
+    /// stopping gracefully calls it after its runs stopped. Returns how many runs it handed
+    /// back.
+    ///
+    /// # Errors
+    ///
+    /// Store errors; [`StoreError::Unsupported`].
+    fn release<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let _ = replica;
+        Box::pin(async move { Err(self.unsupported("leases")) })
+    }
+
+    /// Waits until a run may have been queued or handed back ([`submit`](Store::submit),
+    /// [`release`](Store::release), by any process sharing the store where the store can tell:
+    /// PostgreSQL's `LISTEN/NOTIFY`), or `timeout` passed. `true` when woken, `false` on the
+    /// timeout: a claimer polls on every return either way (a notification may be missed while
+    /// the connection is down, or sent by another process of a SQLite store). One waiter per
+    /// handle is woken per notification.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot listen (unreachable): retry after a pause.
+    fn wait_for_work(&self, timeout: Duration) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            Ok(false)
+        })
+    }
+
+    /// The error of a store that lacks `what`.
+    #[doc(hidden)]
+    fn unsupported(&self, what: &str) -> StoreError {
+        StoreError::Unsupported {
+            location: self.location().to_owned(),
+            what: what.to_owned(),
+        }
+    }
 }
 
 /// A shared handle on a store.

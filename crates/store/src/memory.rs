@@ -5,17 +5,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::codec;
+use crate::metrics::counted;
 use crate::{
-    BoxFuture, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen, RunFilter,
-    RunRecord, RunState, Store, StoreError,
+    BoxFuture, Claim, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen,
+    RunFilter, RunRecord, RunState, Store, StoreError,
 };
 
 /// A store in memory: what a stateless service or a test uses.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Wakes a claimer waiting in `wait_for_work` when a run is queued or handed back.
+    work: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -24,6 +28,8 @@ struct Inner {
     /// kept by `gc` even before a run uses it).
     definitions: HashMap<String, (Definition, Micros)>,
     runs: HashMap<String, Run>,
+    /// Replicas by id: their lease's time to live and when it expires.
+    replicas: HashMap<String, (Duration, Instant)>,
 }
 
 #[derive(Debug)]
@@ -31,6 +37,12 @@ struct Run {
     record: RunRecord,
     nodes: BTreeMap<String, NodeRecord>,
     events: Vec<EventRecord>,
+    /// Submitted to the queue ([`Store::submit`]): claimable when no live replica owns it.
+    queued: bool,
+    /// The replica that claimed it last.
+    owner: Option<String>,
+    /// Its fencing token.
+    epoch: u64,
 }
 
 impl MemoryStore {
@@ -81,9 +93,25 @@ impl Inner {
                         return Err(codec::end_running(run));
                     }
                 }
+                Entry::Fence { run, epoch } => {
+                    let current = self.run(run)?.epoch;
+                    if current != *epoch {
+                        return Err(codec::fenced(run, *epoch, current));
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether a run owned by `owner` may be claimed at `now`: no owner, or one whose lease
+    /// expired (as PostgreSQL's claim decides it).
+    fn free(&self, owner: Option<&String>, now: Instant) -> bool {
+        owner.is_none_or(|o| {
+            self.replicas
+                .get(o)
+                .is_some_and(|(_, expires)| *expires <= now)
+        })
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
@@ -113,8 +141,50 @@ impl Inner {
                         r.record.updated_at = at;
                     }
                 }
+                Entry::Fence { .. } => {}
             }
         }
+    }
+}
+
+impl MemoryStore {
+    /// Creates a run, queued or not.
+    fn create(&self, run: &NewRun, queued: bool) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.runs.contains_key(&run.id) {
+            return Err(codec::run_taken(&run.id));
+        }
+        if !inner.definitions.contains_key(&run.fingerprint) {
+            return Err(StoreError::UnknownDefinition {
+                fingerprint: run.fingerprint.clone(),
+            });
+        }
+        let record = RunRecord {
+            id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            fingerprint: run.fingerprint.clone(),
+            inputs: run.inputs.clone(),
+            options: run.options.clone(),
+            state: RunState::Running,
+            created_at: run.created_at,
+            updated_at: run.created_at,
+            ended_at: None,
+            error: None,
+            restarts: 0,
+            next_seq: 0,
+        };
+        inner.runs.insert(
+            run.id.clone(),
+            Run {
+                record,
+                nodes: BTreeMap::new(),
+                events: Vec::new(),
+                queued,
+                owner: None,
+                epoch: 0,
+            },
+        );
+        Ok(())
     }
 }
 
@@ -163,46 +233,99 @@ impl Store for MemoryStore {
     }
 
     fn create_run<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.create(run, false) })
+    }
+
+    fn submit<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.create(run, true)?;
+            self.work.notify_one();
+            Ok(())
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        replica: &'a str,
+        max: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Claim>, StoreError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut inner = self.lock();
+            inner.replicas.insert(replica.to_owned(), (ttl, now + ttl));
+            let mut free: Vec<(Micros, String)> = inner
+                .runs
+                .values()
+                .filter(|r| {
+                    r.queued
+                        && r.record.state == RunState::Running
+                        && inner.free(r.owner.as_ref(), now)
+                })
+                .map(|r| (r.record.created_at, r.record.id.clone()))
+                .collect();
+            free.sort();
+            free.truncate(max);
+            Ok(free
+                .into_iter()
+                .filter_map(|(_, id)| {
+                    let r = inner.runs.get_mut(&id)?;
+                    r.owner = Some(replica.to_owned());
+                    r.epoch += 1;
+                    Some(Claim {
+                        run: id,
+                        epoch: r.epoch,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            Ok(match self.lock().replicas.get_mut(replica) {
+                Some((ttl, expires)) => {
+                    *expires = now + *ttl;
+                    true
+                }
+                None => false,
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            if inner.runs.contains_key(&run.id) {
-                return Err(codec::run_taken(&run.id));
+            inner.replicas.remove(replica);
+            let mut n = 0;
+            for r in inner.runs.values_mut() {
+                if r.record.state == RunState::Running && r.owner.as_deref() == Some(replica) {
+                    r.owner = None;
+                    r.epoch += 1;
+                    n += 1;
+                }
             }
-            if !inner.definitions.contains_key(&run.fingerprint) {
-                return Err(StoreError::UnknownDefinition {
-                    fingerprint: run.fingerprint.clone(),
-                });
+            drop(inner);
+            if n > 0 {
+                self.work.notify_one();
             }
-            let record = RunRecord {
-                id: run.id.clone(),
-                workflow: run.workflow.clone(),
-                fingerprint: run.fingerprint.clone(),
-                inputs: run.inputs.clone(),
-                options: run.options.clone(),
-                state: RunState::Running,
-                created_at: run.created_at,
-                updated_at: run.created_at,
-                ended_at: None,
-                error: None,
-                restarts: 0,
-                next_seq: 0,
-            };
-            inner.runs.insert(
-                run.id.clone(),
-                Run {
-                    record,
-                    nodes: BTreeMap::new(),
-                    events: Vec::new(),
-                },
-            );
-            Ok(())
+            Ok(n)
+        })
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            Ok(tokio::time::timeout(timeout, self.work.notified())
+                .await
+                .is_ok())
         })
     }
 
     fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            inner.check(&entries)?;
+            counted(inner.check(&entries))?;
             inner.apply(entries);
             Ok(())
         })
@@ -270,6 +393,9 @@ impl Store for MemoryStore {
                     run: reopen.run.clone(),
                 });
             };
+            if let Some(epoch) = reopen.epoch.filter(|e| *e != r.epoch) {
+                return counted(Err(codec::fenced(&reopen.run, epoch, r.epoch)));
+            }
             if !reopen.from.contains(&r.record.state) {
                 return Err(codec::wrong_state(
                     &reopen.run,
@@ -298,7 +424,9 @@ impl Store for MemoryStore {
                     && r.record.ended_at.is_some_and(|at| at < ended_before))
             });
             let deleted = (before - inner.runs.len()) as u64;
-            let Inner { definitions, runs } = &mut *inner;
+            let Inner {
+                definitions, runs, ..
+            } = &mut *inner;
             definitions.retain(|fingerprint, (_, put)| {
                 *put >= ended_before || runs.values().any(|r| r.record.fingerprint == *fingerprint)
             });

@@ -13,5 +13,7 @@ mod conformance;
 mod memory;
 #[path = "store/postgres.rs"]
 mod postgres;
+#[path = "store/queue.rs"]
+mod queue;
 #[path = "store/sqlite.rs"]
 mod sqlite;

@@ -6,7 +6,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use braid_store::{Entry, EventKind, EventRecord, Micros, NodeRecord, NodeState, StoreHandle};
+use braid_store::{
+    Entry, EventKind, EventRecord, Micros, NodeRecord, NodeState, StoreError, StoreHandle,
+};
 use serde_json::{Map, Value, json};
 
 use crate::{Event, EventSender, NodeSettled, NodeStatus, Observer, Recorded};
@@ -59,6 +61,11 @@ pub(crate) struct Journal {
     store: StoreHandle,
     run: String,
     clock: Clock,
+    /// The epoch the run was claimed with: every batch starts with its fence. `None`: not
+    /// fenced (a run this process started or resumed by itself).
+    epoch: Option<u64>,
+    /// The refusal that fenced this segment off, once one did.
+    fenced: Mutex<Option<StoreError>>,
     pending: Mutex<Pending>,
     /// Watched by the node ends waiting for their commit.
     flushed: tokio::sync::watch::Sender<Flushed>,
@@ -91,6 +98,7 @@ pub trait Listener: Send + Sync + 'static {
 }
 
 impl Journal {
+    #[allow(clippy::too_many_arguments)] // one per part of the segment, as `Durable::segment`
     pub(crate) fn new(
         store: StoreHandle,
         run: String,
@@ -99,12 +107,15 @@ impl Journal {
         forward: Option<EventSender>,
         note: Option<Value>,
         listener: Option<Arc<dyn Listener>>,
+        epoch: Option<u64>,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Journal {
             me: me.clone(),
             store,
             run,
             clock,
+            epoch,
+            fenced: Mutex::new(None),
             pending: Mutex::new(Pending {
                 next_seq,
                 events: Vec::new(),
@@ -154,11 +165,40 @@ impl Journal {
         })
     }
 
+    /// A batch's first entries: the fence, when the run is claimed.
+    pub(crate) fn batch(&self) -> Vec<Entry> {
+        match self.epoch {
+            Some(epoch) => vec![Entry::Fence {
+                run: self.run.clone(),
+                epoch,
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Sends `entries` (after the fence, if any); remembers a fenced refusal.
+    pub(crate) async fn append(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let result = self.store.append(entries).await;
+        if let Err(e @ StoreError::Fenced { .. }) = &result {
+            *self.fenced.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+        }
+        result
+    }
+
+    /// The refusal that fenced this segment off, if one did: another replica owns the run.
+    pub(crate) fn fenced(&self) -> Option<StoreError> {
+        self.fenced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Everything not yet sent (node ends whose commit nobody awaited, then the events since),
-    /// in order: what the run's last batch carries before its end.
+    /// in order, after the fence: what the run's last batch carries before its end.
     pub(crate) fn take_rest(&self) -> Vec<Entry> {
+        let mut rest = self.batch();
         let mut p = self.pending();
-        let mut rest = std::mem::take(&mut p.queued);
+        rest.append(&mut p.queued);
         let events = std::mem::take(&mut p.events);
         if !events.is_empty() {
             rest.push(Entry::Events {
@@ -316,14 +356,16 @@ impl Journal {
                     None
                 } else {
                     p.flushing = true;
-                    Some((std::mem::take(&mut p.queued), p.tickets))
+                    let mut entries = self.batch();
+                    entries.append(&mut p.queued);
+                    Some((entries, p.tickets))
                 }
             };
             match batch {
                 Some((entries, upto)) => {
                     // Whatever happens to this future, the next batch may go.
                     let _flushing = Flushing(&self);
-                    let outcome = match self.store.append(entries).await {
+                    let outcome = match self.append(entries).await {
                         Ok(()) => Flushed::Upto(upto),
                         Err(e) => Flushed::Failed(e.to_string()),
                     };

@@ -14,6 +14,10 @@
 //! * [`Durable::retry`] re-runs a failed or degraded run's failed nodes (or one node) and
 //!   everything downstream of them; the rest keeps its recorded writes.
 //! * [`Durable::show`] rebuilds a run's state and report from its journal.
+//! * [`Durable::submit`] queues a run for any replica sharing the store; a replica that
+//!   claimed it ([`Store::claim`]) runs it with [`Durable::run_claimed`], every write fenced
+//!   with the claim's epoch: once another replica claimed it since, the segment stops with
+//!   [`DurableError::Fenced`] and writes nothing more (`docs/scaling.md`).
 //!
 //! A continued run always uses the definition recorded under its fingerprint, not what the file
 //! says now, and the options it was started with (mode, seed, concurrency, timeout).
@@ -28,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use braid_store::{
-    BoxFuture, Definition, DefinitionFile, Entry, EventKind, EventRecord, Micros, NewRun,
+    BoxFuture, Claim, Definition, DefinitionFile, Entry, EventKind, EventRecord, Micros, NewRun,
     NodeRecord, NodeState, Reopen, RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle,
     now_micros, open as open_store,
 };
@@ -100,6 +104,16 @@ pub enum DurableError {
     NothingToRetry {
         /// The run.
         run: String,
+    },
+    /// A claimed run's write was refused because another replica claimed the run since (this
+    /// one's lease expired) or it was handed back: the segment stopped and wrote nothing more.
+    /// Drop the run; do not touch it again.
+    #[error("run `{run}` stopped: {source}")]
+    Fenced {
+        /// The run.
+        run: String,
+        /// The store's refusal ([`StoreError::Fenced`]: the epochs).
+        source: StoreError,
     },
     /// The run ended, but its end could not be recorded: the result is here, and the run stays
     /// `running` in the store (resume it to record its end; nothing that settled runs again).
@@ -272,6 +286,82 @@ impl Durable {
         inputs: Value,
         mut options: RunOptions,
     ) -> Result<Started, Error> {
+        let (id, inputs) = self.create(workflow, inputs, &mut options, false).await?;
+        Ok(self.segment(workflow.clone(), None, inputs, id, 0, options, None, None))
+    }
+
+    /// Queues a run of `workflow` for any replica sharing the store ([`Store::submit`]):
+    /// records its definition and the run, `running` and owned by no one, and wakes waiting
+    /// claimers. Returns its id; a replica runs it with [`Durable::run_claimed`] once it
+    /// claimed it. `options` gives what is recorded (id, mode, seed, concurrency, timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`Durable::start`]; a store without a queue answers [`StoreError::Unsupported`].
+    pub async fn submit(
+        &self,
+        workflow: &Workflow,
+        inputs: Value,
+        mut options: RunOptions,
+    ) -> Result<String, Error> {
+        Ok(self.create(workflow, inputs, &mut options, true).await?.0)
+    }
+
+    /// Runs a run this replica claimed ([`Store::claim`]), under the claim's epoch: every
+    /// write of the segment (each node end, the run's end, the reopen) is fenced. A run never
+    /// started runs from its start; one another replica had begun continues from its journal as
+    /// [`Durable::resume`] does (what settled is not run again). `options` gives only what is
+    /// not recorded (events, cancel token).
+    ///
+    /// When another replica claims the run meanwhile (this one's lease expired), the next
+    /// write is refused and the segment ends with [`DurableError::Fenced`]: drop the run.
+    ///
+    /// # Errors
+    ///
+    /// [`DurableError::Fenced`] when it was claimed again before this started;
+    /// [`DurableError::WrongState`] for a run that is not `running`; as [`Durable::resume`].
+    pub async fn run_claimed(
+        &self,
+        claim: &Claim,
+        mut options: RunOptions,
+    ) -> Result<Started, Error> {
+        let record = self.record(&claim.run).await?;
+        if record.state != RunState::Running {
+            return Err(DurableError::WrongState {
+                run: record.id,
+                state: record.state,
+                hint: "only a running run is claimed; it ended or waits since",
+            }
+            .into());
+        }
+        if record.next_seq == 0 && record.restarts == 0 {
+            // Never started (a run's first segment journals its `run_started` event first).
+            let workflow = self.definition(&record).await?;
+            apply_options(&record.options, &mut options);
+            return Ok(self.segment(
+                workflow,
+                None,
+                record.inputs,
+                record.id,
+                0,
+                options,
+                None,
+                Some(claim.epoch),
+            ));
+        }
+        self.continue_run(record, None, options, Some(claim.epoch))
+            .await
+    }
+
+    /// Records the definition (once per handle) and a new run, queued or not; returns its id
+    /// and resolved inputs.
+    async fn create(
+        &self,
+        workflow: &Workflow,
+        inputs: Value,
+        options: &mut RunOptions,
+        queued: bool,
+    ) -> Result<(String, Value), Error> {
         let inputs = workflow.inputs(inputs)?;
         let fingerprint = workflow.fingerprint().to_string();
         let plan = workflow.plan();
@@ -299,21 +389,25 @@ impl Durable {
             workflow: plan.name().to_string(),
             fingerprint,
             inputs: inputs.clone(),
-            options: encode_options(&options),
+            options: encode_options(options),
             created_at: braid_store::now_micros(),
         };
-        match self.store.create_run(&new).await {
+        let create = || async {
+            if queued {
+                self.store.submit(&new).await
+            } else {
+                self.store.create_run(&new).await
+            }
+        };
+        match create().await {
             Err(StoreError::UnknownDefinition { .. }) => {
                 // Collected since this handle put it: put it again, once.
                 self.put_definition(&def).await?;
-                self.store
-                    .create_run(&new)
-                    .await
-                    .map_err(DurableError::from)?;
+                create().await.map_err(DurableError::from)?;
             }
             created => created.map_err(DurableError::from)?,
         }
-        Ok(self.segment(workflow.clone(), None, inputs, id, 0, options, None))
+        Ok((id, inputs))
     }
 
     /// Continues a run that did not finish: its process died (it is still `running` in the
@@ -333,9 +427,21 @@ impl Durable {
         &self,
         run_id: &str,
         reply: Option<Reply>,
-        mut options: RunOptions,
+        options: RunOptions,
     ) -> Result<Started, Error> {
         let record = self.record(run_id).await?;
+        self.continue_run(record, reply, options, None).await
+    }
+
+    /// Continues `record` ([`Durable::resume`]), fenced with `epoch` if given.
+    async fn continue_run(
+        &self,
+        record: RunRecord,
+        reply: Option<Reply>,
+        mut options: RunOptions,
+        epoch: Option<u64>,
+    ) -> Result<Started, Error> {
+        let run_id = record.id.as_str();
         match record.state {
             RunState::Running | RunState::Waiting | RunState::Cancelled => {}
             RunState::Succeeded | RunState::Degraded => {
@@ -358,6 +464,11 @@ impl Durable {
         let workflow = self.definition(&record).await?;
         let nodes = self.store.nodes(run_id).await.map_err(DurableError::from)?;
         let answers = recorded::answers(&record, &workflow, &nodes, reply)?;
+        let from = match epoch {
+            // A claimed run is `running`; any other state means it ended or stopped since.
+            Some(_) => vec![RunState::Running],
+            None => vec![RunState::Running, RunState::Waiting, RunState::Cancelled],
+        };
         let priors = recorded::priors(&nodes, |_| true)?;
         let partial = PartialRun::new(workflow.plan().clone(), priors).map_err(|e| {
             DurableError::Journal {
@@ -369,12 +480,13 @@ impl Durable {
             .store
             .reopen(&Reopen {
                 run: record.id.clone(),
-                from: vec![RunState::Running, RunState::Waiting, RunState::Cancelled],
+                from,
                 reset: Vec::new(),
                 at: braid_store::now_micros(),
+                epoch,
             })
             .await
-            .map_err(DurableError::from)?;
+            .map_err(|e| fenced_or(&record.id, e))?;
         apply_options(&record.options, &mut options);
         recorded::give_answers(&mut options, answers);
         let note = json!({ "resumed": reopened.restarts });
@@ -386,6 +498,7 @@ impl Durable {
             reopened.next_seq,
             options,
             Some(note),
+            epoch,
         ))
     }
 
@@ -465,6 +578,7 @@ impl Durable {
                 from: allowed.to_vec(),
                 reset,
                 at: braid_store::now_micros(),
+                epoch: None,
             })
             .await
             .map_err(DurableError::from)?;
@@ -480,6 +594,7 @@ impl Durable {
             reopened.next_seq,
             options,
             Some(note),
+            None,
         ))
     }
 
@@ -582,7 +697,7 @@ impl Durable {
     }
 
     /// Runs one segment of a run (a start, a resume or a retry) with its journal, and records
-    /// its end.
+    /// its end; every write fenced with `epoch`, if given (a claimed run).
     #[allow(clippy::too_many_arguments)]
     fn segment(
         &self,
@@ -593,6 +708,7 @@ impl Durable {
         next_seq: u64,
         mut options: RunOptions,
         note: Option<Value>,
+        epoch: Option<u64>,
     ) -> Started {
         let clock = Clock::now();
         let journal = Journal::new(
@@ -603,6 +719,7 @@ impl Durable {
             options.events.take(),
             note,
             self.listener.clone(),
+            epoch,
         );
         options.event_hook = Some(journal.hook());
         options.observer = Some(journal.clone());
@@ -618,6 +735,10 @@ impl Durable {
                 // The store failed under the run: it stays `running`, to be resumed.
                 if let Some(l) = journal.listener() {
                     l.ended(&id, false);
+                }
+                if let Some(source) = journal.fenced() {
+                    // Another replica owns the run now: nothing more of this segment is kept.
+                    return Err(Error::from(DurableError::Fenced { run: id, source }));
                 }
                 return Err(Error::from(DurableError::Unrecorded {
                     run: id,
@@ -639,12 +760,15 @@ impl Durable {
                     .and_then(|e| serde_json::to_value(e).ok()),
                 at: braid_store::now_micros(),
             });
-            let appended = store.append(entries).await;
+            let appended = journal.append(entries).await;
             if let Some(l) = journal.listener() {
                 l.ended(&id, appended.is_ok());
             }
             match appended {
                 Ok(()) => Ok(result),
+                Err(source @ StoreError::Fenced { .. }) => {
+                    Err(Error::from(DurableError::Fenced { run: id, source }))
+                }
                 Err(source) => Err(Error::from(DurableError::Unrecorded {
                     run: id,
                     result: Box::new(result),
@@ -656,6 +780,17 @@ impl Durable {
             run_id,
             run: Box::pin(run),
         }
+    }
+}
+
+/// A store error as the facade reports it: a fenced refusal as [`DurableError::Fenced`].
+fn fenced_or(run: &str, e: StoreError) -> DurableError {
+    match e {
+        StoreError::Fenced { .. } => DurableError::Fenced {
+            run: run.to_owned(),
+            source: e,
+        },
+        e => DurableError::Store(e),
     }
 }
 

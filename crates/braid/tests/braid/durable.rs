@@ -568,3 +568,179 @@ fn a_workflow_started_many_times_puts_its_definition_once_and_again_after_gc() {
         assert!(store.definition(&fingerprint).await.unwrap().is_some());
     });
 }
+
+/// An engine for the replicas test: `count` counts its executions in `counts`; node `n1` waits
+/// for `gate`, if given, before it ends.
+fn gated_engine(counts: Arc<Counts>, gate: Option<Arc<tokio::sync::Notify>>) -> Engine {
+    Engine::builder()
+        .handler("count", move |ctx: NodeContext| {
+            let name = ctx.node().to_owned();
+            *counts.0.lock().unwrap().entry(name.clone()).or_default() += 1;
+            let gate = gate.clone().filter(|_| name == "n1");
+            async move {
+                if let Some(gate) = gate {
+                    gate.notified().await;
+                }
+                let n: u64 = name[1..].parse().unwrap();
+                Ok(json!({ "log": [name], "total": n }))
+            }
+        })
+        .build()
+}
+
+/// Two replicas on one store: A claims a run and is stopped in `n1` past its lease (it never
+/// heartbeats); B claims it (epoch + 1) and runs it to its end from the journal; A's late write
+/// is fenced, its segment ends `Fenced`, and nothing of it is kept. The state is an
+/// uninterrupted run's and `n0`, which settled under A, ran once.
+async fn a_stale_replica_is_fenced(store_a: StoreHandle, store_b: StoreHandle) {
+    let dag = Dag {
+        needs: vec![vec![], vec![0], vec![1], vec![2]],
+        latency: vec![0; 4],
+    };
+    let counts = Arc::new(Counts::default());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let engine_a = gated_engine(counts.clone(), Some(gate.clone()));
+    let engine_b = gated_engine(counts.clone(), None);
+    let wf_a = engine_a.load_str("dag.yaml", &yaml(&dag)).unwrap();
+    let whole = engine_b
+        .load_str("dag.yaml", &yaml(&dag))
+        .unwrap()
+        .run(json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    counts.0.lock().unwrap().clear();
+    let a = Durable::new(engine_a, store_a.clone());
+    let b = Durable::new(engine_b, store_b.clone());
+
+    let id = a
+        .submit(&wf_a, json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    let lease = Duration::from_millis(200);
+    let claims = store_a.claim("a", 10, lease).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!((claims[0].run.as_str(), claims[0].epoch), (id.as_str(), 1));
+    let run_a = tokio::spawn(
+        a.run_claimed(&claims[0], RunOptions::default())
+            .await
+            .unwrap()
+            .into_future(),
+    );
+    // A is in `n1` (so `n0`'s end is recorded: `n1` needs it).
+    while !counts.get().contains_key("n1") {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A sends no heartbeat: once its lease expired, B takes the run.
+    let claim_b = loop {
+        let got = store_b
+            .claim("b", 10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        if let Some(c) = got.into_iter().next() {
+            break c;
+        }
+        let _ = store_b
+            .wait_for_work(Duration::from_millis(50))
+            .await
+            .unwrap();
+    };
+    assert_eq!((claim_b.run.as_str(), claim_b.epoch), (id.as_str(), 2));
+    let result = b
+        .run_claimed(&claim_b, RunOptions::default())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(result.status, RunStatus::Succeeded);
+    assert_eq!(
+        serde_json::to_string(&result.state).unwrap(),
+        serde_json::to_string(&whole.state).unwrap()
+    );
+    let nodes_before = store_b.nodes(&id).await.unwrap();
+    let run_before = store_b.run(&id).await.unwrap().unwrap();
+
+    // A wakes up and writes `n1`'s end under epoch 1: refused, the run untouched.
+    gate.notify_one();
+    let stale = tokio::time::timeout(Duration::from_secs(30), run_a)
+        .await
+        .expect("the stale replica stopped")
+        .unwrap();
+    match stale {
+        Err(Error::Durable(DurableError::Fenced { run, source })) => {
+            assert_eq!(run, id);
+            assert_eq!(
+                source,
+                StoreError::Fenced {
+                    run: id.clone(),
+                    epoch: 1,
+                    current: 2
+                }
+            );
+        }
+        other => panic!("A's segment should be fenced: {other:?}"),
+    }
+    let mut nodes_after = store_b.nodes(&id).await.unwrap();
+    let mut nodes_before = nodes_before;
+    nodes_after.sort_by(|x, y| x.node.cmp(&y.node));
+    nodes_before.sort_by(|x, y| x.node.cmp(&y.node));
+    assert_eq!(nodes_after, nodes_before, "A's late write changed nothing");
+    assert_eq!(store_b.run(&id).await.unwrap().unwrap(), run_before);
+    assert_eq!(run_before.state, RunState::Succeeded);
+    let ran = counts.get();
+    assert_eq!(
+        ran.get("n0"),
+        Some(&1),
+        "`n0` settled under A: B did not run it"
+    );
+    assert_eq!(ran.get("n1"), Some(&2), "`n1` had not settled: both ran it");
+    assert_eq!((ran.get("n2"), ran.get("n3")), (Some(&1), Some(&1)));
+    // Its end recorded by B, the run is never claimed again.
+    assert!(store_a.claim("a", 10, lease).await.unwrap().is_empty());
+}
+
+#[test]
+fn a_stale_replica_is_fenced_in_memory() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: StoreHandle = Arc::new(braid_store::MemoryStore::new());
+    rt.block_on(a_stale_replica_is_fenced(store.clone(), store));
+}
+
+#[test]
+fn a_stale_replica_is_fenced_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = braid_store::open(&url).await.unwrap();
+        let b = braid_store::open(&url).await.unwrap();
+        a_stale_replica_is_fenced(a, b).await;
+    });
+}
+
+#[test]
+fn a_stale_replica_is_fenced_in_postgres() {
+    let Some((schema, url)) = postgres_schema("replicas") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Two handles: two replicas, each with connections of its own.
+        let a = braid_store::open(&url).await.unwrap();
+        let b = braid_store::open(&url).await.unwrap();
+        a_stale_replica_is_fenced(a, b).await;
+    });
+    drop(rt);
+    drop_schema(&schema);
+}

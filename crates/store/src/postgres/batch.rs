@@ -33,7 +33,7 @@ use crate::{Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, RunState
 /// A definition put again within this long keeps its recorded `used_at` (see the SQLite store).
 const USED_AT_GRAIN: Micros = 60_000_000;
 
-const LOCK_RUNS: &str = "SELECT r.id, r.state, c.first_seq, c.n, c.size FROM braid_runs r
+const LOCK_RUNS: &str = "SELECT r.id, r.state, c.first_seq, c.n, c.size, r.epoch FROM braid_runs r
     LEFT JOIN LATERAL (SELECT e.first_seq, e.n, octet_length(e.events) AS size
         FROM braid_events e WHERE e.run = r.key ORDER BY e.first_seq DESC LIMIT 1) c ON true
     WHERE r.id = ANY($1::text[]) ORDER BY r.key FOR NO KEY UPDATE OF r";
@@ -51,12 +51,17 @@ const PUT_DEFINITIONS: &str =
 // A definition that is not there makes `definition` NULL, which the table refuses: the
 // statement fails rather than silently create fewer runs.
 const CREATE_RUNS: &str = "INSERT INTO braid_runs
-    (id, definition, workflow, state, created_at, updated_at, restarts, inputs, options)
+    (id, definition, workflow, state, created_at, updated_at, restarts, inputs, options, queued)
     SELECT u.id, (SELECT d.key FROM braid_definitions d WHERE d.fingerprint = u.fingerprint),
-        u.workflow, $7, u.created_at, u.created_at, 0, u.inputs, u.options
-    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[])
-        WITH ORDINALITY AS u(id, fingerprint, workflow, created_at, inputs, options, i)
+        u.workflow, $7, u.created_at, u.created_at, 0, u.inputs, u.options, u.queued
+    FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
+        $8::bool[])
+        WITH ORDINALITY AS u(id, fingerprint, workflow, created_at, inputs, options, queued, i)
     ORDER BY u.i";
+
+/// Wakes the claimers listening (`notify`), once the transaction commits; the payload is the
+/// store's schema, so stores in other schemas of the database ignore it.
+pub(super) const NOTIFY: &str = "SELECT pg_notify('braid_queue', current_schema()::text)";
 
 const RESET_NODES: &str = "DELETE FROM braid_nodes n
     USING UNNEST($1::text[], $2::text[]) AS u(id, node), braid_runs r
@@ -110,7 +115,7 @@ pub(super) fn segment_len(requests: &[Request]) -> usize {
                     return i;
                 }
             }
-            Request::CreateRun(run, _) => {
+            Request::CreateRun(run, _, _) => {
                 touched.insert(&run.id);
             }
             Request::Append(entries, _) => touched.extend(entries.iter().map(entry_run)),
@@ -122,7 +127,10 @@ pub(super) fn segment_len(requests: &[Request]) -> usize {
 
 fn entry_run(entry: &Entry) -> &str {
     match entry {
-        Entry::Node { run, .. } | Entry::Events { run, .. } | Entry::End { run, .. } => run,
+        Entry::Node { run, .. }
+        | Entry::Events { run, .. }
+        | Entry::End { run, .. }
+        | Entry::Fence { run, .. } => run,
     }
 }
 
@@ -133,13 +141,16 @@ struct Seen {
     next_seq: u64,
     /// Its last chunk of events when the segment began: first sequence number and bytes.
     last: Option<(u64, usize)>,
+    /// Its epoch (fencing token), read under its lock.
+    epoch: u64,
 }
 
 /// What the segment writes, gathered from the requests that passed their checks.
 #[derive(Default)]
 struct Plan<'r> {
     definitions: Vec<&'r Definition>,
-    creates: Vec<&'r NewRun>,
+    /// New runs, and whether each is queued.
+    creates: Vec<(&'r NewRun, bool)>,
     resets: Vec<(&'r str, &'r str)>,
     reopens: Vec<(&'r str, Micros)>,
     /// Node records by (run, node): the last one of a node wins, as applying them in order would.
@@ -179,7 +190,7 @@ pub(super) async fn apply(
         let mut seen_fps = HashSet::new();
         for request in requests {
             match request {
-                Request::CreateRun(run, _) => {
+                Request::CreateRun(run, _, _) => {
                     if seen_ids.insert(run.id.as_str()) {
                         ids.push(&run.id);
                     }
@@ -253,29 +264,39 @@ pub(super) async fn apply(
                 }
                 Answer::Unit(Ok(()))
             }
-            Request::CreateRun(run, _) => Answer::Unit(if runs.contains_key(run.id.as_str()) {
-                Err(codec::run_taken(&run.id))
-            } else if !definitions.contains(&run.fingerprint) {
-                Err(StoreError::UnknownDefinition {
-                    fingerprint: run.fingerprint.clone(),
+            Request::CreateRun(run, queued, _) => {
+                Answer::Unit(if runs.contains_key(run.id.as_str()) {
+                    Err(codec::run_taken(&run.id))
+                } else if !definitions.contains(&run.fingerprint) {
+                    Err(StoreError::UnknownDefinition {
+                        fingerprint: run.fingerprint.clone(),
+                    })
+                } else {
+                    runs.insert(
+                        &run.id,
+                        Seen {
+                            state: RunState::Running,
+                            next_seq: 0,
+                            last: None,
+                            epoch: 0,
+                        },
+                    );
+                    plan.creates.push((run, *queued));
+                    Ok(())
                 })
-            } else {
-                runs.insert(
-                    &run.id,
-                    Seen {
-                        state: RunState::Running,
-                        next_seq: 0,
-                        last: None,
-                    },
-                );
-                plan.creates.push(run);
-                Ok(())
-            }),
+            }
             Request::Append(entries, _) => Answer::Unit(
                 check_append(entries, &runs).map(|staged| plan.take(staged, &mut runs)),
             ),
             Request::Reopen(r, _) => match runs.get_mut(r.run.as_str()) {
                 None => Answer::Run(Box::new(Err(StoreError::UnknownRun { run: r.run.clone() }))),
+                Some(seen) if r.epoch.is_some_and(|e| e != seen.epoch) => {
+                    Answer::Run(Box::new(Err(codec::fenced(
+                        &r.run,
+                        r.epoch.unwrap_or_default(),
+                        seen.epoch,
+                    ))))
+                }
                 Some(seen) if !r.from.contains(&seen.state) => Answer::Run(Box::new(Err(
                     codec::wrong_state(&r.run, seen.state, &r.from),
                 ))),
@@ -321,6 +342,8 @@ fn seen_runs<'a>(rows: &'a [Row], location: &str) -> Result<HashMap<&'a str, See
         let first: Option<i64> = row.get(2);
         let n: Option<i32> = row.get(3);
         let size: Option<i32> = row.get(4);
+        let epoch =
+            codec::unsigned::<u64>(row.get(5), "an epoch").map_err(read::corrupt(location))?;
         let (next_seq, last) = match (first, n) {
             (Some(first), Some(n)) => {
                 let first = codec::unsigned::<u64>(first, "a sequence number")
@@ -338,6 +361,7 @@ fn seen_runs<'a>(rows: &'a [Row], location: &str) -> Result<HashMap<&'a str, See
                 state,
                 next_seq,
                 last,
+                epoch,
             },
         );
     }
@@ -356,6 +380,11 @@ fn check_append<'r>(
             return Err(StoreError::UnknownRun { run: id.to_owned() });
         };
         match entry {
+            Entry::Fence { run, epoch } => {
+                if *epoch != seen.epoch {
+                    return Err(codec::fenced(run, *epoch, seen.epoch));
+                }
+            }
             Entry::Node { run, record } => staged.nodes.push((run, record)),
             Entry::Events { run, events } => {
                 let next = staged.next_seq.entry(run).or_insert(seen.next_seq);
@@ -529,29 +558,31 @@ async fn write(
     let creates = (
         plan.creates
             .iter()
-            .map(|r| r.id.as_str())
+            .map(|(r, _)| r.id.as_str())
             .collect::<Vec<_>>(),
         plan.creates
             .iter()
-            .map(|r| r.fingerprint.as_str())
+            .map(|(r, _)| r.fingerprint.as_str())
             .collect::<Vec<_>>(),
         plan.creates
             .iter()
-            .map(|r| r.workflow.as_str())
+            .map(|(r, _)| r.workflow.as_str())
             .collect::<Vec<_>>(),
         plan.creates
             .iter()
-            .map(|r| r.created_at)
+            .map(|(r, _)| r.created_at)
             .collect::<Vec<_>>(),
         plan.creates
             .iter()
-            .map(|r| codec::json_text(&r.inputs))
+            .map(|(r, _)| codec::json_text(&r.inputs))
             .collect::<Vec<_>>(),
         plan.creates
             .iter()
-            .map(|r| codec::json_text(&r.options))
+            .map(|(r, _)| codec::json_text(&r.options))
             .collect::<Vec<_>>(),
+        plan.creates.iter().map(|(_, q)| *q).collect::<Vec<bool>>(),
     );
+    let notify = plan.creates.iter().any(|(_, q)| *q);
     let resets = (
         plan.resets.iter().map(|r| r.0).collect::<Vec<_>>(),
         plan.resets.iter().map(|r| r.1).collect::<Vec<_>>(),
@@ -606,10 +637,15 @@ async fn write(
     let extend_chunks = conn.statement(EXTEND_CHUNKS).await.map_err(db)?;
     let put_chunks = conn.statement(PUT_CHUNKS).await.map_err(db)?;
     let end_runs = conn.statement(END_RUNS).await.map_err(db)?;
+    let notify_claimers = if notify {
+        Some(conn.statement(NOTIFY).await.map_err(db)?)
+    } else {
+        None
+    };
 
     // tokio's `join!` polls its futures in order the first time, and each sends its request on
     // that first poll: the statements reach the server in this order.
-    let (d, c, rs, ro, read, n, x, p, e, after) = tokio::join!(
+    let (d, c, rs, ro, read, n, x, p, e, w, after) = tokio::join!(
         async {
             if definitions.0.is_empty() {
                 return Ok(0);
@@ -636,7 +672,7 @@ async fn write(
                     &create_runs,
                     &[
                         &creates.0, &creates.1, &creates.2, &creates.3, &creates.4, &creates.5,
-                        &running,
+                        &running, &creates.6,
                     ],
                 )
                 .await
@@ -703,6 +739,12 @@ async fn write(
                 .await
         },
         async {
+            match &notify_claimers {
+                Some(statement) => client.execute(statement, &[]).await,
+                None => Ok(0),
+            }
+        },
+        async {
             match frame.after {
                 Some(sql) => client.batch_execute(sql).await,
                 None => Ok(()),
@@ -716,14 +758,14 @@ async fn write(
             && plan.creates.len() == 1
         {
             // Another process created a run with this id since it was read.
-            return Err(codec::run_taken(&plan.creates[0].id));
+            return Err(codec::run_taken(&plan.creates[0].0.id));
         }
         return Err(db(error));
     }
     rs.map_err(db)?;
     ro.map_err(db)?;
     let rows = read.map_err(db)?;
-    for result in [n, x, p, e] {
+    for result in [n, x, p, e, w] {
         result.map_err(db)?;
     }
     after.map_err(db)?;

@@ -10,17 +10,22 @@
 mod batch;
 mod chunk;
 mod conn;
+mod lease;
+mod notify;
 mod read;
 mod schema;
 mod write;
 mod writer;
 
+use std::time::Duration;
+
 use tokio_postgres::Config;
 
+use crate::metrics::counted;
 use crate::target::redact;
 use crate::{
-    BoxFuture, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen, RunFilter,
-    RunRecord, Store, StoreError,
+    BoxFuture, Claim, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen,
+    RunFilter, RunRecord, Store, StoreError,
 };
 use conn::{Conn, Pool};
 use writer::{Request, Writer};
@@ -33,6 +38,8 @@ pub struct PostgresStore {
     location: String,
     writer: Writer,
     readers: Pool,
+    /// The `LISTEN` connection of `wait_for_work`, opened at its first call.
+    wakeup: notify::Wakeup,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -65,7 +72,8 @@ impl PostgresStore {
         schema::prepare(&mut first.client, &location).await?;
         Ok(PostgresStore {
             writer: Writer::start(first, config.clone(), location.clone()),
-            readers: Pool::new(config, location.clone(), READERS),
+            readers: Pool::new(config.clone(), location.clone(), READERS),
+            wakeup: notify::Wakeup::new(config, location.clone()),
             location,
         })
     }
@@ -96,12 +104,55 @@ impl Store for PostgresStore {
     fn create_run<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(
             self.writer
-                .call(|reply| Request::CreateRun(run.clone(), reply)),
+                .call(|reply| Request::CreateRun(run.clone(), false, reply)),
         )
     }
 
+    fn submit<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(
+            self.writer
+                .call(|reply| Request::CreateRun(run.clone(), true, reply)),
+        )
+    }
+
+    fn claim<'a>(
+        &'a self,
+        replica: &'a str,
+        max: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Claim>, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            lease::claim(&conn, &self.location, replica, max, ttl).await
+        })
+    }
+
+    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            lease::heartbeat(&conn, &self.location, replica).await
+        })
+    }
+
+    fn release<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let conn = self.readers.get().await?;
+            lease::release(&conn, &self.location, replica).await
+        })
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(self.wakeup.wait(timeout))
+    }
+
     fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.writer.call(|reply| Request::Append(entries, reply)))
+        Box::pin(async move {
+            counted(
+                self.writer
+                    .call(|reply| Request::Append(entries, reply))
+                    .await,
+            )
+        })
     }
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
@@ -141,10 +192,13 @@ impl Store for PostgresStore {
     }
 
     fn reopen<'a>(&'a self, reopen: &'a Reopen) -> BoxFuture<'a, Result<RunRecord, StoreError>> {
-        Box::pin(
-            self.writer
-                .call(|reply| Request::Reopen(reopen.clone(), reply)),
-        )
+        Box::pin(async move {
+            counted(
+                self.writer
+                    .call(|reply| Request::Reopen(reopen.clone(), reply))
+                    .await,
+            )
+        })
     }
 
     fn gc(&self, ended_before: Micros) -> BoxFuture<'_, Result<u64, StoreError>> {

@@ -104,6 +104,27 @@ ALTER INDEX braid_runs_id_key SET (fillfactor = 100);
 ALTER INDEX braid_nodes_pkey SET (fillfactor = 100);
 "#,
     ),
+    // Version 3: shared work (`docs/scaling.md`). A run may be queued (any replica may claim
+    // it), has an owner (the replica that claimed it) and an epoch (its fencing token); a
+    // replica's lease is one row, renewed by one statement whatever the number of runs it owns.
+    // Runs not queued (`braid run --store`) keep `queued = false` and are never claimed. The
+    // partial indexes hold only queued running runs and owned runs.
+    (
+        3,
+        r#"
+ALTER TABLE braid_runs
+    ADD COLUMN epoch bigint NOT NULL DEFAULT 0,
+    ADD COLUMN queued boolean NOT NULL DEFAULT false,
+    ADD COLUMN owner text COLLATE "C";
+CREATE INDEX braid_runs_queue ON braid_runs (created_at) WHERE queued AND state = 0;
+CREATE INDEX braid_runs_owner ON braid_runs (owner) WHERE owner IS NOT NULL;
+CREATE TABLE braid_replicas (
+    expires_at timestamptz NOT NULL,
+    ttl interval NOT NULL,
+    id text COLLATE "C" PRIMARY KEY
+);
+"#,
+    ),
 ];
 
 /// The newest schema version this build knows.

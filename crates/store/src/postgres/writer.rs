@@ -32,7 +32,8 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// A write, with where its answer goes.
 pub(super) enum Request {
     PutDefinition(Definition, Reply<()>),
-    CreateRun(NewRun, Reply<()>),
+    /// A new run, and whether it is queued.
+    CreateRun(NewRun, bool, Reply<()>),
     Append(Vec<Entry>, Reply<()>),
     Reopen(Reopen, Reply<RunRecord>),
     Gc(Micros, Reply<u64>),
@@ -266,7 +267,7 @@ fn settle<T>(
 impl Request {
     fn fail(self, error: StoreError) {
         match self {
-            Request::PutDefinition(_, r) | Request::CreateRun(_, r) | Request::Append(_, r) => {
+            Request::PutDefinition(_, r) | Request::CreateRun(_, _, r) | Request::Append(_, r) => {
                 let _ = r.send(Err(error));
             }
             Request::Reopen(_, r) => {
@@ -282,7 +283,7 @@ impl Request {
     fn answer(self, answer: Answer, committed: Result<(), &StoreError>) {
         match (self, answer) {
             (
-                Request::PutDefinition(_, r) | Request::CreateRun(_, r) | Request::Append(_, r),
+                Request::PutDefinition(_, r) | Request::CreateRun(_, _, r) | Request::Append(_, r),
                 Answer::Unit(a),
             ) => {
                 let _ = r.send(settle(a, committed));

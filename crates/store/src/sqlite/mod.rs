@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::metrics::counted;
 use crate::{
-    BoxFuture, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen, RunFilter,
-    RunRecord, Store, StoreError,
+    BoxFuture, Claim, Definition, Entry, EventRecord, Micros, NewRun, NodeRecord, Reopen,
+    RunFilter, RunRecord, Store, StoreError,
 };
 use read::Readers;
 use writer::{Request, Writer};
@@ -60,6 +61,9 @@ pub struct SqliteStore {
     location: String,
     writer: Writer,
     readers: Arc<Readers>,
+    /// Wakes a claimer of this handle when it queued or handed back a run (another process's
+    /// are found by polling: SQLite has no notifications).
+    work: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -98,6 +102,7 @@ impl SqliteStore {
             readers: Arc::new(Readers::new(path, location.clone())),
             location,
             writer,
+            work: tokio::sync::Notify::new(),
         })
     }
 
@@ -177,12 +182,68 @@ impl Store for SqliteStore {
     fn create_run<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(
             self.writer
-                .call(|reply| Request::CreateRun(run.clone(), reply)),
+                .call(|reply| Request::CreateRun(run.clone(), false, reply)),
         )
     }
 
+    fn submit<'a>(&'a self, run: &'a NewRun) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.writer
+                .call(|reply| Request::CreateRun(run.clone(), true, reply))
+                .await?;
+            self.work.notify_one();
+            Ok(())
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        replica: &'a str,
+        max: usize,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Claim>, StoreError>> {
+        Box::pin(
+            self.writer
+                .call(move |reply| Request::Claim(replica.to_owned(), max, ttl, reply)),
+        )
+    }
+
+    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(
+            self.writer
+                .call(move |reply| Request::Heartbeat(replica.to_owned(), reply)),
+        )
+    }
+
+    fn release<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let n = self
+                .writer
+                .call(move |reply| Request::Release(replica.to_owned(), reply))
+                .await?;
+            if n > 0 {
+                self.work.notify_one();
+            }
+            Ok(n)
+        })
+    }
+
+    fn wait_for_work(&self, timeout: Duration) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            Ok(tokio::time::timeout(timeout, self.work.notified())
+                .await
+                .is_ok())
+        })
+    }
+
     fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.writer.call(|reply| Request::Append(entries, reply)))
+        Box::pin(async move {
+            counted(
+                self.writer
+                    .call(|reply| Request::Append(entries, reply))
+                    .await,
+            )
+        })
     }
 
     fn run<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
@@ -214,10 +275,13 @@ impl Store for SqliteStore {
     }
 
     fn reopen<'a>(&'a self, reopen: &'a Reopen) -> BoxFuture<'a, Result<RunRecord, StoreError>> {
-        Box::pin(
-            self.writer
-                .call(|reply| Request::Reopen(reopen.clone(), reply)),
-        )
+        Box::pin(async move {
+            counted(
+                self.writer
+                    .call(|reply| Request::Reopen(reopen.clone(), reply))
+                    .await,
+            )
+        })
     }
 
     fn gc(&self, ended_before: Micros) -> BoxFuture<'_, Result<u64, StoreError>> {

@@ -91,6 +91,23 @@ CREATE TABLE braid_events (
         version: 2,
         sql: "",
     },
+    // Version 3: shared work, as in PostgreSQL (`docs/scaling.md`): a run's queue flag, owner
+    // and epoch, and a row per replica. Times are this machine's clock: one node.
+    Migration {
+        version: 3,
+        sql: "
+ALTER TABLE braid_runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE braid_runs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE braid_runs ADD COLUMN owner TEXT;
+CREATE INDEX braid_runs_queue ON braid_runs (created_at) WHERE queued AND state = 0;
+CREATE INDEX braid_runs_owner ON braid_runs (owner) WHERE owner IS NOT NULL;
+CREATE TABLE braid_replicas (
+    id TEXT PRIMARY KEY,
+    ttl INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+",
+    },
 ];
 
 /// The newest schema version this build knows.

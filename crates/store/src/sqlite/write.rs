@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::read;
 use crate::codec;
-use crate::{Definition, Entry, Micros, NewRun, Reopen, RunRecord, RunState, StoreError};
+use crate::{Claim, Definition, Entry, Micros, NewRun, Reopen, RunRecord, RunState, StoreError};
 
 /// A definition put again within this long keeps its recorded `used_at`, so that starting runs
 /// of one workflow does not rewrite its (possibly large) row each time.
@@ -30,7 +30,7 @@ pub(super) fn put_definition(conn: &Connection, def: &Definition) -> rusqlite::R
     Ok(())
 }
 
-pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<(), StoreError> {
+pub(super) fn create_run(conn: &Connection, run: &NewRun, queued: bool) -> Result<(), StoreError> {
     let db = super::database(conn);
     let taken = conn
         .prepare_cached("SELECT 1 FROM braid_runs WHERE id = ?1")
@@ -49,8 +49,8 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<(), StoreErr
         });
     };
     conn.prepare_cached(
-        "INSERT INTO braid_runs (id, definition, workflow, state, created_at, updated_at, ended_at, restarts, inputs, options, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL, 0, ?6, ?7, NULL)",
+        "INSERT INTO braid_runs (id, definition, workflow, state, created_at, updated_at, ended_at, restarts, inputs, options, error, queued)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL, 0, ?6, ?7, NULL, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -61,6 +61,7 @@ pub(super) fn create_run(conn: &Connection, run: &NewRun) -> Result<(), StoreErr
             run.created_at,
             codec::json_text(&run.inputs),
             codec::json_text(&run.options),
+            queued,
         ])
     })
     .map_err(&db)?;
@@ -91,6 +92,10 @@ pub(super) fn append(conn: &Connection, entries: &[Entry]) -> Result<(), StoreEr
     let mut next_seq: HashMap<i64, u64> = HashMap::new();
     for entry in entries {
         match entry {
+            Entry::Fence { run, epoch } => {
+                let key = run_key(conn, &mut keys, run)?;
+                check_epoch(conn, key, run, *epoch)?;
+            }
             Entry::Node { run, record } => {
                 let key = run_key(conn, &mut keys, run)?;
                 conn.prepare_cached(
@@ -188,6 +193,9 @@ pub(super) fn reopen(conn: &Connection, reopen: &Reopen) -> Result<RunRecord, St
         });
     };
     let state = codec::run_state(state).map_err(super::corrupt(conn))?;
+    if let Some(epoch) = reopen.epoch {
+        check_epoch(conn, key, &reopen.run, epoch)?;
+    }
     if !reopen.from.contains(&state) {
         return Err(codec::wrong_state(&reopen.run, state, &reopen.from));
     }
@@ -235,4 +243,84 @@ pub(super) fn gc(conn: &Connection, ended_before: Micros) -> rusqlite::Result<u6
         [ended_before],
     )?;
     Ok(deleted as u64)
+}
+
+/// Refuses a write under `epoch` to run `key` at another epoch. The writer's transaction
+/// (`BEGIN IMMEDIATE`) holds the file's write lock, so no claim can come in between.
+fn check_epoch(conn: &Connection, key: i64, run: &str, epoch: u64) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .prepare_cached("SELECT epoch FROM braid_runs WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)))
+        .map_err(super::database(conn))?;
+    let current = codec::unsigned::<u64>(current, "an epoch").map_err(super::corrupt(conn))?;
+    if current != epoch {
+        return Err(codec::fenced(run, epoch, current));
+    }
+    Ok(())
+}
+
+/// See `Store::claim`; times are this machine's clock.
+pub(super) fn claim(
+    conn: &Connection,
+    replica: &str,
+    max: usize,
+    ttl: std::time::Duration,
+) -> Result<Vec<Claim>, StoreError> {
+    let db = super::database(conn);
+    let now = crate::now_micros();
+    let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT INTO braid_replicas (id, ttl, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at",
+    )
+    .and_then(|mut s| s.execute(params![replica, ttl, now.saturating_add(ttl)]))
+    .map_err(&db)?;
+    let mut statement = conn
+        .prepare_cached(
+            "UPDATE braid_runs SET owner = ?1, epoch = epoch + 1 WHERE key IN (
+               SELECT r.key FROM braid_runs r
+               WHERE r.queued AND r.state = 0
+                 AND (r.owner IS NULL OR EXISTS (SELECT 1 FROM braid_replicas p
+                                                 WHERE p.id = r.owner AND p.expires_at <= ?2))
+               ORDER BY r.created_at LIMIT ?3)
+             RETURNING id, epoch",
+        )
+        .map_err(&db)?;
+    let rows = statement
+        .query_map(
+            params![replica, now, i64::try_from(max).unwrap_or(i64::MAX)],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .map_err(&db)?;
+    let mut claims = Vec::new();
+    for row in rows {
+        let (run, epoch) = row.map_err(&db)?;
+        let epoch = codec::unsigned::<u64>(epoch, "an epoch").map_err(super::corrupt(conn))?;
+        claims.push(Claim { run, epoch });
+    }
+    Ok(claims)
+}
+
+/// See `Store::heartbeat`: one statement.
+pub(super) fn heartbeat(conn: &Connection, replica: &str) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("UPDATE braid_replicas SET expires_at = ?2 + ttl WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![replica, crate::now_micros()]))
+        .map_err(super::database(conn))?;
+    Ok(n > 0)
+}
+
+/// See `Store::release`.
+pub(super) fn release(conn: &Connection, replica: &str) -> Result<u64, StoreError> {
+    let db = super::database(conn);
+    conn.prepare_cached("DELETE FROM braid_replicas WHERE id = ?1")
+        .and_then(|mut s| s.execute([replica]))
+        .map_err(&db)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE braid_runs SET owner = NULL, epoch = epoch + 1 WHERE owner = ?1 AND state = 0",
+        )
+        .and_then(|mut s| s.execute([replica]))
+        .map_err(&db)?;
+    Ok(n as u64)
 }

@@ -14,7 +14,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::write;
-use crate::{Definition, Entry, Micros, NewRun, Reopen, RunRecord, StoreError};
+use crate::{Claim, Definition, Entry, Micros, NewRun, Reopen, RunRecord, StoreError};
 
 /// Requests waiting beyond this make senders wait (back-pressure), rather than queue unbounded.
 const QUEUE: usize = 1024;
@@ -27,10 +27,15 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// A write, with where its answer goes.
 pub(super) enum Request {
     PutDefinition(Definition, Reply<()>),
-    CreateRun(NewRun, Reply<()>),
+    /// A new run, and whether it is queued.
+    CreateRun(NewRun, bool, Reply<()>),
     Append(Vec<Entry>, Reply<()>),
     Reopen(Reopen, Reply<RunRecord>),
     Gc(Micros, Reply<u64>),
+    /// `Store::claim`: replica, max, ttl.
+    Claim(String, usize, std::time::Duration, Reply<Vec<Claim>>),
+    Heartbeat(String, Reply<bool>),
+    Release(String, Reply<u64>),
 }
 
 /// The writer thread's handle: the channel's sending end and the thread.
@@ -133,7 +138,16 @@ fn commit_group(conn: &mut Connection, group: impl Iterator<Item = Request>, loc
 impl Request {
     fn fail(self, error: StoreError) {
         match self {
-            Request::PutDefinition(_, r) | Request::CreateRun(_, r) | Request::Append(_, r) => {
+            Request::PutDefinition(_, r) | Request::CreateRun(_, _, r) | Request::Append(_, r) => {
+                let _ = r.send(Err(error));
+            }
+            Request::Claim(_, _, _, r) => {
+                let _ = r.send(Err(error));
+            }
+            Request::Heartbeat(_, r) => {
+                let _ = r.send(Err(error));
+            }
+            Request::Release(_, r) => {
                 let _ = r.send(Err(error));
             }
             Request::Reopen(_, r) => {
@@ -152,8 +166,17 @@ impl Request {
             Request::PutDefinition(def, reply) => savepoint(tx, location, reply, |c| {
                 write::put_definition(c, &def).map_err(db)
             }),
-            Request::CreateRun(run, reply) => {
-                savepoint(tx, location, reply, |c| write::create_run(c, &run))
+            Request::CreateRun(run, queued, reply) => {
+                savepoint(tx, location, reply, |c| write::create_run(c, &run, queued))
+            }
+            Request::Claim(replica, max, ttl, reply) => {
+                savepoint(tx, location, reply, |c| write::claim(c, &replica, max, ttl))
+            }
+            Request::Heartbeat(replica, reply) => {
+                savepoint(tx, location, reply, |c| write::heartbeat(c, &replica))
+            }
+            Request::Release(replica, reply) => {
+                savepoint(tx, location, reply, |c| write::release(c, &replica))
             }
             Request::Append(entries, reply) => {
                 savepoint(tx, location, reply, |c| write::append(c, &entries))

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use braid_store::{
-    Entry, EventKind, NodeState, Reopen, RunFilter, RunState, StoreError, StoreHandle,
+    Claim, Entry, EventKind, NodeState, Reopen, RunFilter, RunState, StoreError, StoreHandle,
 };
 use serde_json::json;
 
@@ -20,6 +22,7 @@ pub(crate) async fn suite(store: StoreHandle) {
     ends_and_reopens(&store).await;
     listing(&store).await;
     collecting(&store).await;
+    shared_work(&store).await;
 }
 
 async fn definitions(store: &StoreHandle) {
@@ -309,6 +312,7 @@ async fn ends_and_reopens(store: &StoreHandle) {
         from: vec![RunState::Cancelled, RunState::Waiting],
         reset: vec!["llm".into()],
         at: 600,
+        epoch: None,
     };
     assert!(matches!(
         store.reopen(&wrong).await,
@@ -330,6 +334,7 @@ async fn ends_and_reopens(store: &StoreHandle) {
         from: vec![RunState::Failed, RunState::Cancelled],
         reset: vec!["llm".into(), "not-recorded".into()],
         at: 700,
+        epoch: None,
     };
     let reopened = store.reopen(&reopen).await.unwrap();
     assert_eq!(reopened.state, RunState::Running);
@@ -523,4 +528,171 @@ async fn collecting(store: &StoreHandle) {
         Err(StoreError::UnknownDefinition { .. })
     ));
     assert_eq!(store.gc(cutoff).await.unwrap(), 0);
+}
+
+/// The queue, claims, leases and fencing (`docs/scaling.md`), the same on every store.
+async fn shared_work(store: &StoreHandle) {
+    let fp = fingerprint(7);
+    store.put_definition(&definition(&fp)).await.unwrap();
+    let long = Duration::from_secs(60);
+    // A waiter is listening before the submissions (PostgreSQL's listens from its first wait).
+    let _ = store
+        .wait_for_work(Duration::from_millis(10))
+        .await
+        .unwrap();
+    for (i, id) in ["q1", "q2", "q3"].into_iter().enumerate() {
+        store
+            .submit(&new_run(id, &fp, 1_000 + i as i64))
+            .await
+            .unwrap();
+    }
+    assert!(
+        store.wait_for_work(Duration::from_secs(10)).await.unwrap(),
+        "a submission wakes a waiting claimer"
+    );
+    // Not queued: never claimed.
+    store.create_run(&new_run("local", &fp, 900)).await.unwrap();
+
+    // Oldest first, at most `max`; each claimed once, at epoch 1.
+    let a = store.claim("a", 2, long).await.unwrap();
+    assert_eq!(
+        a,
+        vec![
+            Claim {
+                run: "q1".into(),
+                epoch: 1
+            },
+            Claim {
+                run: "q2".into(),
+                epoch: 1
+            }
+        ]
+    );
+    let b = store.claim("b", 10, long).await.unwrap();
+    assert_eq!(
+        b,
+        vec![Claim {
+            run: "q3".into(),
+            epoch: 1
+        }]
+    );
+    assert!(store.claim("b", 10, long).await.unwrap().is_empty());
+    assert!(store.heartbeat("a").await.unwrap());
+    assert!(!store.heartbeat("nobody").await.unwrap());
+
+    // A fenced write under the run's epoch goes in; under another, nothing of the batch does.
+    let fenced = |run: &str, epoch: u64, node_name: &str| {
+        vec![
+            Entry::Fence {
+                run: run.into(),
+                epoch,
+            },
+            Entry::Node {
+                run: run.into(),
+                record: node(node_name, NodeState::Succeeded, json!({ "k": 1 })),
+            },
+        ]
+    };
+    store.append(fenced("q1", 1, "x")).await.unwrap();
+    let before = (
+        store.run("q1").await.unwrap(),
+        store.nodes("q1").await.unwrap(),
+    );
+    assert_eq!(
+        store.append(fenced("q1", 0, "y")).await,
+        Err(StoreError::Fenced {
+            run: "q1".into(),
+            epoch: 0,
+            current: 1
+        })
+    );
+    let wrong_reopen = Reopen {
+        run: "q1".into(),
+        from: vec![RunState::Running],
+        reset: vec!["x".into()],
+        at: 5_000,
+        epoch: Some(2),
+    };
+    assert!(matches!(
+        store.reopen(&wrong_reopen).await,
+        Err(StoreError::Fenced {
+            epoch: 2,
+            current: 1,
+            ..
+        })
+    ));
+    assert_eq!(
+        (
+            store.run("q1").await.unwrap(),
+            store.nodes("q1").await.unwrap()
+        ),
+        before,
+        "a fenced write changes nothing"
+    );
+
+    // Released: handed back with a new epoch (a's late writes are fenced), then claimed again.
+    assert_eq!(store.release("a").await.unwrap(), 2);
+    assert!(!store.heartbeat("a").await.unwrap());
+    assert!(matches!(
+        store.append(fenced("q2", 1, "x")).await,
+        Err(StoreError::Fenced {
+            epoch: 1,
+            current: 2,
+            ..
+        })
+    ));
+    let c = store.claim("c", 10, long).await.unwrap();
+    assert_eq!(
+        c,
+        vec![
+            Claim {
+                run: "q1".into(),
+                epoch: 3
+            },
+            Claim {
+                run: "q2".into(),
+                epoch: 3
+            }
+        ]
+    );
+
+    // An expired owner's runs go to the next claimer, epoch + 1; an ended run is never claimed.
+    store
+        .append(vec![
+            Entry::Fence {
+                run: "q1".into(),
+                epoch: 3,
+            },
+            Entry::End {
+                run: "q1".into(),
+                state: RunState::Succeeded,
+                error: None,
+                at: 6_000,
+            },
+        ])
+        .await
+        .unwrap();
+    store.submit(&new_run("q4", &fp, 1_004)).await.unwrap();
+    let d = store
+        .claim("d", 10, Duration::from_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        d,
+        vec![Claim {
+            run: "q4".into(),
+            epoch: 1
+        }]
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let e = store.claim("e", 10, long).await.unwrap();
+    assert_eq!(
+        e,
+        vec![Claim {
+            run: "q4".into(),
+            epoch: 2
+        }]
+    );
+    assert!(store.claim("f", 10, long).await.unwrap().is_empty());
+    assert_eq!(store.run("local").await.unwrap().unwrap().restarts, 0);
 }

@@ -13,15 +13,15 @@ use tokio_postgres::{Client, NoTls};
 use crate::common::{definition, fingerprint, new_run, node, write_run};
 
 /// A schema of the test's own, with an admin connection beside the store's.
-struct Schema {
-    name: String,
-    url: String,
-    admin: Client,
+pub(crate) struct Schema {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) admin: Client,
 }
 
 impl Schema {
     /// A fresh schema, or `None` (said on stderr) when no server is configured.
-    async fn new(test: &str) -> Option<Schema> {
+    pub(crate) async fn new(test: &str) -> Option<Schema> {
         let Ok(base) = std::env::var("BRAID_TEST_POSTGRES_URL") else {
             eprintln!("skipped {test}: BRAID_TEST_POSTGRES_URL is not set");
             return None;
@@ -48,7 +48,7 @@ impl Schema {
         Some(Schema { name, url, admin })
     }
 
-    async fn open(&self) -> PostgresStore {
+    pub(crate) async fn open(&self) -> PostgresStore {
         PostgresStore::connect(&self.url).await.unwrap()
     }
 
@@ -85,7 +85,7 @@ impl Schema {
             .collect()
     }
 
-    async fn drop(self) {
+    pub(crate) async fn drop(self) {
         self.admin
             .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name))
             .await

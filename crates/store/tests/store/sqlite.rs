@@ -299,6 +299,7 @@ async fn refused_writes_leave_the_file_unchanged() {
             from: vec![RunState::Failed, RunState::Cancelled],
             reset: vec!["rag".into()],
             at: 9,
+            epoch: None,
         })
         .await;
     assert!(matches!(wrong_state, Err(StoreError::Conflict(_))));
