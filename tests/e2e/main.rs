@@ -7,4 +7,6 @@ mod durable;
 mod files;
 mod observability;
 mod secrets;
+#[cfg(feature = "serve")]
+mod serve;
 mod signals;

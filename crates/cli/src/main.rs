@@ -10,6 +10,8 @@ mod exit;
 mod live;
 mod output;
 mod run;
+#[cfg(feature = "serve")]
+mod serve;
 mod telemetry;
 mod timeline;
 mod validate;
@@ -71,6 +73,9 @@ enum Command {
     #[cfg(feature = "store")]
     #[command(subcommand)]
     Runs(durable::RunsCommand),
+    /// Serve the workflows of a directory over HTTP: durable runs, live events, hot reload.
+    #[cfg(feature = "serve")]
+    Serve(serve::Args),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,6 +111,8 @@ fn main() -> ExitCode {
         Command::Retry(args) => durable::retry(&engine, &args),
         #[cfg(feature = "store")]
         Command::Runs(command) => durable::runs(&engine, &command),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::main(&engine, &args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

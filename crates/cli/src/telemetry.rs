@@ -61,6 +61,12 @@ pub(crate) fn init_metrics() {
     });
 }
 
+/// The installed recorder's handle, for a service's `/metrics`.
+#[cfg(feature = "serve")]
+pub(crate) fn prometheus() -> Option<PrometheusHandle> {
+    PROMETHEUS.get().and_then(Option::clone)
+}
+
 /// The exposition text of every metric recorded so far.
 pub(crate) fn metrics_text() -> String {
     PROMETHEUS

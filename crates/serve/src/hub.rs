@@ -1,0 +1,116 @@
+//! Live events of the runs in flight in this process, for the event streams.
+//!
+//! The [`Hub`] is the durable layer's [`Listener`]: it is told of each run's numbered events
+//! before they reach the store, keeps them for as long as the run's segment lasts, and fans them
+//! out. A stream subscribes, atomically, to what was kept so far plus what follows, so
+//! combined with the store's copy of earlier segments it sees every event once: the store up to
+//! the first kept event, then the kept ones, then the live ones, deduplicated by sequence.
+//!
+//! Memory: one run's kept events are its lifecycle events (a handful per node and attempt), gone
+//! when the segment ends. A node's streamed messages (an LLM's tokens) are never kept: live only.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use braid::durable::{EventRecord, Listener};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// How many live items a slow stream may fall behind before it is cut (it reconnects with
+/// `Last-Event-ID` and loses no journaled event).
+const CAPACITY: usize = 1024;
+
+/// One live item of a run.
+#[derive(Debug, Clone)]
+pub(crate) enum Live {
+    /// A journaled event.
+    Event(EventRecord),
+    /// A node's streamed message (not journaled, no sequence number).
+    Message {
+        /// The node.
+        node: String,
+        /// What it streamed.
+        payload: Value,
+    },
+    /// The run's segment ended; its events are all in the store (or the store failed).
+    Ended,
+}
+
+#[derive(Debug)]
+struct Channel {
+    kept: Vec<EventRecord>,
+    tx: broadcast::Sender<Live>,
+}
+
+impl Channel {
+    fn new() -> Self {
+        Channel {
+            kept: Vec::new(),
+            tx: broadcast::channel(CAPACITY).0,
+        }
+    }
+}
+
+/// The live channels of the runs in flight here, by run id.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    runs: Mutex<HashMap<String, Channel>>,
+}
+
+/// What a stream subscribes to: the events kept so far and the live ones after them.
+pub(crate) struct Subscription {
+    pub kept: Vec<EventRecord>,
+    pub rx: broadcast::Receiver<Live>,
+}
+
+impl Hub {
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+        // Held for a push or a clone only: a poisoned lock holds nothing half-done.
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens the channel of a run about to start here (before its first event).
+    pub(crate) fn open(&self, run: &str) {
+        self.runs()
+            .entry(run.to_owned())
+            .or_insert_with(Channel::new);
+    }
+
+    /// Closes a run's channel without an end (its start failed after `open`).
+    pub(crate) fn close(&self, run: &str) {
+        if let Some(c) = self.runs().remove(run) {
+            let _ = c.tx.send(Live::Ended);
+        }
+    }
+
+    /// Subscribes to a run in flight here; `None` when it is not.
+    pub(crate) fn subscribe(&self, run: &str) -> Option<Subscription> {
+        self.runs().get(run).map(|c| Subscription {
+            kept: c.kept.clone(),
+            rx: c.tx.subscribe(),
+        })
+    }
+}
+
+impl Listener for Hub {
+    fn event(&self, run: &str, event: &EventRecord) {
+        let mut runs = self.runs();
+        let c = runs.entry(run.to_owned()).or_insert_with(Channel::new);
+        c.kept.push(event.clone());
+        // No receiver: nobody streams this run now.
+        let _ = c.tx.send(Live::Event(event.clone()));
+    }
+
+    fn message(&self, run: &str, node: &str, payload: &Value) {
+        if let Some(c) = self.runs().get(run) {
+            let _ = c.tx.send(Live::Message {
+                node: node.to_owned(),
+                payload: payload.clone(),
+            });
+        }
+    }
+
+    fn ended(&self, run: &str, _ok: bool) {
+        self.close(run);
+    }
+}

@@ -1,0 +1,12 @@
+//! The service against a real server on a loopback port, with a real HTTP client.
+
+mod serve {
+    mod events;
+    pub(crate) mod harness;
+    mod limits;
+    mod openapi;
+    mod reload;
+    mod runs;
+    mod stores;
+    mod workflows;
+}
