@@ -344,15 +344,35 @@ fn a_database_that_goes_away_mid_run_stops_the_run_and_loses_nothing() {
         .enable_all()
         .build()
         .unwrap();
-    // A chain n0 -> n1 -> n2 of 150 ms nodes; while n1 runs, the database goes away (its
-    // connections are killed, and its node table cannot be written).
+    // A chain n0 -> n1 -> n2; while n1 runs (held at a gate the first time), the database goes
+    // away: its connections are killed, and its node table cannot be written.
     let dag = Dag {
         needs: vec![vec![], vec![0], vec![1]],
-        latency: vec![150, 150, 150],
+        latency: vec![0, 0, 0],
     };
-    let latency: BTreeMap<String, u64> = (0..3).map(|i| (format!("n{i}"), 150)).collect();
     let counts = Arc::new(Counts::default());
-    let engine = engine(Arc::new(latency), counts.clone());
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let open = Arc::new(tokio::sync::Notify::new());
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let engine = {
+        let (counts, reached, open) = (counts.clone(), reached.clone(), open.clone());
+        Engine::builder()
+            .handler("count", move |ctx: NodeContext| {
+                let name = ctx.node().to_owned();
+                *counts.0.lock().unwrap().entry(name.clone()).or_default() += 1;
+                let gated = name == "n1" && first.swap(false, std::sync::atomic::Ordering::SeqCst);
+                let (reached, open) = (reached.clone(), open.clone());
+                async move {
+                    if gated {
+                        reached.notify_one();
+                        open.notified().await;
+                    }
+                    let n: u64 = name[1..].parse().unwrap();
+                    Ok(json!({ "log": [name], "total": n }))
+                }
+            })
+            .build()
+    };
     let wf = engine.load_str("dag.yaml", &yaml(&dag)).unwrap();
     let base = std::env::var("BRAID_TEST_POSTGRES_URL").unwrap();
     let (id, outcome) = rt.block_on(async {
@@ -361,8 +381,8 @@ fn a_database_that_goes_away_mid_run_stops_the_run_and_loses_nothing() {
         let started = durable.start(&wf, json!({}), RunOptions::default()).await.unwrap();
         let id = started.run_id().to_owned();
         let run = tokio::spawn(started.into_future());
+        reached.notified().await;
         // While `n1` runs, every connection of the store is killed.
-        tokio::time::sleep(Duration::from_millis(220)).await;
         let (admin, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
             .await
             .unwrap();
@@ -380,6 +400,7 @@ fn a_database_that_goes_away_mid_run_stops_the_run_and_loses_nothing() {
             .batch_execute(&format!("ALTER TABLE {app}.braid_nodes RENAME TO braid_nodes_away"))
             .await
             .unwrap();
+        open.notify_one();
         let outcome = run.await.unwrap();
         admin
             .batch_execute(&format!("ALTER TABLE {app}.braid_nodes_away RENAME TO braid_nodes"))
