@@ -28,6 +28,7 @@ RATE = float(os.environ.get("RATE", "100"))  # requests per second, steady
 EDITS = int(os.environ.get("EDITS", "100"))
 PORT = int(os.environ.get("PORT", "18131"))
 WORKERS = 16
+SAMPLE = float(os.environ.get("SAMPLE", "60"))  # seconds between two RSS samples printed
 # SQLite by default: the memory store keeps every run in the process (about 8 KiB each), so its
 # resident memory grows with the runs by design; `STORE=memory` measures that.
 STORE = os.environ.get("STORE", "sqlite:{dir}/soak.db")
@@ -113,6 +114,16 @@ def main():
                     with lock:
                         stats["failed"] += 1
 
+        def sampler():
+            # The curve, not only its two ends: a cache filling to its cap levels off, a leak
+            # does not.
+            start = time.monotonic()
+            while time.monotonic() < stop:
+                print(f"  t={time.monotonic() - start:4.0f}s  RSS {rss_kib(server.pid)} KiB  "
+                      f"runs {stats['ok']}", flush=True)
+                time.sleep(SAMPLE)
+
+        threading.Thread(target=sampler, daemon=True).start()
         threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
         for t in threads:
             t.start()

@@ -96,7 +96,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    telemetry::init_logs(cli.log_format, cli.verbose, validate::color());
+    #[cfg(feature = "serve")]
+    let service = matches!(cli.command, Command::Serve(_));
+    #[cfg(not(feature = "serve"))]
+    let service = false;
+    telemetry::init_logs(cli.log_format, cli.verbose, service, validate::color());
     telemetry::quiet_caught_panics();
     let engine = braid::Engine::new();
     let result = match cli.command {

@@ -21,9 +21,12 @@ pub(crate) enum LogFormat {
 }
 
 /// Installs the tracing subscriber on stderr. `RUST_LOG` wins over `-v`; the default shows only
-/// errors, so the live view and summary stay readable.
-pub(crate) fn init_logs(format: LogFormat, verbose: u8, color: bool) {
+/// errors, so the live view and summary stay readable — but for a `service` (`braid serve`),
+/// whose log is how it reports reloads, invalid edits and resumed runs: warnings, and the
+/// service's own info lines (not the runtime's line per run).
+pub(crate) fn init_logs(format: LogFormat, verbose: u8, service: bool, color: bool) {
     let default = match verbose {
+        0 if service => "warn,braid_serve=info",
         0 => "error",
         1 => "info",
         2 => "debug",

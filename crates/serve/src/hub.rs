@@ -8,6 +8,9 @@
 //!
 //! Memory: one run's kept events are its lifecycle events (a handful per node and attempt), gone
 //! when the segment ends. A node's streamed messages (an LLM's tokens) are never kept: live only.
+//! A channel exists only between [`Hub::open`] (before the segment's first event) and its end: an
+//! event of a run without one (a straggler after the end) is dropped, never a new channel that
+//! nothing would close. A stream that still holds a receiver after the end holds only it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -83,6 +86,12 @@ impl Hub {
         }
     }
 
+    /// How many runs have a channel (in flight here).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.runs().len()
+    }
+
     /// Subscribes to a run in flight here; `None` when it is not.
     pub(crate) fn subscribe(&self, run: &str) -> Option<Subscription> {
         self.runs().get(run).map(|c| Subscription {
@@ -95,7 +104,10 @@ impl Hub {
 impl Listener for Hub {
     fn event(&self, run: &str, event: &EventRecord) {
         let mut runs = self.runs();
-        let c = runs.entry(run.to_owned()).or_insert_with(Channel::new);
+        let Some(c) = runs.get_mut(run) else {
+            // Not opened, or already ended: nothing streams it from here.
+            return;
+        };
         c.kept.push(event.clone());
         // No receiver: nobody streams this run now.
         let _ = c.tx.send(Live::Event(event.clone()));
@@ -112,5 +124,40 @@ impl Listener for Hub {
 
     fn ended(&self, run: &str, _ok: bool) {
         self.close(run);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use braid::durable::{EventKind, EventRecord, Listener};
+
+    use super::Hub;
+
+    fn event(seq: u64) -> EventRecord {
+        EventRecord {
+            seq,
+            at: 0,
+            kind: EventKind::RunStarted,
+            node: None,
+            attempt: None,
+            data: None,
+        }
+    }
+
+    #[test]
+    fn a_run_channel_is_gone_once_it_ends_even_with_late_events() {
+        let hub = Hub::default();
+        for i in 0..100 {
+            let run = format!("r{i}");
+            hub.open(&run);
+            hub.event(&run, &event(0));
+            let sub = hub.subscribe(&run);
+            hub.ended(&run, true);
+            // A straggler after the end, and an event of a run never opened here.
+            hub.event(&run, &event(1));
+            hub.event(&format!("elsewhere{i}"), &event(0));
+            drop(sub);
+        }
+        assert_eq!(hub.len(), 0);
     }
 }

@@ -126,6 +126,9 @@ pub struct Stopped {
     pub left_running: usize,
 }
 
+/// How often [`Service::watch`] runs the metrics recorder's upkeep.
+pub const UPKEEP: Duration = Duration::from_secs(5);
+
 /// A Braid service. See the crate docs.
 pub struct Service {
     state: api::AppState,
@@ -207,18 +210,36 @@ impl Service {
 
     /// Watches the directory and reloads until the service stops ([`Service::serve`] runs it;
     /// a program that mounts the router runs it itself). Returns at once if already running.
+    ///
+    /// Beside it, it keeps [`Config::metrics`]'s recorder drained (its upkeep, every
+    /// [`UPKEEP`]): a Prometheus recorder installed without its own upkeep task keeps every
+    /// histogram sample (a few per run) until `/metrics` is scraped, so a service nobody
+    /// scrapes would grow with its runs.
     pub async fn watch(&self) {
         let Some(triggers) = self.triggers.lock().await.take() else {
             return;
         };
-        watch::watch(
+        let upkeep = async {
+            let Some(handle) = &self.config.metrics else {
+                return;
+            };
+            let mut every = tokio::time::interval(UPKEEP);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => handle.run_upkeep(),
+                    () = self.stop.cancelled() => return,
+                }
+            }
+        };
+        let watcher = watch::watch(
             self.state.registry.clone(),
             self.config.reload.clone(),
             self.reloader.clone(),
             triggers,
             self.stop.clone(),
-        )
-        .await;
+        );
+        tokio::join!(watcher, upkeep);
     }
 
     /// Resumes the runs the store holds as `running` (see [`Config::resume_on_start`]);

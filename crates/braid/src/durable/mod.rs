@@ -22,12 +22,12 @@
 //! A continued run always uses the definition recorded under its fingerprint, not what the file
 //! says now, and the options it was started with (mode, seed, concurrency, timeout).
 
+mod cache;
 mod error;
 mod journal;
 mod recorded;
 mod segment;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use braid_store::{
@@ -61,13 +61,14 @@ pub struct Durable {
     engine: Engine,
     store: StoreHandle,
     /// Definitions compiled, by fingerprint: a service resuming a thousand runs of one workflow
-    /// compiles it once.
-    compiled: Arc<std::sync::Mutex<HashMap<String, Workflow>>>,
+    /// compiles it once. Bounded (`cache`): every valid edit of a served file is a new one.
+    compiled: Arc<cache::Bounded<Workflow>>,
     /// Fingerprints whose definitions this handle put in the store: a service starting ten
     /// thousand runs of one workflow writes its definition once. Only a hint: a `gc` may have
     /// deleted one since (it deletes definitions no run uses); the store then refuses the run
-    /// as of an unknown definition, and [`Durable::start`] puts it again.
-    stored: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// as of an unknown definition, and [`Durable::start`] puts it again. Bounded as
+    /// `compiled` is: one forgotten is put again, an idempotent write.
+    stored: Arc<cache::Bounded<()>>,
     /// Told of every run's events as they happen.
     listener: Option<Arc<dyn Listener>>,
 }
@@ -456,19 +457,13 @@ impl Durable {
 
     /// Whether this handle put the definition under `fingerprint`.
     fn is_stored(&self, fingerprint: &str) -> bool {
-        self.stored
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(fingerprint)
+        self.stored.contains(fingerprint)
     }
 
     /// Puts `def` in the store, and remembers it did.
     async fn put_definition(&self, def: &Definition) -> Result<(), DurableError> {
         self.store.put_definition(def).await?;
-        self.stored
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(def.fingerprint.clone());
+        self.stored.insert(def.fingerprint.clone(), ());
         Ok(())
     }
 
@@ -523,19 +518,13 @@ impl Durable {
             });
         }
         self.compiled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(record.fingerprint.clone(), workflow.clone());
         Ok(workflow)
     }
 
     /// The workflow compiled from the definition under `fingerprint`, if it was.
     fn cached(&self, fingerprint: &str) -> Option<Workflow> {
-        self.compiled
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(fingerprint)
-            .cloned()
+        self.compiled.get(fingerprint)
     }
 }
 
