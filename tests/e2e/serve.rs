@@ -168,3 +168,154 @@ fn sigterm_drains_then_a_restart_resumes_what_was_left_on_its_version() {
     assert_eq!(server.wait().unwrap().code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One request; the status and the body as text (an event stream, metrics).
+fn request_text(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// A server that answers every request `500` with the request's head (its query string and
+/// `Authorization` header included) echoed in the body, as a careless service does.
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 16384];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).replace(['"', '\\'], "'");
+            let body = format!(
+                "{{\"error\": \"rejected: {}\"}}",
+                head.replace("\r\n", " | ")
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_secret_never_leaves_the_service_in_a_response_an_event_a_metric_or_a_log() {
+    let dir = scratch("secret");
+    let echo = echo_server();
+    // Long (a JWT is longer than the 200 characters an error is cut to), with characters a URL
+    // encodes.
+    let secret = format!("tok-{}/+= é", "Zq9xW3".repeat(50));
+    std::fs::write(
+        dir.join("workflows/leaky.yaml"),
+        format!(
+            r#"version: 1
+name: leaky
+state:
+  out: {{ reducer: replace, default: none }}
+nodes:
+  call:
+    kind: http
+    on_error: continue
+    fallback: {{ out: failed }}
+    writes: [out]
+    with:
+      url: "http://127.0.0.1:{echo}/search?key={{{{ secrets.token }}}}"
+      headers: {{ Authorization: "Bearer {{{{ secrets.token }}}}" }}
+      secrets: {{ token: BRAID_E2E_SECRET }}
+      output: {{ out: /x }}
+"#
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args([
+            "-vvv",
+            "serve",
+            "workflows",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--store", "sqlite:serve.db"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .env("BRAID_E2E_SECRET", &secret)
+        .env_remove("BRAID_STORE")
+        .env_remove("BRAID_SERVE_TOKENS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("braid serve starts");
+    eventually("the server to answer", || {
+        request(port, "GET", "/healthz", "").is_some_and(|(s, _)| s == 200)
+    });
+
+    let (status, finished) = request_text(port, "POST", "/v1/workflows/leaky/runs?wait=true", "{}");
+    assert_eq!(status, 200, "{finished}");
+    assert!(
+        finished.contains("\"degraded\""),
+        "the call failed and fell back: {finished}"
+    );
+    assert!(
+        finished.contains("rejected: GET /search?key=***") && finished.contains("Bearer ***"),
+        "the server's echo reached the report, redacted: {finished}"
+    );
+    let id = finished
+        .split("\"run_id\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let outputs = [
+        ("the run", finished),
+        (
+            "the run again",
+            request_text(port, "GET", &format!("/v1/runs/{id}"), "").1,
+        ),
+        ("the runs", request_text(port, "GET", "/v1/runs", "").1),
+        (
+            "its events",
+            request_text(port, "GET", &format!("/v1/runs/{id}/events"), "").1,
+        ),
+        ("the metrics", request_text(port, "GET", "/metrics", "").1),
+    ];
+    signal(&child, "-TERM");
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(log.contains("leaky"), "the log is the service's: {log}");
+    // Any 24 characters of the secret in a row would be a leak, in any of its forms.
+    let forms = [
+        secret.clone(),
+        secret
+            .replace('/', "%2F")
+            .replace('+', "%2B")
+            .replace('=', "%3D"),
+    ];
+    for (what, text) in outputs.iter().chain([("the log", log)].iter()) {
+        for form in &forms {
+            let chars: Vec<char> = form.chars().collect();
+            for w in chars.windows(24).step_by(12) {
+                let piece: String = w.iter().collect();
+                assert!(
+                    !text.contains(&piece),
+                    "{what} holds part of the secret: {piece}"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
