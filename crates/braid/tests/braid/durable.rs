@@ -891,11 +891,14 @@ fn a_run_is_cancelled_and_resumed_from_another_replica_in_postgres() {
     drop_schema(&schema);
 }
 
+/// An event a listener heard: sequence, kind, node, when, and whether the store held it then.
+type Heard = (u64, EventKind, Option<String>, tokio::time::Instant, bool);
+
 /// What a listener was told, and whether each event was in the store when it was.
 #[derive(Default)]
 struct Told {
     store: Mutex<Option<StoreHandle>>,
-    events: Mutex<Vec<(u64, EventKind, Option<String>, tokio::time::Instant, bool)>>,
+    events: Mutex<Vec<Heard>>,
 }
 
 impl braid::durable::Listener for Told {
