@@ -32,6 +32,7 @@
 
 pub mod api;
 mod auth;
+mod console;
 mod hub;
 pub mod metrics;
 mod registry;
