@@ -5,9 +5,9 @@
 
 import { s, statusText } from "./dom.js";
 
-const W = 158;
+const W = 176;
 const H = 48;
-const GAP_X = 64;
+const GAP_X = 60;
 const GAP_Y = 18;
 const PAD = 12;
 
@@ -15,40 +15,68 @@ function truncate(text, n) {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
 
-/** Columns of node names, rows ordered by their needs' mean row (two sweeps). */
+/**
+ * Columns of items, rows ordered by the mean row of each item's predecessors (two sweeps). An
+ * edge that spans several layers gets a virtual item in each layer it crosses, so it is routed
+ * between the nodes of those layers instead of through them.
+ */
 function layout(nodes) {
+  const layerOf = new Map(nodes.map((n) => [n.name, n.layer]));
+  const items = new Map(nodes.map((n) => [n.name, { id: n.name, layer: n.layer, preds: [], real: true }]));
+  const chains = [];
+  for (const n of nodes) {
+    for (const d of n.needs) {
+      const via = [];
+      let prev = d;
+      for (let l = layerOf.get(d) + 1; l < n.layer; l++) {
+        const id = `${d}\u0000${n.name}\u0000${l}`;
+        items.set(id, { id, layer: l, preds: [prev], real: false });
+        via.push(id);
+        prev = id;
+      }
+      items.get(n.name).preds.push(prev);
+      chains.push({ from: d, to: n.name, via });
+    }
+  }
   const columns = [];
-  for (const n of nodes) (columns[n.layer] ||= []).push(n.name);
+  for (const it of items.values()) (columns[it.layer] ||= []).push(it.id);
   const row = new Map();
-  const place = () => columns.forEach((col) => col.forEach((name, i) => row.set(name, i - col.length / 2)));
+  const place = () => columns.forEach((col) => col.forEach((id, i) => row.set(id, i - col.length / 2)));
   place();
-  const byName = new Map(nodes.map((n) => [n.name, n]));
   for (let sweep = 0; sweep < 2; sweep++) {
     for (let c = 1; c < columns.length; c++) {
-      const score = (name) => {
-        const needs = byName.get(name).needs;
-        return needs.length ? needs.reduce((a, d) => a + row.get(d), 0) / needs.length : 0;
+      const score = (id) => {
+        const preds = items.get(id).preds;
+        return preds.length ? preds.reduce((a, d) => a + row.get(d), 0) / preds.length : 0;
       };
       columns[c].sort((a, b) => score(a) - score(b));
       place();
     }
   }
-  return columns.filter(Boolean);
+  return { columns: columns.filter(Boolean), chains, items };
 }
+
+const VIRTUAL = 16;
 
 /**
  * Draws `definition` (from `/v1/workflows/{name}/definition`). Answers the SVG element; its
- * nodes are `g.dag-node[data-node=NAME]`. `setStatus(svg, name, status, note)` updates one.
+ * nodes are `g.dag-node[data-node=NAME]`. `detail(node)` gives a node's second line (default:
+ * its status, for `setStatus` to update).
  */
 export function drawDag(definition, { label, detail } = {}) {
-  const columns = layout(definition.nodes);
-  const rows = Math.max(1, ...columns.map((c) => c.length));
+  const { columns, chains, items } = layout(definition.nodes);
+  const tall = (id) => (items.get(id).real ? H : VIRTUAL);
+  const colHeight = (col) => col.reduce((a, id) => a + tall(id), 0) + (col.length - 1) * GAP_Y;
+  const inner = Math.max(H, ...columns.map(colHeight));
   const width = PAD * 2 + columns.length * W + (columns.length - 1) * GAP_X;
-  const height = PAD * 2 + rows * H + (rows - 1) * GAP_Y;
+  const height = PAD * 2 + inner;
   const pos = new Map();
   columns.forEach((col, c) => {
-    const top = PAD + ((rows - col.length) * (H + GAP_Y)) / 2;
-    col.forEach((name, i) => pos.set(name, { x: PAD + c * (W + GAP_X), y: top + i * (H + GAP_Y) }));
+    let y = PAD + (inner - colHeight(col)) / 2;
+    for (const id of col) {
+      pos.set(id, { x: PAD + c * (W + GAP_X), y, h: tall(id) });
+      y += tall(id) + GAP_Y;
+    }
   });
   const svg = s("svg", {
     class: "dag",
@@ -63,23 +91,27 @@ export function drawDag(definition, { label, detail } = {}) {
       s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrowhead" }))),
   );
   const edges = s("g", { class: "edges" });
-  for (const n of definition.nodes) {
-    const to = pos.get(n.name);
-    for (const d of n.needs) {
-      const from = pos.get(d);
-      const x1 = from.x + W;
-      const y1 = from.y + H / 2;
-      const x2 = to.x - 2;
-      const y2 = to.y + H / 2;
-      const mid = (x1 + x2) / 2;
-      edges.append(s("path", {
-        class: "edge",
-        "data-from": d,
-        "data-to": n.name,
-        d: `M ${x1} ${y1} C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`,
-        "marker-end": "url(#arrow)",
-      }));
+  for (const { from, to, via } of chains) {
+    // Through each virtual item straight across its column, curving between columns.
+    const a = pos.get(from);
+    const b = pos.get(to);
+    const points = [[a.x + W, a.y + H / 2]];
+    for (const v of via) {
+      const p = pos.get(v);
+      points.push([p.x, p.y + p.h / 2], [p.x + W, p.y + p.h / 2]);
     }
+    points.push([b.x - 2, b.y + H / 2]);
+    let d = `M ${points[0][0]} ${points[0][1]}`;
+    for (let i = 1; i < points.length; i++) {
+      const [x1, y1] = points[i - 1];
+      const [x2, y2] = points[i];
+      if (i % 2 === 0) d += ` L ${x2} ${y2}`;
+      else {
+        const mid = (x1 + x2) / 2;
+        d += ` C ${mid} ${y1}, ${mid} ${y2}, ${x2} ${y2}`;
+      }
+    }
+    edges.append(s("path", { class: "edge", "data-from": from, "data-to": to, d, "marker-end": "url(#arrow)" }));
   }
   svg.append(edges);
   for (const n of definition.nodes) {
@@ -88,7 +120,7 @@ export function drawDag(definition, { label, detail } = {}) {
       s("title", {}, `${n.name} (${n.kind})${n.description ? `: ${n.description}` : ""}`),
       s("rect", { width: W, height: H, rx: 7 }),
       s("text", { x: 10, y: 19, class: "name" }, truncate(n.name, 19)),
-      s("text", { x: 10, y: 37, class: detail ? "detail" : "status" }, truncate(detail ? detail(n) : statusText("pending"), 24)),
+      s("text", { x: 10, y: 37, class: detail ? "detail" : "status" }, truncate(detail ? detail(n) : statusText("pending"), 26)),
       s("text", { x: W - 8, y: 19, class: "kind", "text-anchor": "end" }, truncate(n.kind, 9)),
     );
     svg.append(g);

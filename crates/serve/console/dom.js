@@ -40,7 +40,7 @@ export const STATUS = {
   skipped: { sign: "–", word: "skipped" },
   cancelled: { sign: "■", word: "cancelled" },
   not_started: { sign: "·", word: "not started" },
-  waiting: { sign: "⏸", word: "waiting" },
+  waiting: { sign: "‖", word: "waiting" },
 };
 
 export function statusText(status) {

@@ -54,7 +54,9 @@ export function drawGantt(rows, now, critical) {
         g.append(s("rect", { class: "retry", x: x(t.start), y: y + 5, width: Math.max(2, x(t.end) - x(t.start)), height: ROW - 10 },
           s("title", {}, `${r.name}: failed attempt ${t.attempt || ""} ${ms(t.start)} – ${ms(t.end)}`)));
       }
-      g.append(s("rect", { class: `bar st-${r.status}`, x: x(r.start), y: y + 4, width: Math.max(2, x(end) - x(r.start)), height: ROW - 8, rx: 3 },
+      // The last attempt's bar; the failed attempts before it are drawn on their own.
+      const from = r.retries && r.retries.length && r.attemptStart !== null && r.attemptStart !== undefined ? r.attemptStart : r.start;
+      g.append(s("rect", { class: `bar st-${r.status}`, x: x(from), y: y + 4, width: Math.max(2, x(end) - x(from)), height: ROW - 8, rx: 3 },
         s("title", {}, `${r.name}: ${statusText(r.status)}, ${ms(r.start)} – ${r.end === null ? "now" : ms(end)} (${ms(end - r.start)})${crit ? ", on the critical path" : ""}`)));
       g.append(s("text", { x: x(end) + 5, y: y + 17, class: "dur" }, r.end === null ? `${ms(end - r.start)}…` : ms(end - r.start)));
     } else {

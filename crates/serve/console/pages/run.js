@@ -94,9 +94,10 @@ export function runPage(main, id) {
     if (speedup) {
       summary.setAttribute("data-speedup", speedup.toFixed(2));
       summary.append(
-        h("strong", {}, `${speedup.toFixed(2)}× faster`), " than one node at a time",
-        running ? " so far" : "", `: ${ms(wall)} against ${ms(total)} of node time`,
-        speedup > 1 ? ` (${((1 - 1 / speedup) * 100).toFixed(1)} % saved)` : "", ". ",
+        "Speedup ", h("strong", {}, `${speedup.toFixed(2)}×`), " over one node at a time",
+        running ? " so far" : "", `: ${ms(wall)} of wall time against ${ms(total)} of node time`,
+        speedup > 1 ? ` (${((1 - 1 / speedup) * 100).toFixed(1)} % saved)` : "",
+        run && run.restarts ? "; the wall time includes the time the run stood waiting or stopped" : "", ". ",
         critical.length ? h("span", {}, "Critical path: ", h("span", { id: "critical-path" }, critical.join(" → ")), ".") : "");
     } else {
       summary.textContent = running ? "Waiting for the first node to finish…" : "";
@@ -248,7 +249,7 @@ export function runPage(main, id) {
         rec ? [" ", h("code", {}, JSON.stringify(rec.writes))] : "", " and went on without it."));
     }
     for (const n of report.nodes.filter((x) => x.status === "waiting")) {
-      items.push(h("p", {}, h("strong", {}, `⏸ ${n.name} waits for an answer`), n.prompt ? `: ${n.prompt}` : "", " (form below)."));
+      items.push(h("p", {}, h("strong", {}, `‖ ${n.name} waits for an answer`), n.prompt ? `: ${n.prompt}` : "", " (form below)."));
     }
     outcome.className = items.length ? `outcome st-${run.status}` : "";
     outcome.replaceChildren(...items);
@@ -340,7 +341,7 @@ export function runPage(main, id) {
         meta, summary, outcome, actions, answer,
         h("section", { "aria-labelledby": "dag-h" }, h("h2", { id: "dag-h" }, "DAG"), dagSlot),
         h("section", { "aria-labelledby": "tl-h" }, h("h2", { id: "tl-h" }, "Timeline"),
-          h("p", { class: "muted small" }, "◆ and a dark outline: the critical path. Hatched: failed attempts before a retry."), ganttSlot),
+          h("p", { class: "muted small" }, "◆ and a dark outline: the critical path. Red, dashed: failed attempts before a retry."), ganttSlot),
         h("section", { "aria-labelledby": "nodes-h" }, h("h2", { id: "nodes-h" }, "Nodes"),
           h("table", { class: "nodes" },
             h("thead", {}, h("tr", {}, ["node", "status", "attempts", "start", "took", "failures", "writes"].map((c) => h("th", { scope: "col" }, c)))),

@@ -320,7 +320,10 @@ mod tests {
         assert_eq!(three.needs, ["one", "two"]);
         assert_eq!(three.when.as_deref(), Some("inputs.n > 1"));
         let two = d.nodes.iter().find(|x| x.name == "two").expect("two");
-        assert_eq!(two.answer_schema.as_ref().map(|s| &s["type"]), Some(&serde_json::json!("object")));
+        assert_eq!(
+            two.answer_schema.as_ref().map(|s| &s["type"]),
+            Some(&serde_json::json!("object"))
+        );
         assert_eq!(two.writes, ["b"]);
     }
 }

@@ -6,12 +6,12 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::definition::{InputField, NodeEnd, NodeShape, RunNodes, WorkflowDefinition};
 use super::error::{ErrorBody, ErrorDetail, InputProblem};
+use super::stats::{NodeStats, Percentiles, RunPoint, WorkflowStats};
 use super::types::{
     Health, ResumeRun, RetryRun, RunList, RunView, StartRun, Validation, WorkflowList, WorkflowView,
 };
-use super::definition::{InputField, NodeEnd, NodeShape, RunNodes, WorkflowDefinition};
-use super::stats::{NodeStats, Percentiles, RunPoint, WorkflowStats};
 use super::{definition, events, ops, runs, stats, workflows};
 
 /// The API's document.

@@ -170,7 +170,11 @@ pub(crate) fn stats(workflow: String, runs: &[(RunRecord, Vec<NodeRecord>)]) -> 
             .filter(|_| run.state.is_finished())
             .map(|e| ms(e - run.created_at));
         latencies.extend(latency_ms);
-        let ran = || nodes.iter().filter_map(|n| Some((n.started_at?, n.ended_at)));
+        let ran = || {
+            nodes
+                .iter()
+                .filter_map(|n| Some((n.started_at?, n.ended_at)))
+        };
         let node_time_ms: f64 = ran().map(|(s, e)| ms(e - s)).sum();
         let span_ms = ran()
             .map(|(s, _)| s)

@@ -149,14 +149,26 @@ mod tests {
             if a.name.ends_with(".html") {
                 // Every <script> names a file of this origin; no handler attributes.
                 for part in lower.split("<script").skip(1) {
-                    assert!(part.trim_start().starts_with("type=\"module\" src=\"/console/"), "{}: {part}", a.name);
+                    assert!(
+                        part.trim_start()
+                            .starts_with("type=\"module\" src=\"/console/"),
+                        "{}: {part}",
+                        a.name
+                    );
                 }
                 assert!(!lower.contains(" onclick="), "{}", a.name);
             }
-            for remote in ["http://", "https://", "//cdn", "@import", "fonts.googleapis"] {
+            for remote in [
+                "http://",
+                "https://",
+                "//cdn",
+                "@import",
+                "fonts.googleapis",
+            ] {
                 // The SVG namespace is a name, not a fetch.
                 let hits = lower.matches(remote).count()
-                    - lower.matches("http://www.w3.org/2000/svg").count() * usize::from(remote == "http://");
+                    - lower.matches("http://www.w3.org/2000/svg").count()
+                        * usize::from(remote == "http://");
                 assert_eq!(hits, 0, "{} mentions {remote}", a.name);
             }
         }
@@ -167,7 +179,10 @@ mod tests {
         let tags = etags();
         assert_eq!(tags.len(), ASSETS.len());
         for t in tags {
-            assert!(t.starts_with('"') && t.ends_with('"') && t.len() == 26, "{t}");
+            assert!(
+                t.starts_with('"') && t.ends_with('"') && t.len() == 26,
+                "{t}"
+            );
         }
     }
 }
