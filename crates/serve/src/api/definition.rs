@@ -49,9 +49,8 @@ pub struct InputField {
     pub ty: String,
     /// Whether a run must give it (it has no default).
     pub required: bool,
-    /// Its default.
+    /// Its default: any JSON value of its type.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub default: Option<Value>,
     /// Its `description:`.
     #[serde(skip_serializing_if = "Option::is_none")]
