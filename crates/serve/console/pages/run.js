@@ -72,6 +72,17 @@ export function runPage(main, id) {
     const t = running ? now() : Math.max(0, ...[...model.values()].map((n) => n.end || 0));
     const critical = run && run.report && !running ? run.report.critical_path : criticalPath(def, model);
     for (const n of def.nodes) setStatus(dag, n.name, node(n.name).status, node(n.name).note);
+    // The node table's live cells (the rest follows the node records, after each node ends).
+    for (const tr of nodeRows.children) {
+      const m = node(tr.dataset.node);
+      if (tr.dataset.status !== m.status) {
+        tr.dataset.status = m.status;
+        tr.querySelector("td.st").replaceChildren(badge(m.status));
+      }
+      if (m.attempt && m.status !== "pending") tr.querySelector("td.attempts").textContent = String(Math.max(m.attempt, Number(tr.querySelector("td.attempts").textContent) || 0));
+      tr.querySelector("td.start").textContent = m.start === null ? "–" : ms(m.start);
+      tr.querySelector("td.took").textContent = m.start === null ? "–" : `${ms((m.end ?? t) - m.start)}${m.end === null ? "…" : ""}`;
+    }
     markCritical(dag, critical);
     ganttSlot.replaceChildren(drawGantt(def.nodes.map((n) => ({ name: n.name, ...node(n.name) })), t, critical));
     // The speedup: the report's once the run has ended, else what the nodes so far say.
@@ -167,7 +178,7 @@ export function runPage(main, id) {
   function showTokens() {
     tokensSlot.hidden = false;
     tokensSlot.replaceChildren(h("h2", {}, "Streamed output"),
-      [...tokens].map(([name, text]) => h("div", { class: "tokens", "data-node": name }, h("h3", {}, name), h("pre", { class: "stream" }, text))));
+      ...[...tokens].map(([name, text]) => h("div", { class: "tokens", "data-node": name }, h("h3", {}, name), h("pre", { class: "stream" }, text))));
   }
 
   function refreshSoon() {
@@ -217,10 +228,10 @@ export function runPage(main, id) {
       const writes = rec && Object.keys(rec.writes).length ? h("details", {}, h("summary", {}, Object.keys(rec.writes).join(", ")), h("pre", { class: "json" }, json(rec.writes))) : "–";
       return h("tr", { id: `node-${d.name}`, "data-node": d.name, "data-status": m.status },
         h("th", { scope: "row" }, d.name, h("div", { class: "muted small plain" }, d.kind, d.on_error === "continue" ? " · on_error: continue" : "")),
-        h("td", {}, badge(m.status)),
-        h("td", { class: "num" }, rep.attempts ?? (rec ? rec.attempts : m.attempt)),
-        h("td", { class: "num" }, m.start === null ? "–" : ms(m.start)),
-        h("td", { class: "num" }, m.end === null || m.start === null ? "–" : ms(m.end - m.start)),
+        h("td", { class: "st" }, badge(m.status)),
+        h("td", { class: "num attempts" }, rep.attempts ?? (rec ? rec.attempts : m.attempt)),
+        h("td", { class: "num start" }, "–"),
+        h("td", { class: "num took" }, "–"),
         h("td", { class: "failure" }, fails.length ? h("ul", {}, fails.map((f) => h("li", {}, f))) : rep.prompt ? `asks: ${rep.prompt}` : "–"),
         h("td", {}, writes));
     }));

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -75,12 +76,63 @@ async function shot(name) {
 
 let base;
 
+/** The answer the stub model streams, a token every 120 ms. */
+const TOKENS = ["Rotate ", "your ", "keys ", "in ", "the ", "secrets ", "manager."];
+
+/** A stub OpenAI-compatible server that streams `TOKENS`; answers its base URL. */
+function stubLlm() {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    req.on("end", async () => {
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      const chunk = (delta) => `data: ${JSON.stringify({ object: "chat.completion.chunk", choices: [{ index: 0, delta }] })}\n\n`;
+      res.write(chunk({ role: "assistant", content: "" }));
+      for (const t of TOKENS) {
+        await new Promise((r) => setTimeout(r, 120));
+        res.write(chunk({ content: t }));
+      }
+      res.write(`data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 12, completion_tokens: TOKENS.length, total_tokens: 12 + TOKENS.length } })}\n\n`);
+      res.end("data: [DONE]\n\n");
+    });
+  });
+  servers.push({ kill: () => server.close() });
+  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok(`http://127.0.0.1:${server.address().port}/v1`)));
+}
+
+function llmWorkflow(baseUrl) {
+  return `version: 1
+name: llm-stream
+description: Retrieval, then an LLM that streams its answer (a stub server in the test).
+inputs:
+  query: { type: string, default: "How do I rotate my keys?" }
+state:
+  docs: { reducer: replace, default: [] }
+  response: { reducer: replace }
+nodes:
+  rag:
+    kind: mock
+    writes: [docs]
+    with: { latency: 100ms, output: { docs: [guide.pdf] } }
+  llm:
+    kind: llm
+    needs: [rag]
+    writes: [response]
+    with:
+      base_url: ${baseUrl}
+      model: stub
+      user: "{{ inputs.query }}"
+      stream: true
+      output: { text: response }
+`;
+}
+
 before(async () => {
   mkdirSync(shots, { recursive: true });
   work = mkdtempSync(join(tmpdir(), "braid-console-"));
   const dir = join(work, "workflows");
   cpSync(join(repo, "workflows"), dir, { recursive: true });
   cpSync(join(here, "workflows"), dir, { recursive: true });
+  writeFileSync(join(dir, "llm-stream.yaml"), llmWorkflow(await stubLlm()));
   base = await serve(dir);
   // A fresh profile in the temporary directory: nothing from an earlier run.
   browser = await chromium.launchPersistentContext(join(work, "chromium"), {
@@ -230,10 +282,26 @@ test("a waiting node is answered from its form and the run finishes", async () =
   await shot("08-run-answered");
 });
 
+test("an LLM's tokens show as they stream", async () => {
+  await startFromForm("llm-stream");
+  const stream = page.locator('#tokens .tokens[data-node="llm"] pre');
+  // Seen part-way (the stub sends a token every 120 ms), then whole.
+  await page.waitForFunction(() => {
+    const t = document.querySelector('#tokens .tokens[data-node="llm"] pre')?.textContent || "";
+    return t.length > 0 && !t.endsWith("manager.");
+  });
+  assert.equal(await node("llm").getAttribute("data-status"), "running");
+  await shot("09-run-llm-streaming");
+  await page.locator('#run-badge[data-status="succeeded"]').waitFor();
+  assert.equal(await stream.textContent(), TOKENS.join(""));
+  const state = JSON.parse(await page.locator("#state").innerText());
+  assert.equal(state.response, TOKENS.join(""));
+});
+
 test("the runs list filters by workflow and status, and updates live", async () => {
   await page.goto(`${base}/#/runs`);
   await page.locator("table.runs tbody tr").first().waitFor();
-  await shot("09-runs");
+  await shot("10-runs");
   await page.getByLabel("Status").selectOption("degraded");
   await page.waitForURL(/status=degraded/);
   await page.waitForFunction(() => {
@@ -251,7 +319,7 @@ test("the runs list filters by workflow and status, and updates live", async () 
   const r = await fetch(`${base}/v1/workflows/approval/runs`, { method: "POST", body: "{}" });
   const { run_id: id } = await r.json();
   await page.locator(`table.runs tbody tr[data-run="${id}"]`).waitFor();
-  await shot("10-runs-filtered");
+  await shot("11-runs-filtered");
 });
 
 test("the workflow page shows latency percentiles, failure rate by node and speedup", async () => {
@@ -262,7 +330,7 @@ test("the workflow page shows latency percentiles, failure rate by node and spee
   assert.match(await page.locator('[data-figure="speedup"]').innerText(), /\d\.\d\d×/);
   await page.goto(`${base}/#/workflows/mode1-manual`);
   await page.locator("svg.spark rect").first().waitFor();
-  await shot("11-workflow-stats");
+  await shot("12-workflow-stats");
 });
 
 test("a broken workflow file shows its diagnostics and the version still serving", async () => {
@@ -285,13 +353,13 @@ test("a broken workflow file shows its diagnostics and the version still serving
   assert.match(diag, /help: did you mean `rag`\?/);
   assert.match(await card.locator(".serving").innerText(), new RegExp(fingerprint.slice(0, 8)));
   await card.scrollIntoViewIfNeeded();
-  await shot("12-workflow-invalid");
+  await shot("13-workflow-invalid");
   await page.goto(`${base}/#/workflows/mode1-manual`);
   await page.locator("h1", { hasText: "mode1-manual" }).waitFor();
   await page.locator("pre.diag").waitFor();
   await page.locator("svg.dag g.dag-node").first().waitFor();
   assert.equal(await page.locator("svg.dag g.dag-node").count(), 7, "the serving version still draws");
-  await shot("13-workflow-invalid-page");
+  await shot("14-workflow-invalid-page");
 });
 
 test("with tokens, the page loads, asks for one, and works once given", async () => {
@@ -305,7 +373,7 @@ test("with tokens, the page loads, asks for one, and works once given", async ()
   await page.getByRole("button", { name: "Use" }).click();
   await page.locator('li.card[data-workflow="approval"]').waitFor();
   assert.ok(await page.locator("#banner").isHidden());
-  await shot("14-tokens");
+  await shot("15-tokens");
 });
 
 test("nothing went wrong in the page", () => {
