@@ -12,17 +12,23 @@ import { fieldsFromSchema, inputsForm, jsonForm } from "../form.js";
 const enc = encodeURIComponent;
 const ENDED = new Set(["succeeded", "degraded", "failed", "cancelled"]);
 
-/** The critical path of what ran so far: from the node that ended last back through the need that ended last. */
-function criticalPath(def, model) {
-  const ended = def.nodes.filter((n) => model.get(n.name).end !== null && model.get(n.name).start !== null);
-  if (!ended.length) return [];
-  let cur = ended.reduce((a, b) => (model.get(b.name).end >= model.get(a.name).end ? b : a));
+/**
+ * The critical path of what ran so far (a node still running ends `now`): from the node that
+ * ends last back through the need that ended last, as the run report computes it.
+ */
+function criticalPath(def, model, now) {
+  const end = (n) => model.get(n.name).end ?? now;
+  const ran = (n) => model.get(n.name).start !== null;
+  const last = (list) => list.reduce((a, b) => (end(b) >= end(a) ? b : a));
+  const started = def.nodes.filter(ran);
+  if (!started.length) return [];
+  let cur = last(started);
   const byName = new Map(def.nodes.map((n) => [n.name, n]));
   const path = [cur.name];
   for (;;) {
-    const needs = cur.needs.map((d) => byName.get(d)).filter((d) => model.get(d.name).end !== null && model.get(d.name).start !== null);
+    const needs = cur.needs.map((d) => byName.get(d)).filter(ran);
     if (!needs.length) break;
-    cur = needs.reduce((a, b) => (model.get(b.name).end >= model.get(a.name).end ? b : a));
+    cur = last(needs);
     path.unshift(cur.name);
   }
   return path;
@@ -70,7 +76,7 @@ export function runPage(main, id) {
     if (!def) return;
     const running = run && !ENDED.has(run.status) && run.status !== "waiting";
     const t = running ? now() : Math.max(0, ...[...model.values()].map((n) => n.end || 0));
-    const critical = run && run.report && !running ? run.report.critical_path : criticalPath(def, model);
+    const critical = run && run.report && !running ? run.report.critical_path : criticalPath(def, model, t);
     for (const n of def.nodes) setStatus(dag, n.name, node(n.name).status, node(n.name).note);
     // The node table's live cells (the rest follows the node records, after each node ends).
     for (const tr of nodeRows.children) {
@@ -80,8 +86,8 @@ export function runPage(main, id) {
         tr.querySelector("td.st").replaceChildren(badge(m.status));
       }
       if (m.attempt && m.status !== "pending") tr.querySelector("td.attempts").textContent = String(Math.max(m.attempt, Number(tr.querySelector("td.attempts").textContent) || 0));
-      tr.querySelector("td.start").textContent = m.start === null ? "–" : ms(m.start);
-      tr.querySelector("td.took").textContent = m.start === null ? "–" : `${ms((m.end ?? t) - m.start)}${m.end === null ? "…" : ""}`;
+      tr.querySelector("td.c-start").textContent = m.start === null ? "–" : ms(m.start);
+      tr.querySelector("td.c-took").textContent = m.start === null ? "–" : `${ms((m.end ?? t) - m.start)}${m.end === null ? "…" : ""}`;
     }
     markCritical(dag, critical);
     ganttSlot.replaceChildren(drawGantt(def.nodes.map((n) => ({ name: n.name, ...node(n.name) })), t, critical));
@@ -230,8 +236,8 @@ export function runPage(main, id) {
         h("th", { scope: "row" }, d.name, h("div", { class: "muted small plain" }, d.kind, d.on_error === "continue" ? " · on_error: continue" : "")),
         h("td", { class: "st" }, badge(m.status)),
         h("td", { class: "num attempts" }, rep.attempts ?? (rec ? rec.attempts : m.attempt)),
-        h("td", { class: "num start" }, "–"),
-        h("td", { class: "num took" }, "–"),
+        h("td", { class: "num c-start" }, "–"),
+        h("td", { class: "num c-took" }, "–"),
         h("td", { class: "failure" }, fails.length ? h("ul", {}, fails.map((f) => h("li", {}, f))) : rep.prompt ? `asks: ${rep.prompt}` : "–"),
         h("td", {}, writes));
     }));

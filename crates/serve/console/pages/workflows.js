@@ -7,6 +7,7 @@ import { drawDag } from "../dag.js";
 import { inputsForm } from "../form.js";
 
 const enc = encodeURIComponent;
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function validity(w) {
   if (w.valid) return h("span", { class: "badge st-succeeded", "data-valid": "true" }, "✓ valid");
@@ -38,7 +39,7 @@ export function workflowsPage(main) {
         const d = defs[i];
         return h("li", { class: "card", "data-workflow": w.name },
           h("h2", {}, h("a", { href: `#/workflows/${enc(w.name)}` }, w.name), " ", validity(w)),
-          h("p", { class: "muted" }, w.file, d ? ` · ${d.nodes.length} nodes · ${d.inputs.length} inputs · ${d.mode}` : ""),
+          h("p", { class: "muted" }, w.file, d ? ` · ${plural(d.nodes.length, "node")} · ${plural(d.inputs.length, "input")} · ${d.mode}` : ""),
           d && d.description ? h("p", {}, d.description) : null,
           serving(w),
           diagnostics(w));
@@ -83,6 +84,11 @@ function speedupChart(points) {
   return svg;
 }
 
+function median(values) {
+  const v = values.filter((x) => x !== null && x !== undefined).sort((a, b) => a - b);
+  return v.length ? v[Math.ceil(v.length / 2) - 1] : null;
+}
+
 function pct(v) {
   return v === null || v === undefined ? "–" : `${(v * 100).toFixed(0)} %`;
 }
@@ -93,7 +99,8 @@ function statsSection(st, name) {
   return [
     h("dl", { class: "figures" },
       h("div", {}, h("dt", {}, "runs"), h("dd", {}, h("a", { href: `#/runs?workflow=${enc(name)}` }, String(st.runs)),
-        " ", Object.entries(st.by_status).map(([k, v]) => `${(STATUS[k] || {}).sign || ""} ${v} ${k}`).join(", "))),
+        ` (${Object.entries(st.by_status).map(([k, v]) => `${(STATUS[k] || {}).sign || ""} ${v} ${k}`).join(", ")})`)),
+      h("div", {}, h("dt", {}, "wall vs one node at a time (median)"), h("dd", { "data-figure": "parallel" }, `${ms(median(st.recent.map((p) => p.span_ms)))} vs ${ms(median(st.recent.map((p) => p.node_time_ms)))}`)),
       h("div", {}, h("dt", {}, "latency p50 / p90 / p99"), h("dd", { "data-figure": "latency" }, `${ms(st.latency_ms.p50)} / ${ms(st.latency_ms.p90)} / ${ms(st.latency_ms.p99)}`)),
       h("div", {}, h("dt", {}, "failure rate"), h("dd", {}, pct(st.failure_rate))),
       h("div", {}, h("dt", {}, "speedup (median, mean)"), h("dd", { "data-figure": "speedup" }, `${x(st.speedup.p50)}, ${x(st.speedup.mean)}`))),

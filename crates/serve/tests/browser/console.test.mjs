@@ -257,6 +257,28 @@ test("a failed run says which node failed, why, and what the run did", async () 
   await shot("06-run-failed");
 });
 
+test("a run is cancelled, resumed and retried from its buttons", async () => {
+  await startFromForm("mode1-manual");
+  await node("llm").and(page.locator('[data-status="running"]')).waitFor();
+  await page.getByRole("button", { name: "Cancel run" }).click();
+  await page.locator('#run-badge[data-status="cancelled"]').waitFor();
+  assert.equal(await node("llm").getAttribute("data-status"), "cancelled");
+  assert.equal(await node("rag").getAttribute("data-status"), "succeeded");
+  assert.match(await page.locator("#outcome").innerText(), /The run was cancelled/);
+  await shot("07-run-cancelled");
+  await page.getByRole("button", { name: "Resume run" }).click();
+  await page.locator('#run-badge[data-status="succeeded"]').waitFor();
+  for (const n of ["rag", "llm", "quality", "citations", "cost_tracking"]) {
+    assert.equal(await node(n).getAttribute("data-status"), "succeeded", n);
+  }
+  // Retry from `quality`: it and nothing else runs again, and the run is continued twice.
+  await page.getByLabel("Retry").selectOption("quality");
+  await page.getByRole("button", { name: "Retry", exact: true }).click();
+  await page.waitForFunction(() => document.querySelector("main p.muted")?.textContent.includes("continued 2×"));
+  await page.locator('#run-badge[data-status="succeeded"]').waitFor();
+  assert.equal(await node("quality").getAttribute("data-status"), "succeeded");
+});
+
 test("a required input left empty is refused by the form, by field", async () => {
   await page.goto(`${base}/#/workflows/fails`);
   await page.getByRole("button", { name: "Start run" }).click();
@@ -270,7 +292,7 @@ test("a waiting node is answered from its form and the run finishes", async () =
   assert.equal(await node("approve").getAttribute("data-status"), "waiting");
   const form = page.locator('form[data-answer="approve"]');
   await form.waitFor();
-  await shot("07-run-waiting");
+  await shot("08-run-waiting");
   await form.getByLabel("approved").check();
   await form.getByLabel("note").fill("looks good");
   await form.getByRole("button", { name: "Answer approve" }).click();
@@ -279,7 +301,7 @@ test("a waiting node is answered from its form and the run finishes", async () =
   assert.equal(await node("publish").getAttribute("data-status"), "succeeded");
   const state = JSON.parse(await page.locator("#state").innerText());
   assert.deepEqual(state.approval, { approved: true, note: "looks good" });
-  await shot("08-run-answered");
+  await shot("09-run-answered");
 });
 
 test("an LLM's tokens show as they stream", async () => {
@@ -291,7 +313,7 @@ test("an LLM's tokens show as they stream", async () => {
     return t.length > 0 && !t.endsWith("manager.");
   });
   assert.equal(await node("llm").getAttribute("data-status"), "running");
-  await shot("09-run-llm-streaming");
+  await shot("10-run-llm-streaming");
   await page.locator('#run-badge[data-status="succeeded"]').waitFor();
   assert.equal(await stream.textContent(), TOKENS.join(""));
   const state = JSON.parse(await page.locator("#state").innerText());
@@ -301,7 +323,7 @@ test("an LLM's tokens show as they stream", async () => {
 test("the runs list filters by workflow and status, and updates live", async () => {
   await page.goto(`${base}/#/runs`);
   await page.locator("table.runs tbody tr").first().waitFor();
-  await shot("10-runs");
+  await shot("11-runs");
   await page.getByLabel("Status").selectOption("degraded");
   await page.waitForURL(/status=degraded/);
   await page.waitForFunction(() => {
@@ -319,7 +341,7 @@ test("the runs list filters by workflow and status, and updates live", async () 
   const r = await fetch(`${base}/v1/workflows/approval/runs`, { method: "POST", body: "{}" });
   const { run_id: id } = await r.json();
   await page.locator(`table.runs tbody tr[data-run="${id}"]`).waitFor();
-  await shot("11-runs-filtered");
+  await shot("12-runs-filtered");
 });
 
 test("the workflow page shows latency percentiles, failure rate by node and speedup", async () => {
@@ -330,7 +352,7 @@ test("the workflow page shows latency percentiles, failure rate by node and spee
   assert.match(await page.locator('[data-figure="speedup"]').innerText(), /\d\.\d\d×/);
   await page.goto(`${base}/#/workflows/mode1-manual`);
   await page.locator("svg.spark rect").first().waitFor();
-  await shot("12-workflow-stats");
+  await shot("13-workflow-stats");
 });
 
 test("a broken workflow file shows its diagnostics and the version still serving", async () => {
@@ -353,13 +375,13 @@ test("a broken workflow file shows its diagnostics and the version still serving
   assert.match(diag, /help: did you mean `rag`\?/);
   assert.match(await card.locator(".serving").innerText(), new RegExp(fingerprint.slice(0, 8)));
   await card.scrollIntoViewIfNeeded();
-  await shot("13-workflow-invalid");
+  await shot("14-workflow-invalid");
   await page.goto(`${base}/#/workflows/mode1-manual`);
   await page.locator("h1", { hasText: "mode1-manual" }).waitFor();
   await page.locator("pre.diag").waitFor();
   await page.locator("svg.dag g.dag-node").first().waitFor();
   assert.equal(await page.locator("svg.dag g.dag-node").count(), 7, "the serving version still draws");
-  await shot("14-workflow-invalid-page");
+  await shot("15-workflow-invalid-page");
 });
 
 test("with tokens, the page loads, asks for one, and works once given", async () => {
@@ -373,7 +395,7 @@ test("with tokens, the page loads, asks for one, and works once given", async ()
   await page.getByRole("button", { name: "Use" }).click();
   await page.locator('li.card[data-workflow="approval"]').waitFor();
   assert.ok(await page.locator("#banner").isHidden());
-  await shot("15-tokens");
+  await shot("16-tokens");
 });
 
 test("nothing went wrong in the page", () => {
