@@ -70,7 +70,10 @@ export function runPage(main, id) {
     if (!model.has(name)) model.set(name, { status: "pending", start: null, end: null, attemptStart: null, attempt: 0, retries: [], note: "" });
     return model.get(name);
   };
-  const now = () => (origin === null ? 0 : Date.now() - origin / 1000);
+  // The server's clock as this browser sees it: the smallest (receipt − event time) so far, which
+  // a live event makes about the network's delay plus the two clocks' difference.
+  let skew = Infinity;
+  const now = () => (origin === null || skew === Infinity ? 0 : Date.now() - skew - origin / 1000);
 
   function draw() {
     if (!def) return;
@@ -135,6 +138,7 @@ export function runPage(main, id) {
       return;
     }
     if (origin === null) origin = data.at;
+    skew = Math.min(skew, Date.now() - data.at / 1000);
     const at = (data.at - origin) / 1000;
     const n = data.node ? node(data.node) : null;
     switch (event) {
@@ -142,6 +146,7 @@ export function runPage(main, id) {
         if (run) run.status = "running";
         showStatus("running");
         tick();
+        refreshSoon();
         break;
       case "node_started":
         if (data.attempt === 1 || n.start === null || ENDED.has(n.status) || n.status === "fell_back") {
