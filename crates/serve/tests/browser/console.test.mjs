@@ -164,6 +164,7 @@ after(async () => {
 /** Starts a run of `workflow` from its page's form, after `fill`, and answers the run's id. */
 async function startFromForm(workflow, fill) {
   await page.goto(`${base}/#/workflows/${workflow}`);
+  await page.locator("h1", { hasText: workflow }).waitFor();
   await page.locator("form.inputs button[type=submit]").waitFor();
   if (fill) await fill();
   await page.getByRole("button", { name: "Start run" }).click();
@@ -199,6 +200,7 @@ test("the workflows page lists every workflow with its description", async () =>
 
 test("mode 1 starts from the form and every node turns green, live, with the speedup", async () => {
   await page.goto(`${base}/#/workflows/mode1-manual`);
+  await page.locator("h1", { hasText: "mode1-manual" }).waitFor();
   await page.locator("svg.dag g.dag-node").first().waitFor();
   assert.equal(await page.locator("svg.dag g.dag-node").count(), 7);
   await shot("02-workflow-mode1");
@@ -346,12 +348,15 @@ test("the runs list filters by workflow and status, and updates live", async () 
 
 test("the workflow page shows latency percentiles, failure rate by node and speedup", async () => {
   await page.goto(`${base}/#/workflows/mode1-fallback`);
+  await page.locator("h1", { hasText: "mode1-fallback" }).waitFor();
   await page.locator('[data-figure="latency"]').waitFor();
   assert.match(await page.locator('[data-figure="latency"]').innerText(), /\d+ ms \/ \d+ ms \/ \d+ ms/);
   assert.match(await page.locator('table.node-stats tr[data-node="rag"]').innerText(), /100 %/);
   assert.match(await page.locator('[data-figure="speedup"]').innerText(), /\d\.\d\d×/);
   await page.goto(`${base}/#/workflows/mode1-manual`);
+  await page.locator("h1", { hasText: "mode1-manual" }).waitFor();
   await page.locator("svg.spark rect").first().waitFor();
+  await page.locator('table.node-stats tr[data-node="llm"]').waitFor();
   await shot("13-workflow-stats");
 });
 
