@@ -127,6 +127,7 @@ nodes:
 }
 
 before(async () => {
+  rmSync(shots, { recursive: true, force: true });
   mkdirSync(shots, { recursive: true });
   work = mkdtempSync(join(tmpdir(), "braid-console-"));
   const dir = join(work, "workflows");
@@ -162,12 +163,24 @@ after(async () => {
 });
 
 /** Starts a run of `workflow` from its page's form, after `fill`, and answers the run's id. */
-async function startFromForm(workflow, fill) {
+async function startFromForm(workflow, fill, { keyboard = false } = {}) {
   await page.goto(`${base}/#/workflows/${workflow}`);
   await page.locator("h1", { hasText: workflow }).waitFor();
   await page.locator("form.inputs button[type=submit]").waitFor();
   if (fill) await fill();
-  await page.getByRole("button", { name: "Start run" }).click();
+  if (keyboard) {
+    // From the keyboard alone: Tab moves from field to field to the button, Enter presses it.
+    await page.locator("form.inputs input").first().focus();
+    for (let i = 0; i < 10; i++) {
+      if (await page.evaluate(() => document.activeElement?.textContent === "Start run")) break;
+      await page.keyboard.press("Tab");
+    }
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Start run");
+    await shot("05-keyboard-focus");
+    await page.keyboard.press("Enter");
+  } else {
+    await page.getByRole("button", { name: "Start run" }).click();
+  }
   await page.waitForURL(/#\/runs\/[0-9a-f-]+$/);
   return decodeURIComponent(page.url().split("#/runs/")[1]);
 }
@@ -228,7 +241,7 @@ test("mode 1 starts from the form and every node turns green, live, with the spe
 });
 
 test("a retrieval branch that fails and falls back shows it", async () => {
-  await startFromForm("mode1-fallback");
+  await startFromForm("mode1-fallback", null, { keyboard: true });
   await page.locator('#run-badge[data-status="degraded"]').waitFor();
   assert.equal(await node("rag").getAttribute("data-status"), "fell_back");
   assert.match(await node("rag").textContent(), /fell back/);
