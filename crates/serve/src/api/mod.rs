@@ -71,6 +71,7 @@ impl AppState {
 pub(crate) struct Layers {
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
+    pub console: bool,
 }
 
 /// The router: `/v1/…`, `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the console
@@ -95,9 +96,12 @@ pub(crate) fn router(state: AppState, layers: &Layers) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let mut router = Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
+        .route("/readyz", get(ops::readyz));
+    if layers.console {
         // The console's page and assets: no data in them, so no token (docs/console.md).
-        .merge(crate::console::router())
+        router = router.merge(crate::console::router());
+    }
+    let mut router = router
         .merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(layers.max_body_bytes))

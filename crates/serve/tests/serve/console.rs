@@ -102,6 +102,17 @@ async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_no_token() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_can_leave_the_console_out() {
+    let s = Server::start_with(&[("a.yaml", &quick("alpha", "1"))], |c| c.console = false).await;
+    for path in ["/", "/console/app.js"] {
+        let r = s.client.get(s.url(path)).send().await.expect("GET");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = s.get("/v1/workflows/alpha/definition").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_definition_has_inputs_layers_and_the_recorded_versions_too() {
     let s = Server::start(&[
         ("a.yaml", &slow("alpha", "v1")),
