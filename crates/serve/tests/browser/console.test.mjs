@@ -345,6 +345,13 @@ test("the runs list filters by workflow and status, and updates live", async () 
     const rows = [...document.querySelectorAll("table.runs tbody tr")];
     return rows.length > 0 && rows.every((r) => r.dataset.status === "degraded");
   });
+  // A finished run opened from the list replays its events: the same picture as live.
+  await page.locator("table.runs tbody tr a").first().click();
+  await page.locator('#run-badge[data-status="degraded"]').waitFor();
+  await page.waitForFunction(() => document.querySelector('svg.dag g.dag-node[data-node="rag"]')?.dataset.status === "fell_back");
+  assert.equal(await page.locator("#critical-path").innerText(), "rag → llm → quality");
+  await page.goBack();
+  await page.locator("table.runs tbody tr").first().waitFor();
   await page.getByLabel("Status").selectOption("");
   await page.getByLabel("Workflow").selectOption("approval");
   await page.waitForURL(/workflow=approval/);
