@@ -54,6 +54,9 @@ pub(crate) struct Args {
     /// never do, their peers recover a dead one's runs).
     #[arg(long)]
     no_resume: bool,
+    /// Do not serve the browser console at `/` (the API stays).
+    #[arg(long)]
+    no_console: bool,
     #[command(flatten)]
     replica: ReplicaArgs,
     /// Print the API's OpenAPI document and exit.
@@ -211,6 +214,7 @@ pub(crate) fn main(engine: &braid::Engine, args: &Args) -> anyhow::Result<u8> {
     config.reload.poll_interval = (!args.poll.is_zero()).then_some(args.poll);
     config.resume_on_start = !args.no_resume;
     config.replica = args.replica.config(&args.store);
+    config.console = !args.no_console;
     config.metrics = telemetry::prometheus();
     let config_replica = config.replica.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()

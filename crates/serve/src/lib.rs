@@ -32,6 +32,7 @@
 
 pub mod api;
 mod auth;
+mod console;
 mod hub;
 pub mod metrics;
 mod registry;
@@ -75,6 +76,9 @@ pub struct Config {
     pub max_runs: usize,
     /// Origins allowed by CORS; none (the default): no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Serve the browser console at `/` and `/console/…` (default true; docs/console.md). Turn
+    /// it off to mount the router beside a program's own `/`.
+    pub console: bool,
     /// How long a shutdown waits for runs in flight (default 30 s); the rest stay recorded
     /// `running`, for the next start to resume.
     pub drain_timeout: Duration,
@@ -100,6 +104,7 @@ impl Config {
             max_body_bytes: 1 << 20,
             max_runs: 1024,
             cors_origins: Vec::new(),
+            console: true,
             drain_timeout: Duration::from_secs(30),
             resume_on_start: true,
             replica: None,
@@ -205,6 +210,7 @@ impl Service {
             layers: api::Layers {
                 max_body_bytes: config.max_body_bytes,
                 cors_origins: config.cors_origins.clone(),
+                console: config.console,
             },
             config,
             reloader,

@@ -6,11 +6,13 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::definition::{InputField, NodeEnd, NodeShape, RunNodes, WorkflowDefinition};
 use super::error::{ErrorBody, ErrorDetail, InputProblem};
+use super::stats::{NodeStats, Percentiles, RunPoint, WorkflowStats};
 use super::types::{
     Health, ResumeRun, RetryRun, RunList, RunView, StartRun, Validation, WorkflowList, WorkflowView,
 };
-use super::{events, ops, runs, workflows};
+use super::{definition, events, ops, runs, stats, workflows};
 
 /// The API's document.
 #[derive(OpenApi)]
@@ -20,10 +22,13 @@ use super::{events, ops, runs, workflows};
         workflows::list, workflows::get, workflows::start, workflows::validate,
         runs::list, runs::get, runs::cancel, runs::resume, runs::retry, events::stream,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        definition::get, definition::nodes, stats::get,
     ),
     components(schemas(
         WorkflowList, WorkflowView, StartRun, RunView, RunList, ResumeRun, RetryRun, Validation,
         Health, ErrorBody, ErrorDetail, InputProblem,
+        WorkflowDefinition, InputField, NodeShape, RunNodes, NodeEnd,
+        WorkflowStats, Percentiles, RunPoint, NodeStats,
     )),
     modifiers(&Bearer),
     security(("bearer" = []), ()),

@@ -4,11 +4,13 @@
 //! Routes are one module per resource (`workflows`, `runs`, `events`, `ops`); their bodies are
 //! the types in `types`, and `doc` assembles the OpenAPI document from both.
 
+pub mod definition;
 pub mod doc;
 pub mod error;
 pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod runs;
+pub mod stats;
 pub mod types;
 pub(crate) mod workflows;
 
@@ -69,14 +71,18 @@ impl AppState {
 pub(crate) struct Layers {
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
+    pub console: bool,
 }
 
-/// The router: `/v1/…`, `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+/// The router: `/v1/…`, `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the console
+/// (`/`, `/console/…`).
 pub(crate) fn router(state: AppState, layers: &Layers) -> Router {
     let api = Router::new()
         .route("/v1/workflows", get(workflows::list))
         .route("/v1/workflows/{name}", get(workflows::get))
         .route("/v1/workflows/{name}/runs", post(workflows::start))
+        .route("/v1/workflows/{name}/definition", get(definition::get))
+        .route("/v1/workflows/{name}/stats", get(stats::get))
         .route("/v1/validate", post(workflows::validate))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
@@ -84,12 +90,18 @@ pub(crate) fn router(state: AppState, layers: &Layers) -> Router {
         .route("/v1/runs/{id}/resume", post(runs::resume))
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/runs/{id}/events", get(events::stream))
+        .route("/v1/runs/{id}/nodes", get(definition::nodes))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     let mut router = Router::new()
         .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
+        .route("/readyz", get(ops::readyz));
+    if layers.console {
+        // The console's page and assets: no data in them, so no token (docs/console.md).
+        router = router.merge(crate::console::router());
+    }
+    let mut router = router
         .merge(api)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(layers.max_body_bytes))
