@@ -76,6 +76,10 @@ enum Command {
     /// Serve the workflows of a directory over HTTP: durable runs, live events, hot reload.
     #[cfg(feature = "serve")]
     Serve(serve::Args),
+    /// Run queued workflows without serving HTTP: a replica that claims runs from a store
+    /// shared with `braid serve` replicas (docs/scaling.md).
+    #[cfg(feature = "serve")]
+    Worker(serve::WorkerArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,7 +101,7 @@ fn main() -> ExitCode {
         }
     };
     #[cfg(feature = "serve")]
-    let service = matches!(cli.command, Command::Serve(_));
+    let service = matches!(cli.command, Command::Serve(_) | Command::Worker(_));
     #[cfg(not(feature = "serve"))]
     let service = false;
     telemetry::init_logs(cli.log_format, cli.verbose, service, validate::color());
@@ -117,6 +121,8 @@ fn main() -> ExitCode {
         Command::Runs(command) => durable::runs(&engine, &command),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::main(&engine, &args),
+        #[cfg(feature = "serve")]
+        Command::Worker(args) => serve::worker(&engine, &args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,7 +1,7 @@
 //! Live events of the runs in flight in this process, for the event streams.
 //!
 //! The [`Hub`] is the durable layer's [`Listener`]: it is told of each run's numbered events
-//! before they reach the store, keeps them for as long as the run's segment lasts, and fans them
+//! as soon as they are in the store (never one the journal does not hold), keeps them for as long as the run's segment lasts, and fans them
 //! out. A stream subscribes, atomically, to what was kept so far plus what follows, so
 //! combined with the store's copy of earlier segments it sees every event once: the store up to
 //! the first kept event, then the kept ones, then the live ones, deduplicated by sequence.
@@ -90,6 +90,11 @@ impl Hub {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.runs().len()
+    }
+
+    /// Whether the run's segment here has not ended yet.
+    pub(crate) fn is_open(&self, run: &str) -> bool {
+        self.runs().contains_key(run)
     }
 
     /// Subscribes to a run in flight here; `None` when it is not.

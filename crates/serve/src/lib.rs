@@ -35,6 +35,7 @@ mod auth;
 mod hub;
 pub mod metrics;
 mod registry;
+mod replica;
 mod runner;
 mod watch;
 
@@ -54,6 +55,7 @@ pub use api::doc::ApiDoc;
 pub use api::error::ApiError;
 pub use auth::Tokens;
 pub use registry::{Catalog, Entry, Outcome, Problem, Registry};
+pub use replica::ReplicaConfig;
 pub use watch::{ReloadConfig, Reloader};
 
 /// How a service runs. [`Config::new`] gives the defaults.
@@ -77,8 +79,13 @@ pub struct Config {
     /// `running`, for the next start to resume.
     pub drain_timeout: Duration,
     /// Resume, at start, the runs the store holds as `running` (default true): what a previous
-    /// process left. Turn it off when several processes share a store.
+    /// process left. Turn it off when several processes share a store. A replica (below) never
+    /// does: its peers recover a dead replica's runs when its lease expires.
     pub resume_on_start: bool,
+    /// Share the store's runs with other replicas (`docs/scaling.md`): runs are queued in the
+    /// store and claimed by whichever replica has room; `None` (the default): this process runs
+    /// what it starts.
+    pub replica: Option<ReplicaConfig>,
     /// What `GET /metrics` renders; `None`: it answers an empty text.
     pub metrics: Option<PrometheusHandle>,
 }
@@ -95,6 +102,7 @@ impl Config {
             cors_origins: Vec::new(),
             drain_timeout: Duration::from_secs(30),
             resume_on_start: true,
+            replica: None,
             metrics: None,
         }
     }
@@ -122,8 +130,12 @@ pub enum ServeError {
 pub struct Stopped {
     /// Runs resumed at start.
     pub resumed: usize,
-    /// Runs still in flight when the drain timeout expired: recorded `running`, to be resumed.
+    /// Runs still in flight when the drain timeout expired: recorded `running`, to be resumed
+    /// (by the next start, or, for a replica, at once by the others: see `handed_back`).
     pub left_running: usize,
+    /// A replica's runs handed back to the queue as it stopped (its unfinished ones, for another
+    /// replica to continue at once).
+    pub handed_back: u64,
 }
 
 /// How often [`Service::watch`] runs the metrics recorder's upkeep.
@@ -169,8 +181,11 @@ impl Service {
                 source,
             })?;
         let hub = Arc::new(hub::Hub::default());
-        let durable = Durable::new(engine.clone(), store).with_listener(hub.clone());
-        let runner = runner::Runner::new(durable, hub, config.max_runs);
+        let mut durable = Durable::new(engine.clone(), store).with_listener(hub.clone());
+        if let Some(replica) = &config.replica {
+            durable = durable.as_replica(replica.id.clone(), replica.lease_ttl);
+        }
+        let runner = runner::Runner::new(durable, hub, config.max_runs, config.replica.is_some());
         let state = api::AppState::new(api::Shared {
             registry,
             runner,
@@ -269,10 +284,21 @@ impl Service {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Stopped, ServeError> {
-        let resumed = if self.config.resume_on_start {
+        let resumed = if self.config.resume_on_start && self.config.replica.is_none() {
             self.recover().await
         } else {
             0
+        };
+        let replica_stop = CancellationToken::new();
+        let replica = async {
+            if let Some(config) = &self.config.replica {
+                replica::run(
+                    self.state.runner.clone(),
+                    config.clone(),
+                    replica_stop.clone(),
+                )
+                .await;
+            }
         };
         let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, self.router())
@@ -295,23 +321,112 @@ impl Service {
                 "shutting down: draining the runs in flight"
             );
             self.state.draining.store(true, Ordering::Release);
+            replica_stop.cancel();
             let _ = stop_accepting.send(());
             let grace = self.config.drain_timeout + Duration::from_secs(1);
             let (left, _) = tokio::join!(self.drain(), tokio::time::timeout(grace, &mut server));
             Ok::<_, ServeError>(left)
         };
-        let (left, ()) = tokio::join!(main, self.watch());
+        let (left, (), ()) = tokio::join!(main, self.watch(), replica);
         let left_running = left?;
-        if left_running > 0 {
-            tracing::warn!(
-                runs = left_running,
-                "drain timeout: runs left recorded as running; the next start resumes them"
-            );
-        }
+        let handed_back = match &self.config.replica {
+            Some(config) => hand_back(&self.state.runner, config).await,
+            None => {
+                if left_running > 0 {
+                    tracing::warn!(
+                        runs = left_running,
+                        "drain timeout: runs left recorded as running; the next start resumes them"
+                    );
+                }
+                0
+            }
+        };
         Ok(Stopped {
             resumed,
             left_running,
+            handed_back,
         })
+    }
+}
+
+/// A replica's end: drops the runs still here after the drain and hands back every run it owns,
+/// so that another replica continues them at once rather than after the lease. Returns how many.
+async fn hand_back(runner: &Arc<runner::Runner>, config: &ReplicaConfig) -> u64 {
+    let dropped = runner.drop_all("stopping");
+    runner.stopped().await;
+    match runner.durable().store().release(&config.id).await {
+        Ok(n) => {
+            if n > 0 || dropped > 0 {
+                tracing::info!(
+                    runs = n,
+                    "handed this replica's unfinished runs back to the queue"
+                );
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot hand the runs back; other replicas take them when the lease expires");
+            0
+        }
+    }
+}
+
+/// A replica that runs workflows without serving HTTP (`braid worker`): it claims queued runs
+/// from its store while it has room, runs them on the definitions recorded under their
+/// fingerprints, and hands back what it did not finish when it stops (`docs/scaling.md`).
+#[derive(Debug)]
+pub struct Worker {
+    runner: Arc<runner::Runner>,
+    replica: ReplicaConfig,
+    drain_timeout: Duration,
+}
+
+impl Worker {
+    /// A worker of `engine`'s kinds on `store`, running at most `max_runs` runs at once.
+    pub fn new(
+        engine: Engine,
+        store: StoreHandle,
+        replica: ReplicaConfig,
+        max_runs: usize,
+        drain_timeout: Duration,
+    ) -> Self {
+        let hub = Arc::new(hub::Hub::default());
+        let durable = Durable::new(engine, store)
+            .with_listener(hub.clone())
+            .as_replica(replica.id.clone(), replica.lease_ttl);
+        Worker {
+            runner: runner::Runner::new(durable, hub, max_runs, true),
+            replica,
+            drain_timeout,
+        }
+    }
+
+    /// This worker's replica id.
+    pub fn id(&self) -> &str {
+        &self.replica.id
+    }
+
+    /// Claims and runs until `shutdown` resolves; then stops claiming, waits up to the drain
+    /// timeout for the runs in flight, and hands back the rest.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Stopped {
+        let stop = CancellationToken::new();
+        let work = replica::run(self.runner.clone(), self.replica.clone(), stop.clone());
+        let ending = async {
+            shutdown.await;
+            tracing::info!(
+                runs = self.runner.in_flight(),
+                "shutting down: draining the runs in flight"
+            );
+            stop.cancel();
+            self.runner.drain(self.drain_timeout).await
+        };
+        let ((), left_running) = tokio::join!(work, ending);
+        let handed_back = hand_back(&self.runner, &self.replica).await;
+        Stopped {
+            resumed: 0,
+            left_running,
+            handed_back,
+        }
     }
 }
 

@@ -29,3 +29,43 @@ pub(crate) fn request(method: &str, route: &str, status: u16, seconds: f64) {
 pub(crate) fn refused() {
     metrics::counter!(RUNS_REFUSED).increment(1);
 }
+
+/// Counter: runs this replica claimed from the queue (`docs/scaling.md`).
+pub const REPLICA_CLAIMED: &str = "braid_replica_claimed_total";
+/// Counter: heartbeats this replica sent, label `result` = `ok` | `error`.
+pub const REPLICA_HEARTBEATS: &str = "braid_replica_heartbeats_total";
+/// Counter: runs this replica stopped running because it no longer owns them, label `reason` =
+/// `fenced` (a write was refused: another replica took it), `taken` (its heartbeat no longer
+/// lists it), `lease_lost` (no heartbeat for a lease's time to live), `stopping` (handed back at
+/// a graceful stop).
+pub const REPLICA_DROPPED: &str = "braid_replica_runs_dropped_total";
+/// Counter: runs this replica took up again that it owned without running them (a claim whose
+/// answer was lost, a segment the store failed under).
+pub const REPLICA_ADOPTED: &str = "braid_replica_runs_adopted_total";
+/// Gauge: runs in flight in this replica.
+pub const REPLICA_RUNS: &str = "braid_replica_runs";
+
+/// Counts claimed runs.
+pub(crate) fn claimed(n: usize) {
+    metrics::counter!(REPLICA_CLAIMED).increment(n as u64);
+}
+
+/// Counts a heartbeat.
+pub(crate) fn heartbeat(ok: bool) {
+    metrics::counter!(REPLICA_HEARTBEATS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Counts a run dropped.
+pub(crate) fn dropped(reason: &'static str) {
+    metrics::counter!(REPLICA_DROPPED, "reason" => reason).increment(1);
+}
+
+/// Counts a run adopted.
+pub(crate) fn adopted() {
+    metrics::counter!(REPLICA_ADOPTED).increment(1);
+}
+
+/// Sets the runs in flight.
+pub(crate) fn runs(n: usize) {
+    metrics::gauge!(REPLICA_RUNS).set(n as f64);
+}

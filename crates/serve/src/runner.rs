@@ -1,22 +1,24 @@
 //! Runs in flight in this process: started, resumed and retried through [`Durable`], each in a
 //! task the [`Runner`]'s tracker owns, under a limit on how many run at once; cancelled through
 //! their tokens; drained on shutdown; and, at start, the runs a previous process left `running`
-//! resumed.
+//! resumed. In a replica (`crate::replica`), runs are submitted to the store's queue instead and
+//! come back here as claims; a run continued, retried or cancelled here is taken over; and a run
+//! this replica no longer owns is dropped (its task aborted, nothing more written).
 //!
 //! A run's task is not the request's: a client that disconnects (even from `?wait=true`) does
 //! not stop its run. Dropping the tracker's tasks (the process exiting after the drain timeout)
 //! leaves their runs `running` in the store, every settled node recorded, to be resumed by the
 //! next start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use braid::durable::{Durable, Reply, RunFilter, RunState, Started};
+use braid::durable::{Claim, Durable, DurableError, Reply, RunFilter, RunState, Started};
 use braid::{CancelToken, Error, RunOptions, RunResult, Workflow};
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
@@ -42,27 +44,63 @@ pub(crate) enum StartError {
 /// A run's task: its result once it ends (or stops to wait).
 pub(crate) type RunTask = JoinHandle<Result<RunResult, Error>>;
 
+/// A run in flight here.
+#[derive(Debug)]
+struct Local {
+    cancel: CancelToken,
+    /// Its task, to drop it when this replica no longer owns it.
+    abort: Option<AbortHandle>,
+}
+
 /// The runs in flight here.
 #[derive(Debug)]
 pub(crate) struct Runner {
     durable: Durable,
     hub: Arc<Hub>,
     tracker: TaskTracker,
-    cancels: Mutex<HashMap<String, CancelToken>>,
+    local: Mutex<HashMap<String, Local>>,
     slots: Arc<Semaphore>,
     limit: usize,
+    /// Whether this service is a replica sharing its store (`crate::replica`).
+    shared: bool,
+    /// Held while the runs this replica owns change (a claim, a take-over and the spawn of its
+    /// task) or are compared with what the store says it owns (a heartbeat): so a comparison
+    /// never sees a run owned but not yet here, nor here but not yet owned.
+    pub(crate) owning: tokio::sync::Mutex<()>,
+    /// Told when a run here ends (a slot is free).
+    pub(crate) freed: Notify,
+    /// Runs whose segment failed here for a reason other than the store (a definition this
+    /// engine cannot compile, a damaged journal): not taken up again by this replica.
+    broken: Mutex<HashSet<String>>,
 }
 
 impl Runner {
-    pub(crate) fn new(durable: Durable, hub: Arc<Hub>, limit: usize) -> Arc<Self> {
+    pub(crate) fn new(durable: Durable, hub: Arc<Hub>, limit: usize, shared: bool) -> Arc<Self> {
         Arc::new(Runner {
             durable,
             hub,
             tracker: TaskTracker::new(),
-            cancels: Mutex::default(),
+            local: Mutex::default(),
             slots: Arc::new(Semaphore::new(limit.max(1))),
             limit: limit.max(1),
+            shared,
+            owning: tokio::sync::Mutex::new(()),
+            freed: Notify::new(),
+            broken: Mutex::default(),
         })
+    }
+
+    /// Whether this service is a replica sharing its store.
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Free slots.
+    pub(crate) fn free(&self) -> usize {
+        if self.tracker.is_closed() {
+            return 0;
+        }
+        self.slots.available_permits()
     }
 
     pub(crate) fn durable(&self) -> &Durable {
@@ -80,11 +118,29 @@ impl Runner {
 
     /// Whether the run is in flight here.
     pub(crate) fn is_here(&self, run: &str) -> bool {
-        self.cancels().contains_key(run)
+        self.local().contains_key(run)
     }
 
-    fn cancels(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancelToken>> {
-        self.cancels.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The runs in flight here.
+    pub(crate) fn here(&self) -> HashSet<String> {
+        self.local().keys().cloned().collect()
+    }
+
+    /// Whether the run's segment here has not ended (its end is not recorded yet).
+    pub(crate) fn still_running(&self, run: &str) -> bool {
+        self.hub.is_open(run)
+    }
+
+    /// Whether the run's segment failed here for a reason other than the store.
+    pub(crate) fn is_broken(&self, run: &str) -> bool {
+        self.broken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(run)
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn slot(&self) -> Result<OwnedSemaphorePermit, StartError> {
@@ -95,6 +151,57 @@ impl Runner {
             metrics::refused();
             StartError::Busy { limit: self.limit }
         })
+    }
+
+    /// Queues a run of `workflow` for the replicas sharing the store (this version, by its
+    /// fingerprint): whichever has room claims it. Returns its id.
+    pub(crate) async fn submit(
+        &self,
+        workflow: &Workflow,
+        inputs: Value,
+    ) -> Result<String, StartError> {
+        if self.tracker.is_closed() {
+            return Err(StartError::Draining);
+        }
+        Ok(self
+            .durable
+            .submit(workflow, inputs, RunOptions::default())
+            .await?)
+    }
+
+    /// Runs a run this replica claimed (or owns without running it: `adopted`), fenced with the
+    /// claim's epoch. `false` when no slot is free (a claim asks only for free ones; an adoption
+    /// waits for the next heartbeat then).
+    pub(crate) async fn run_claimed(self: &Arc<Self>, claim: &Claim, adopted: bool) -> bool {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            return false;
+        };
+        let cancel = CancelToken::new();
+        match self.durable.run_claimed(claim, options(&cancel)).await {
+            Ok(started) => {
+                if adopted {
+                    metrics::adopted();
+                    tracing::info!(run = %claim.run, epoch = claim.epoch, "taking up a run this replica owns");
+                }
+                drop(self.spawn(started, cancel, permit));
+            }
+            Err(Error::Durable(DurableError::Fenced { .. } | DurableError::WrongState { .. })) => {
+                // Taken by another replica, or ended, since: not ours to run.
+                tracing::debug!(run = %claim.run, "a claimed run moved on before it started here");
+            }
+            Err(Error::Durable(DurableError::Store(e))) => {
+                // Still ours in the store: the next heartbeat takes it up again.
+                tracing::warn!(run = %claim.run, error = %e, "cannot start a claimed run; it is taken up again when the store answers");
+            }
+            Err(e) => {
+                self.broken
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(claim.run.clone());
+                tracing::error!(run = %claim.run, error = %e, "cannot run a claimed run here; it stays with this replica until it stops, then goes to another");
+            }
+        }
+        true
     }
 
     /// Starts a run of `workflow` (this version: the run keeps it whatever reloads follow).
@@ -142,29 +249,76 @@ impl Runner {
     ) -> (String, RunTask) {
         let id = started.run_id().to_owned();
         self.hub.open(&id);
-        self.cancels().insert(id.clone(), cancel);
+        self.local().insert(
+            id.clone(),
+            Local {
+                cancel,
+                abort: None,
+            },
+        );
         let me = Arc::downgrade(self);
         let run_id = id.clone();
         let task = self.tracker.spawn(async move {
+            // Dropped with the task (aborted: this replica no longer owns the run) as when it
+            // ends: the run leaves this process either way.
+            let _here = Here {
+                runner: me.clone(),
+                run: run_id.clone(),
+                _permit: permit,
+            };
             let result = started.await;
             if let Some(me) = me.upgrade() {
-                me.cancels().remove(&run_id);
-                if result.is_err() {
-                    // An unrecorded end: the listener was told, but make sure streams end.
-                    me.hub.close(&run_id);
+                match &result {
+                    Err(Error::Durable(DurableError::Fenced { .. })) => {
+                        metrics::dropped("fenced");
+                        tracing::info!(run = %run_id, "another replica owns the run now; dropped here");
+                    }
+                    Err(Error::Durable(
+                        DurableError::Definition { .. } | DurableError::Journal { .. },
+                    )) => {
+                        me.broken
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(run_id.clone());
+                    }
+                    _ => {}
                 }
             }
-            drop(permit);
             result
         });
+        if let Some(local) = self.local().get_mut(&id) {
+            local.abort = Some(task.abort_handle());
+        }
+        metrics::runs(self.in_flight());
         (id, task)
+    }
+
+    /// Stops running `run` here without writing anything more (this replica no longer owns
+    /// it); `false` when it is not here.
+    pub(crate) fn drop_run(&self, run: &str, reason: &'static str) -> bool {
+        let abort = self.local().get(run).and_then(|l| l.abort.clone());
+        match abort {
+            Some(a) => {
+                a.abort();
+                metrics::dropped(reason);
+                tracing::warn!(run, reason, "dropping a run this replica no longer owns");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every run here ([`Runner::drop_run`]); returns how many.
+    pub(crate) fn drop_all(&self, reason: &'static str) -> usize {
+        let runs: Vec<String> = self.local().keys().cloned().collect();
+        runs.iter().filter(|r| self.drop_run(r, reason)).count()
     }
 
     /// Cancels a run in flight here; `false` when it is not here.
     pub(crate) fn cancel(&self, run: &str) -> bool {
-        match self.cancels().get(run) {
+        match self.local().get(run) {
             Some(c) => {
-                c.cancel();
+                c.cancel.cancel();
                 true
             }
             None => false,
@@ -220,6 +374,32 @@ impl Runner {
             return 0;
         }
         self.tracker.len()
+    }
+
+    /// Waits until every task here ended (after [`Runner::drop_all`]).
+    pub(crate) async fn stopped(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// A run's presence here, for as long as its task lives.
+struct Here {
+    runner: std::sync::Weak<Runner>,
+    run: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Here {
+    fn drop(&mut self) {
+        if let Some(runner) = self.runner.upgrade() {
+            // Streams end (a normal end closed the channel already; this is for the rest),
+            // before the run leaves `local`: only then may a new segment of it open one here.
+            runner.hub.close(&self.run);
+            runner.local().remove(&self.run);
+            runner.freed.notify_one();
+            metrics::runs(runner.in_flight().saturating_sub(1));
+        }
     }
 }
 

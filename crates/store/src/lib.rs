@@ -251,6 +251,12 @@ pub struct RunRecord {
     pub restarts: u32,
     /// The sequence number its next event will get (one more than the last recorded).
     pub next_seq: u64,
+    /// The replica that claimed it last and has not handed it back (`docs/scaling.md`); `None`
+    /// for a run never claimed, or released.
+    pub owner: Option<String>,
+    /// Its fencing token: incremented by every claim, take-over and release; `0` for a run never
+    /// claimed.
+    pub epoch: u64,
 }
 
 /// A node's end, as recorded. One per node per run: a node that runs again (a retry, or a resume
@@ -410,6 +416,22 @@ pub struct Reopen {
     /// The epoch the run must be at (a claimed run's [`Claim::epoch`]); otherwise
     /// [`StoreError::Fenced`] and nothing changes. `None`: not fenced.
     pub epoch: Option<u64>,
+    /// Takes the run for a replica in the same transaction: it becomes the owner (registered or
+    /// renewed with the lease's time to live), the run queued (so that another replica recovers
+    /// it if this one dies) and its epoch incremented (a write of the previous owner is fenced
+    /// from then on). The returned record carries the new epoch. `None`: the owner is left as
+    /// it is.
+    pub take: Option<Take>,
+}
+
+/// The replica a [`Reopen`] takes a run for: how any replica continues, retries or cancels a
+/// run, wherever it ran before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Take {
+    /// The replica.
+    pub replica: String,
+    /// Its lease's time to live, as [`Store::claim`] registers it.
+    pub ttl: Duration,
 }
 
 /// A durable journal of runs. Every method is atomic: it either happened in full or not at all,
@@ -521,13 +543,19 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Renews `replica`'s lease, and so the lease of every run it owns, for its `ttl`: one
-    /// statement, whatever the number of runs. `false` when `replica` is not registered (it
-    /// never claimed, or released): it owns nothing.
+    /// statement, whatever the number of runs; it writes the replica's row and no run's. Answers
+    /// the `running` runs the replica owns, with their epochs, as of the renewal: the replica
+    /// compares them with what it runs (a claim whose answer was lost; a run another replica
+    /// took over). `None` when `replica` is not registered (it never claimed, or released): it
+    /// owns nothing.
     ///
     /// # Errors
     ///
     /// Store errors; [`StoreError::Unsupported`].
-    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn heartbeat<'a>(
+        &'a self,
+        replica: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<Claim>>, StoreError>> {
         let _ = replica;
         Box::pin(async move { Err(self.unsupported("leases")) })
     }

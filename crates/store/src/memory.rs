@@ -38,11 +38,8 @@ struct Run {
     nodes: BTreeMap<String, NodeRecord>,
     events: Vec<EventRecord>,
     /// Submitted to the queue ([`Store::submit`]): claimable when no live replica owns it.
+    /// (Its owner and epoch are the record's.)
     queued: bool,
-    /// The replica that claimed it last.
-    owner: Option<String>,
-    /// Its fencing token.
-    epoch: u64,
 }
 
 impl MemoryStore {
@@ -94,7 +91,7 @@ impl Inner {
                     }
                 }
                 Entry::Fence { run, epoch } => {
-                    let current = self.run(run)?.epoch;
+                    let current = self.run(run)?.record.epoch;
                     if current != *epoch {
                         return Err(codec::fenced(run, *epoch, current));
                     }
@@ -172,6 +169,8 @@ impl MemoryStore {
             error: None,
             restarts: 0,
             next_seq: 0,
+            owner: None,
+            epoch: 0,
         };
         inner.runs.insert(
             run.id.clone(),
@@ -180,8 +179,6 @@ impl MemoryStore {
                 nodes: BTreeMap::new(),
                 events: Vec::new(),
                 queued,
-                owner: None,
-                epoch: 0,
             },
         );
         Ok(())
@@ -260,7 +257,7 @@ impl Store for MemoryStore {
                 .filter(|r| {
                     r.queued
                         && r.record.state == RunState::Running
-                        && inner.free(r.owner.as_ref(), now)
+                        && inner.free(r.record.owner.as_ref(), now)
                 })
                 .map(|r| (r.record.created_at, r.record.id.clone()))
                 .collect();
@@ -270,27 +267,42 @@ impl Store for MemoryStore {
                 .into_iter()
                 .filter_map(|(_, id)| {
                     let r = inner.runs.get_mut(&id)?;
-                    r.owner = Some(replica.to_owned());
-                    r.epoch += 1;
+                    r.record.owner = Some(replica.to_owned());
+                    r.record.epoch += 1;
                     Some(Claim {
                         run: id,
-                        epoch: r.epoch,
+                        epoch: r.record.epoch,
                     })
                 })
                 .collect())
         })
     }
 
-    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn heartbeat<'a>(
+        &'a self,
+        replica: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<Claim>>, StoreError>> {
         Box::pin(async move {
             let now = Instant::now();
-            Ok(match self.lock().replicas.get_mut(replica) {
-                Some((ttl, expires)) => {
-                    *expires = now + *ttl;
-                    true
-                }
-                None => false,
-            })
+            let mut inner = self.lock();
+            let Some((ttl, expires)) = inner.replicas.get_mut(replica) else {
+                return Ok(None);
+            };
+            *expires = now + *ttl;
+            Ok(Some(
+                inner
+                    .runs
+                    .values()
+                    .filter(|r| {
+                        r.record.state == RunState::Running
+                            && r.record.owner.as_deref() == Some(replica)
+                    })
+                    .map(|r| Claim {
+                        run: r.record.id.clone(),
+                        epoch: r.record.epoch,
+                    })
+                    .collect(),
+            ))
         })
     }
 
@@ -300,9 +312,10 @@ impl Store for MemoryStore {
             inner.replicas.remove(replica);
             let mut n = 0;
             for r in inner.runs.values_mut() {
-                if r.record.state == RunState::Running && r.owner.as_deref() == Some(replica) {
-                    r.owner = None;
-                    r.epoch += 1;
+                if r.record.state == RunState::Running && r.record.owner.as_deref() == Some(replica)
+                {
+                    r.record.owner = None;
+                    r.record.epoch += 1;
                     n += 1;
                 }
             }
@@ -393,8 +406,8 @@ impl Store for MemoryStore {
                     run: reopen.run.clone(),
                 });
             };
-            if let Some(epoch) = reopen.epoch.filter(|e| *e != r.epoch) {
-                return counted(Err(codec::fenced(&reopen.run, epoch, r.epoch)));
+            if let Some(epoch) = reopen.epoch.filter(|e| *e != r.record.epoch) {
+                return counted(Err(codec::fenced(&reopen.run, epoch, r.record.epoch)));
             }
             if !reopen.from.contains(&r.record.state) {
                 return Err(codec::wrong_state(
@@ -411,7 +424,19 @@ impl Store for MemoryStore {
             r.record.error = None;
             r.record.updated_at = reopen.at;
             r.record.restarts = r.record.restarts.saturating_add(1);
-            Ok(r.record.clone())
+            if let Some(take) = &reopen.take {
+                r.queued = true;
+                r.record.owner = Some(take.replica.clone());
+                r.record.epoch += 1;
+            }
+            let record = r.record.clone();
+            if let Some(take) = &reopen.take {
+                let expires = Instant::now() + take.ttl;
+                inner
+                    .replicas
+                    .insert(take.replica.clone(), (take.ttl, expires));
+            }
+            Ok(record)
         })
     }
 

@@ -79,9 +79,13 @@ pub(crate) struct Journal {
     me: std::sync::Weak<Journal>,
 }
 
-/// Told of a durable run's events as they happen, before they reach the store: what a service
-/// streams to its clients live. Called synchronously from the task that emits the event: it must
-/// be quick and must not block.
+/// Told of a durable run's events once they are in the store, in order: what a service streams
+/// to its clients live. Never told of an event the journal does not hold, so a client that saw
+/// event `n` and reconnects elsewhere (another replica, a restarted process) misses nothing:
+/// a segment that stops before its events are committed (its process dies, another replica
+/// fenced it off) has shown none of them. While a listener is set, the journal sends events
+/// without waiting for the next node end, so a node's start is streamed as it starts. Called
+/// from the task that committed them: it must be quick and must not block.
 pub trait Listener: Send + Sync + 'static {
     /// A journaled event of run `run`, with its sequence number.
     fn event(&self, run: &str, event: &EventRecord);
@@ -150,10 +154,25 @@ impl Journal {
                 let seq = p.next_seq;
                 p.next_seq += 1;
                 let record = EventRecord { seq, ..record };
-                if let Some(l) = &me.listener {
-                    l.event(&me.run, &record);
-                }
                 p.events.push(record);
+                if me.listener.is_some() {
+                    // Streamed once committed: send now rather than with the next node end
+                    // (behind the batch in flight, if one is: batches go one at a time).
+                    let events = std::mem::take(&mut p.events);
+                    p.queued.push(Entry::Events {
+                        run: me.run.clone(),
+                        events,
+                    });
+                    p.tickets += 1;
+                    let ticket = p.tickets;
+                    drop(p);
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        let me = me.clone();
+                        rt.spawn(async move {
+                            let _ = me.recorded(ticket).await;
+                        });
+                    }
+                }
             } else if let (Some(l), Event::NodeMessage { node, payload, .. }) =
                 (&me.listener, &event)
             {
@@ -176,11 +195,33 @@ impl Journal {
         }
     }
 
-    /// Sends `entries` (after the fence, if any); remembers a fenced refusal.
+    /// Sends `entries` (after the fence, if any); remembers a fenced refusal; once they are
+    /// committed, tells the listener of their events.
     pub(crate) async fn append(&self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let told: Vec<EventRecord> = match &self.listener {
+            Some(_) => entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Events { events, .. } => Some(events.iter().cloned()),
+                    _ => None,
+                })
+                .flatten()
+                .collect(),
+            None => Vec::new(),
+        };
         let result = self.store.append(entries).await;
-        if let Err(e @ StoreError::Fenced { .. }) = &result {
-            *self.fenced.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+        match &result {
+            Ok(()) => {
+                if let Some(l) = &self.listener {
+                    for event in &told {
+                        l.event(&self.run, event);
+                    }
+                }
+            }
+            Err(e @ StoreError::Fenced { .. }) => {
+                *self.fenced.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+            }
+            Err(_) => {}
         }
         result
     }
@@ -193,20 +234,43 @@ impl Journal {
             .clone()
     }
 
-    /// Everything not yet sent (node ends whose commit nobody awaited, then the events since),
-    /// in order, after the fence: what the run's last batch carries before its end.
-    pub(crate) fn take_rest(&self) -> Vec<Entry> {
-        let mut rest = self.batch();
-        let mut p = self.pending();
-        rest.append(&mut p.queued);
-        let events = std::mem::take(&mut p.events);
-        if !events.is_empty() {
-            rest.push(Entry::Events {
-                run: self.run.clone(),
-                events,
-            });
+    /// Sends the segment's last batch: everything not yet sent (node ends whose commit nobody
+    /// awaited, then the events since) and `end`, after the fence, once the batch in flight (an
+    /// early send of events) is in. Waiters on earlier tickets are answered with its outcome.
+    pub(crate) async fn finish(self: &Arc<Self>, end: Entry) -> Result<(), StoreError> {
+        let mut watch = self.flushed.subscribe();
+        loop {
+            let last = {
+                let mut p = self.pending();
+                if p.flushing {
+                    None
+                } else {
+                    p.flushing = true;
+                    let mut entries = self.batch();
+                    entries.append(&mut p.queued);
+                    let events = std::mem::take(&mut p.events);
+                    if !events.is_empty() {
+                        entries.push(Entry::Events {
+                            run: self.run.clone(),
+                            events,
+                        });
+                    }
+                    entries.push(end.clone());
+                    Some((entries, p.tickets))
+                }
+            };
+            if let Some((entries, upto)) = last {
+                let _flushing = Flushing(self);
+                let result = self.append(entries).await;
+                self.flushed.send_replace(match &result {
+                    Ok(()) => Flushed::Upto(upto),
+                    Err(e) => Flushed::Failed(e.to_string()),
+                });
+                return result;
+            }
+            // The journal is held here, so its sender lives: `changed` only returns `Ok`.
+            let _ = watch.changed().await;
         }
-        rest
     }
 
     /// What the journal keeps of an event: node and run lifecycle. A node's streamed messages

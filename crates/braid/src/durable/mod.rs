@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub use braid_store::{
     BoxFuture, Claim, Definition, DefinitionFile, Entry, EventKind, EventRecord, Micros, NewRun,
     NodeRecord, NodeState, Reopen, RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle,
-    now_micros, open as open_store,
+    Take, now_micros, open as open_store,
 };
 use serde_json::{Value, json};
 
@@ -71,6 +71,8 @@ pub struct Durable {
     stored: Arc<cache::Bounded<()>>,
     /// Told of every run's events as they happen.
     listener: Option<Arc<dyn Listener>>,
+    /// The replica this handle acts for, if it is one ([`Durable::as_replica`]).
+    replica: Option<Take>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -90,7 +92,22 @@ impl Durable {
             compiled: Arc::default(),
             stored: Arc::default(),
             listener: None,
+            replica: None,
         }
+    }
+
+    /// Acts for `replica` (a service sharing the store with others, `docs/scaling.md`):
+    /// [`resume`](Durable::resume) and [`retry`](Durable::retry) take the run over for it
+    /// ([`Reopen::take`]) and fence every write of the segment with the epoch that gives, so a
+    /// run continued from any replica is owned by the one continuing it, and recovered by
+    /// another if that one dies. `ttl` is the replica's lease.
+    #[must_use]
+    pub fn as_replica(mut self, replica: impl Into<String>, ttl: std::time::Duration) -> Self {
+        self.replica = Some(Take {
+            replica: replica.into(),
+            ttl,
+        });
+        self
     }
 
     /// Tells `listener` of the events of every run this handle starts or continues, as they
@@ -319,6 +336,12 @@ impl Durable {
                 message: e.to_string(),
             }
         })?;
+        // A claimed run is owned already; one continued by a replica is taken over.
+        let take = if epoch.is_none() {
+            self.replica.clone()
+        } else {
+            None
+        };
         let reopened = self
             .store
             .reopen(&Reopen {
@@ -327,9 +350,11 @@ impl Durable {
                 reset: Vec::new(),
                 at: braid_store::now_micros(),
                 epoch,
+                take: take.clone(),
             })
             .await
             .map_err(|e| fenced_or(&record.id, e))?;
+        let epoch = epoch.or(take.map(|_| reopened.epoch));
         apply_options(&record.options, &mut options);
         recorded::give_answers(&mut options, answers);
         let note = json!({ "resumed": reopened.restarts });
@@ -343,6 +368,79 @@ impl Durable {
             Some(note),
             epoch,
         ))
+    }
+
+    /// Cancels a run wherever it is: running on another replica, waiting, or queued. Takes it over
+    /// for this handle's replica ([`Durable::as_replica`]) — from then on every write of the
+    /// replica that ran it is refused, and that replica drops it — then records it `cancelled`
+    /// with a `run_finished` event, keeping what settled (resume it to go on). The nodes that
+    /// were in flight elsewhere have no record: they run again on a resume. (A run in flight in
+    /// this process is better cancelled through its token: its nodes in flight then settle as
+    /// `cancelled`.)
+    ///
+    /// # Errors
+    ///
+    /// [`DurableError::WrongState`] unless the run is running or waiting;
+    /// [`StoreError::Unsupported`] for a handle that is not a replica's; store errors.
+    pub async fn cancel_taken(&self, run_id: &str) -> Result<RunRecord, Error> {
+        let record = self.record(run_id).await?;
+        let from = vec![RunState::Running, RunState::Waiting];
+        if !from.contains(&record.state) {
+            return Err(DurableError::WrongState {
+                run: record.id,
+                state: record.state,
+                hint: "only a running or waiting run is cancelled",
+            }
+            .into());
+        }
+        let Some(take) = self.replica.clone() else {
+            return Err(DurableError::from(
+                self.store.unsupported("cancelling runs of other processes"),
+            )
+            .into());
+        };
+        let at = braid_store::now_micros();
+        let reopened = self
+            .store
+            .reopen(&Reopen {
+                run: record.id.clone(),
+                from,
+                reset: Vec::new(),
+                at,
+                epoch: None,
+                take: Some(take.clone()),
+            })
+            .await
+            .map_err(|e| fenced_or(&record.id, e))?;
+        let message = format!("cancelled through replica `{}`", take.replica);
+        let end = vec![
+            Entry::Fence {
+                run: record.id.clone(),
+                epoch: reopened.epoch,
+            },
+            Entry::Events {
+                run: record.id.clone(),
+                events: vec![EventRecord {
+                    seq: reopened.next_seq,
+                    at,
+                    kind: EventKind::RunFinished,
+                    node: None,
+                    attempt: None,
+                    data: Some(Value::from("cancelled")),
+                }],
+            },
+            Entry::End {
+                run: record.id.clone(),
+                state: RunState::Cancelled,
+                error: Some(json!({ "kind": "cancelled", "message": message })),
+                at,
+            },
+        ];
+        self.store
+            .append(end)
+            .await
+            .map_err(|e| fenced_or(&record.id, e))?;
+        Ok(self.record(run_id).await?)
     }
 
     /// Retries a failed or degraded run: its failed and fallen-back nodes and everything
@@ -422,9 +520,11 @@ impl Durable {
                 reset,
                 at: braid_store::now_micros(),
                 epoch: None,
+                take: self.replica.clone(),
             })
             .await
             .map_err(DurableError::from)?;
+        let epoch = self.replica.as_ref().map(|_| reopened.epoch);
         apply_options(&record.options, &mut options);
         let mut again: Vec<&String> = rerun.iter().collect();
         again.sort();
@@ -437,7 +537,7 @@ impl Durable {
             reopened.next_seq,
             options,
             Some(note),
-            None,
+            epoch,
         ))
     }
 

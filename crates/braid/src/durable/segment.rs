@@ -145,8 +145,7 @@ impl Durable {
                     },
                 }));
             }
-            let mut entries = journal.take_rest();
-            entries.push(Entry::End {
+            let end = Entry::End {
                 run: id.clone(),
                 state: run_state(&result),
                 error: result
@@ -155,8 +154,8 @@ impl Durable {
                     .as_ref()
                     .and_then(|e| serde_json::to_value(e).ok()),
                 at: braid_store::now_micros(),
-            });
-            let appended = journal.append(entries).await;
+            };
+            let appended = journal.finish(end).await;
             if let Some(l) = journal.listener() {
                 l.ended(&id, appended.is_ok());
             }

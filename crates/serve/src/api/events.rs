@@ -2,13 +2,15 @@
 //! its sequence number as the SSE id, and a node's streamed messages (an LLM's tokens) as
 //! `message` events without one.
 //!
-//! Exactly once across reconnects: the stream subscribes to the run's live events first
-//! ([`crate::hub`]), then replays the store from `Last-Event-ID + 1`, then the events kept live,
-//! then the live ones, skipping every sequence number it already sent. A run not in flight here
-//! (finished, or left running by a process that died, or, later, running on another replica) is
-//! replayed from the store, which is then polled while the run is recorded `running`. The stream
-//! ends when the run's segment ends (it finished or stopped to wait); a stream that falls
-//! `hub::CAPACITY` items behind is cut, and reconnecting resumes it without loss.
+//! Exactly once across reconnects and replicas: the stream subscribes to the run's live events
+//! first ([`crate::hub`]: only events already in the store), then replays the store from
+//! `Last-Event-ID + 1`, then the events kept live, then the live ones, skipping every sequence
+//! number it already sent. A run not in flight here (finished, left running by a process that
+//! died, or running on another replica) is replayed from the store, which is then polled every
+//! 250 ms while the run is recorded `running`; a run that leaves this process while streamed
+//! (another replica took it over) goes on from the store the same way. The stream ends when the
+//! run stops running (it finished or stopped to wait); a stream that falls `hub::CAPACITY` items
+//! behind is cut, and reconnecting resumes it without loss.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -29,7 +31,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::hub::Live;
 
 /// How often a run not in flight here is looked up again while it is recorded `running`.
-const POLL: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(250);
 
 /// Query of the events stream.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -91,7 +93,7 @@ pub(crate) async fn stream(
             }
             Phase::Live(sub.rx)
         }
-        None if record.state == RunState::Running => Phase::Poll,
+        None if record.state == RunState::Running => Phase::Poll { now: false },
         None => Phase::Done,
     };
     let events =
@@ -104,7 +106,10 @@ pub(crate) async fn stream(
 
 enum Phase {
     Live(broadcast::Receiver<Live>),
-    Poll,
+    /// Reading the store; `now`: without waiting first.
+    Poll {
+        now: bool,
+    },
     Done,
 }
 
@@ -147,12 +152,17 @@ impl Streaming {
                         let data = json!({ "node": node, "payload": payload }).to_string();
                         return Some(Event::default().event("message").data(data));
                     }
-                    Ok(Live::Ended) | Err(RecvError::Closed | RecvError::Lagged(_)) => {
-                        self.phase = Phase::Done;
+                    Ok(Live::Ended) | Err(RecvError::Closed) => {
+                        // Ended here; the store says whether it ended, or goes on elsewhere.
+                        self.phase = Phase::Poll { now: true };
                     }
+                    Err(RecvError::Lagged(_)) => self.phase = Phase::Done,
                 },
-                Phase::Poll => {
-                    tokio::time::sleep(POLL).await;
+                Phase::Poll { now } => {
+                    if !*now {
+                        tokio::time::sleep(POLL).await;
+                    }
+                    *now = false;
                     let from = self.last.map_or(0, |l| l + 1);
                     let more = self.store.events(&self.run, from, 0).await.ok()?;
                     if more.is_empty() {

@@ -69,12 +69,37 @@ pub(crate) async fn get(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    let recorded = s.runner.durable().show(&id).await?;
+    Ok(Json(full(&s, &id).await?))
+}
+
+/// The run in full: record, inputs, state and report.
+async fn full(s: &AppState, id: &str) -> Result<RunView, ApiError> {
+    let recorded = s.runner.durable().show(id).await?;
     let mut view = RunView::record(&recorded.record);
     view.inputs = Some(recorded.record.inputs.clone());
     view.state = Some(recorded.result.state.clone());
     view.report = serde_json::to_value(&recorded.result.report).ok();
-    Ok(Json(view))
+    Ok(view)
+}
+
+/// Waits until the run stops running (it ended, or waits for an answer), wherever it runs, and
+/// answers it in full. Looks at the store at a growing interval (10 ms to 250 ms).
+pub(crate) async fn until_settled(s: &AppState, id: &str) -> Result<RunView, ApiError> {
+    let mut every = std::time::Duration::from_millis(10);
+    loop {
+        let record = s
+            .runner
+            .durable()
+            .store()
+            .run(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
+        if record.state != RunState::Running {
+            return full(s, id).await;
+        }
+        tokio::time::sleep(every).await;
+        every = (every * 2).min(std::time::Duration::from_millis(250));
+    }
 }
 
 /// Cancels a run in flight here: it ends `cancelled`, keeping what completed (resume it to go
@@ -97,13 +122,23 @@ pub(crate) async fn cancel(
         .run(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
-    if !s.runner.cancel(&id) {
-        return Err(ApiError::conflict(format!(
-            "run `{id}` is {} and not running in this process; nothing to cancel",
-            record.state
-        )));
+    if s.runner.cancel(&id) {
+        return Ok((StatusCode::ACCEPTED, Json(RunView::record(&record))));
     }
-    Ok((StatusCode::ACCEPTED, Json(RunView::record(&record))))
+    if s.runner.shared() && matches!(record.state, RunState::Running | RunState::Waiting) {
+        // Running on another replica, queued, or waiting: taken over and recorded cancelled
+        // here; the replica that ran it drops it at its next write or heartbeat.
+        let _owning = s.runner.owning.lock().await;
+        if s.runner.cancel(&id) {
+            return Ok((StatusCode::ACCEPTED, Json(RunView::record(&record))));
+        }
+        let cancelled = s.runner.durable().cancel_taken(&id).await?;
+        return Ok((StatusCode::ACCEPTED, Json(RunView::record(&cancelled))));
+    }
+    Err(ApiError::conflict(format!(
+        "run `{id}` is {} and not running in this process; nothing to cancel",
+        record.state
+    )))
 }
 
 /// Continues a run that stopped: waiting at a node (give the `value`), cancelled, or left
@@ -134,6 +169,22 @@ pub(crate) async fn resume(
         node: body.node,
         value,
     });
+    let _owning = if s.runner.shared() {
+        let owning = s.runner.owning.lock().await;
+        if let Some(r) = s.runner.durable().store().run(&id).await?
+            && r.state == RunState::Running
+        {
+            return Err(ApiError::conflict(format!(
+                "run `{id}` is running{}; it continues by itself (another replica takes it over if that one stops)",
+                r.owner
+                    .map(|o| format!(" on replica `{o}`"))
+                    .unwrap_or_default()
+            )));
+        }
+        Some(owning)
+    } else {
+        None
+    };
     let (run_id, _task) = s.runner.resume(&id, reply).await?;
     continued(&s, run_id).await
 }
@@ -156,6 +207,12 @@ pub(crate) async fn retry(
     body: Bytes,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let from = parse::<RetryRun>(&body)?.from;
+    // A replica takes the run over as it retries it (the owner changes under this lock only).
+    let _owning = if s.runner.shared() {
+        Some(s.runner.owning.lock().await)
+    } else {
+        None
+    };
     let (run_id, _task) = s.runner.retry(&id, from.as_deref()).await?;
     continued(&s, run_id).await
 }

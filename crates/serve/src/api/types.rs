@@ -81,6 +81,10 @@ pub struct RunView {
     /// How many times it was resumed or retried.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restarts: Option<u32>,
+    /// The replica that claimed it last (services sharing a store, `docs/scaling.md`): while it
+    /// is `running`, the one running it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// Why it failed or was cancelled.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -110,6 +114,7 @@ impl RunView {
             created_at: Some(r.created_at),
             ended_at: r.ended_at,
             restarts: Some(r.restarts),
+            replica: r.owner.clone(),
             error: r.error.clone(),
             inputs: None,
             state: None,
@@ -127,6 +132,7 @@ impl RunView {
             created_at: None,
             ended_at: None,
             restarts: None,
+            replica: None,
             error: None,
             inputs: None,
             state: None,

@@ -128,6 +128,23 @@ pub(crate) async fn start(
     })?;
     drop(catalog);
     let inputs = parse::<StartRun>(&body)?.inputs;
+    if s.runner.shared() {
+        // Queued for whichever replica has room (this one, often).
+        let run_id = s.runner.submit(&workflow, inputs).await?;
+        let view = RunView::started(
+            run_id.clone(),
+            workflow.plan().name().to_string(),
+            workflow.fingerprint().to_string(),
+        );
+        if !q.wait {
+            return Ok((StatusCode::CREATED, Json(view)).into_response());
+        }
+        return Ok((
+            StatusCode::OK,
+            Json(super::runs::until_settled(&s, &run_id).await?),
+        )
+            .into_response());
+    }
     let (run_id, task) = s.runner.start(&workflow, inputs).await?;
     let view = RunView::started(
         run_id,

@@ -46,9 +46,28 @@ const CLAIM: &str = "WITH me AS (
     FROM free WHERE r.key = free.key
     RETURNING r.id, r.epoch";
 
-/// A replica's heartbeat: the one statement per interval.
-pub(super) const HEARTBEAT: &str =
-    "UPDATE braid_replicas SET expires_at = now() + ttl WHERE id = $1";
+/// A replica's heartbeat: the one statement per interval. It renews the replica's row and
+/// answers the running runs it owns (one row with a null run when it owns none; no row when it
+/// is not registered), reading the runs through their owner index and writing none.
+pub(super) const HEARTBEAT: &str = "WITH beat AS (
+        UPDATE braid_replicas SET expires_at = now() + ttl WHERE id = $1 RETURNING id
+    )
+    SELECT r.id, r.epoch FROM beat b
+    LEFT JOIN braid_runs r ON r.owner = b.id AND r.state = $2::int2";
+
+/// Takes a run for a replica (see `Reopen::take`): registers or renews the replica, and makes it
+/// the owner of run `$1` if the run is in one of the states `$4` (and at epoch `$5`, unless
+/// null), queued, with its epoch incremented. Answers the new epoch; no row when the run is
+/// not in such a state (the reopen that follows reports why).
+pub(super) const TAKE: &str = "WITH me AS (
+        INSERT INTO braid_replicas (id, ttl, expires_at)
+        VALUES ($2, $3::int8 * interval '1 microsecond', now() + $3::int8 * interval '1 microsecond')
+        ON CONFLICT (id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at
+        RETURNING id
+    )
+    UPDATE braid_runs SET owner = (SELECT id FROM me), queued = true, epoch = epoch + 1
+    WHERE id = $1 AND state = ANY($4::int2[]) AND ($5::int8 IS NULL OR epoch = $5::int8)
+    RETURNING epoch";
 
 /// Hands back the replica's running runs (epoch incremented: its late writes are fenced) and
 /// unregisters it.
@@ -63,9 +82,7 @@ pub(super) async fn claim(
     ttl: Duration,
 ) -> Result<Vec<Claim>, StoreError> {
     let db = |e: tokio_postgres::Error| conn::error(location, &e);
-    if max == 0 {
-        return Ok(Vec::new());
-    }
+    // `max` 0 still registers (or renews) the replica.
     let statement = conn.statement(CLAIM).await.map_err(db)?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
@@ -90,15 +107,58 @@ pub(super) async fn heartbeat(
     conn: &Conn,
     location: &str,
     replica: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Vec<Claim>>, StoreError> {
     let db = |e: tokio_postgres::Error| conn::error(location, &e);
     let statement = conn.statement(HEARTBEAT).await.map_err(db)?;
-    let n = conn
+    let running = codec::run_state_code(RunState::Running);
+    let rows = conn
         .client
-        .execute(&statement, &[&replica])
+        .query(&statement, &[&replica, &running])
         .await
         .map_err(db)?;
-    Ok(n > 0)
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut owned = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(run) = row.get::<_, Option<String>>(0) else {
+            continue;
+        };
+        let epoch: i64 = row.get(1);
+        owned.push(Claim {
+            run,
+            epoch: codec::unsigned::<u64>(epoch, "an epoch")
+                .map_err(super::read::corrupt(location))?,
+        });
+    }
+    Ok(Some(owned))
+}
+
+/// Takes run `take_run` for `take.replica` (`Reopen::take`); `None` when the run is not in one
+/// of the states `from` (or not at `epoch`).
+pub(super) async fn take(
+    conn: &Conn,
+    location: &str,
+    run: &str,
+    take: &crate::Take,
+    from: &[RunState],
+    epoch: Option<u64>,
+) -> Result<Option<u64>, StoreError> {
+    let db = |e: tokio_postgres::Error| conn::error(location, &e);
+    let statement = conn.statement(TAKE).await.map_err(db)?;
+    let ttl = i64::try_from(take.ttl.as_micros()).unwrap_or(i64::MAX);
+    let from: Vec<i16> = from.iter().map(|s| codec::run_state_code(*s)).collect();
+    let epoch = epoch.map(|e| i64::try_from(e).unwrap_or(i64::MAX));
+    let row = conn
+        .client
+        .query_opt(&statement, &[&run, &take.replica, &ttl, &from, &epoch])
+        .await
+        .map_err(db)?;
+    row.map(|row| {
+        codec::unsigned::<u64>(row.get::<_, i64>(0), "an epoch")
+            .map_err(super::read::corrupt(location))
+    })
+    .transpose()
 }
 
 pub(super) async fn release(conn: &Conn, location: &str, replica: &str) -> Result<u64, StoreError> {

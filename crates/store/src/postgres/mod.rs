@@ -127,7 +127,10 @@ impl Store for PostgresStore {
         })
     }
 
-    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn heartbeat<'a>(
+        &'a self,
+        replica: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<Claim>>, StoreError>> {
         Box::pin(async move {
             let conn = self.readers.get().await?;
             lease::heartbeat(&conn, &self.location, replica).await
@@ -193,9 +196,41 @@ impl Store for PostgresStore {
 
     fn reopen<'a>(&'a self, reopen: &'a Reopen) -> BoxFuture<'a, Result<RunRecord, StoreError>> {
         Box::pin(async move {
+            let mut reopen = reopen.clone();
+            if let Some(take) = reopen.take.take() {
+                // Taken first, in a statement of its own (the writer's batches know no owners):
+                // from then on no other replica claims the run, and the reopen that follows is
+                // fenced with the new epoch. When the take finds the run in none of the states
+                // (or at another epoch), the reopen below says why.
+                let conn = self.readers.get().await?;
+                let taken = lease::take(
+                    &conn,
+                    &self.location,
+                    &reopen.run,
+                    &take,
+                    &reopen.from,
+                    reopen.epoch,
+                )
+                .await?;
+                match taken {
+                    Some(epoch) => reopen.epoch = Some(epoch),
+                    None => {
+                        let found = read::run(&conn, &self.location, &reopen.run).await?;
+                        return counted(Err(match found {
+                            None => StoreError::UnknownRun {
+                                run: reopen.run.clone(),
+                            },
+                            Some(r) => match reopen.epoch {
+                                Some(e) if e != r.epoch => crate::codec::fenced(&r.id, e, r.epoch),
+                                _ => crate::codec::wrong_state(&r.id, r.state, &reopen.from),
+                            },
+                        }));
+                    }
+                }
+            }
             counted(
                 self.writer
-                    .call(|reply| Request::Reopen(reopen.clone(), reply))
+                    .call(|reply| Request::Reopen(reopen, reply))
                     .await,
             )
         })

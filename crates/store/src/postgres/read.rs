@@ -12,7 +12,7 @@ const RUN_COLUMNS: &str =
     "r.id, r.workflow, d.fingerprint, r.inputs, r.options, r.state, r.created_at,
     r.updated_at, r.ended_at, r.error, r.restarts,
     coalesce((SELECT e.first_seq + e.n FROM braid_events e WHERE e.run = r.key
-              ORDER BY e.first_seq DESC LIMIT 1), 0)
+              ORDER BY e.first_seq DESC LIMIT 1), 0), r.owner, r.epoch
     FROM braid_runs r JOIN braid_definitions d ON d.key = r.definition";
 
 /// The runs whose ids are in `$1` (a write's answer: the runs it reopened).
@@ -20,14 +20,14 @@ pub(super) const RUNS_BY_IDS: &str =
     "SELECT r.id, r.workflow, d.fingerprint, r.inputs, r.options, r.state, r.created_at,
     r.updated_at, r.ended_at, r.error, r.restarts,
     coalesce((SELECT e.first_seq + e.n FROM braid_events e WHERE e.run = r.key
-              ORDER BY e.first_seq DESC LIMIT 1), 0)
+              ORDER BY e.first_seq DESC LIMIT 1), 0), r.owner, r.epoch
     FROM braid_runs r JOIN braid_definitions d ON d.key = r.definition WHERE r.id = ANY($1::text[])";
 
 const RUN_BY_ID: &str =
     "SELECT r.id, r.workflow, d.fingerprint, r.inputs, r.options, r.state, r.created_at,
     r.updated_at, r.ended_at, r.error, r.restarts,
     coalesce((SELECT e.first_seq + e.n FROM braid_events e WHERE e.run = r.key
-              ORDER BY e.first_seq DESC LIMIT 1), 0)
+              ORDER BY e.first_seq DESC LIMIT 1), 0), r.owner, r.epoch
     FROM braid_runs r JOIN braid_definitions d ON d.key = r.definition WHERE r.id = $1";
 
 pub(super) fn corrupt(location: &str) -> impl Fn(String) -> StoreError + '_ {
@@ -62,6 +62,11 @@ pub(super) fn run_row(row: &Row) -> Result<RunRecord, String> {
         next_seq: codec::unsigned(
             row.try_get::<_, i64>(11).map_err(|e| e.to_string())?,
             "a sequence number",
+        )?,
+        owner: row.try_get(12).map_err(|e| e.to_string())?,
+        epoch: codec::unsigned(
+            row.try_get::<_, i64>(13).map_err(|e| e.to_string())?,
+            "an epoch",
         )?,
     })
 }

@@ -208,7 +208,10 @@ impl Store for SqliteStore {
         )
     }
 
-    fn heartbeat<'a>(&'a self, replica: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn heartbeat<'a>(
+        &'a self,
+        replica: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<Claim>>, StoreError>> {
         Box::pin(
             self.writer
                 .call(move |reply| Request::Heartbeat(replica.to_owned(), reply)),

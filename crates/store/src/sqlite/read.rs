@@ -78,7 +78,7 @@ impl Readers {
 const RUN_COLUMNS: &str =
     "r.id, r.workflow, d.fingerprint, r.inputs, r.options, r.state, r.created_at,
     r.updated_at, r.ended_at, r.error, r.restarts,
-    (SELECT coalesce(max(e.seq) + 1, 0) FROM braid_events e WHERE e.run = r.key)
+    (SELECT coalesce(max(e.seq) + 1, 0) FROM braid_events e WHERE e.run = r.key), r.owner, r.epoch
     FROM braid_runs r JOIN braid_definitions d ON d.key = r.definition";
 
 fn run_row(row: &Row<'_>) -> rusqlite::Result<Result<RunRecord, String>> {
@@ -88,6 +88,8 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<Result<RunRecord, String>> {
     let state: i64 = row.get(5)?;
     let restarts: i64 = row.get(10)?;
     let next_seq: i64 = row.get(11)?;
+    let owner: Option<String> = row.get(12)?;
+    let epoch: i64 = row.get(13)?;
     let (id, workflow, fingerprint) = (row.get(0)?, row.get(1)?, row.get(2)?);
     let (created_at, updated_at, ended_at) = (row.get(6)?, row.get(7)?, row.get(8)?);
     Ok((|| {
@@ -106,6 +108,8 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<Result<RunRecord, String>> {
                 .transpose()?,
             restarts: codec::unsigned(restarts, "restarts")?,
             next_seq: codec::unsigned(next_seq, "a sequence number")?,
+            owner,
+            epoch: codec::unsigned(epoch, "an epoch")?,
         })
     })())
 }

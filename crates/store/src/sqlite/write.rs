@@ -217,6 +217,14 @@ pub(super) fn reopen(conn: &Connection, reopen: &Reopen) -> Result<RunRecord, St
         ])
     })
     .map_err(&db)?;
+    if let Some(take) = &reopen.take {
+        register(conn, &take.replica, take.ttl)?;
+        conn.prepare_cached(
+            "UPDATE braid_runs SET owner = ?2, queued = 1, epoch = epoch + 1 WHERE key = ?1",
+        )
+        .and_then(|mut s| s.execute(params![key, take.replica]))
+        .map_err(&db)?;
+    }
     read::run(conn, &reopen.run)?.ok_or_else(|| StoreError::UnknownRun {
         run: reopen.run.clone(),
     })
@@ -267,14 +275,7 @@ pub(super) fn claim(
     ttl: std::time::Duration,
 ) -> Result<Vec<Claim>, StoreError> {
     let db = super::database(conn);
-    let now = crate::now_micros();
-    let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
-    conn.prepare_cached(
-        "INSERT INTO braid_replicas (id, ttl, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at",
-    )
-    .and_then(|mut s| s.execute(params![replica, ttl, now.saturating_add(ttl)]))
-    .map_err(&db)?;
+    let now = register(conn, replica, ttl)?;
     let mut statement = conn
         .prepare_cached(
             "UPDATE braid_runs SET owner = ?1, epoch = epoch + 1 WHERE key IN (
@@ -301,13 +302,51 @@ pub(super) fn claim(
     Ok(claims)
 }
 
-/// See `Store::heartbeat`: one statement.
-pub(super) fn heartbeat(conn: &Connection, replica: &str) -> Result<bool, StoreError> {
+/// Registers (or renews) `replica` with a lease of `ttl`; returns the time it did.
+fn register(
+    conn: &Connection,
+    replica: &str,
+    ttl: std::time::Duration,
+) -> Result<Micros, StoreError> {
+    let now = crate::now_micros();
+    let ttl = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT INTO braid_replicas (id, ttl, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET ttl = excluded.ttl, expires_at = excluded.expires_at",
+    )
+    .and_then(|mut s| s.execute(params![replica, ttl, now.saturating_add(ttl)]))
+    .map_err(super::database(conn))?;
+    Ok(now)
+}
+
+/// See `Store::heartbeat`: one write (the replica's row), then the runs it owns.
+pub(super) fn heartbeat(
+    conn: &Connection,
+    replica: &str,
+) -> Result<Option<Vec<Claim>>, StoreError> {
+    let db = super::database(conn);
     let n = conn
         .prepare_cached("UPDATE braid_replicas SET expires_at = ?2 + ttl WHERE id = ?1")
         .and_then(|mut s| s.execute(params![replica, crate::now_micros()]))
-        .map_err(super::database(conn))?;
-    Ok(n > 0)
+        .map_err(&db)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut statement = conn
+        .prepare_cached("SELECT id, epoch FROM braid_runs WHERE owner = ?1 AND state = 0")
+        .map_err(&db)?;
+    let rows = statement
+        .query_map([replica], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(&db)?;
+    let mut owned = Vec::new();
+    for row in rows {
+        let (run, epoch) = row.map_err(&db)?;
+        let epoch = codec::unsigned::<u64>(epoch, "an epoch").map_err(super::corrupt(conn))?;
+        owned.push(Claim { run, epoch });
+    }
+    Ok(Some(owned))
 }
 
 /// See `Store::release`.

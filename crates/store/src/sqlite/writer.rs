@@ -34,7 +34,7 @@ pub(super) enum Request {
     Gc(Micros, Reply<u64>),
     /// `Store::claim`: replica, max, ttl.
     Claim(String, usize, std::time::Duration, Reply<Vec<Claim>>),
-    Heartbeat(String, Reply<bool>),
+    Heartbeat(String, Reply<Option<Vec<Claim>>>),
     Release(String, Reply<u64>),
 }
 

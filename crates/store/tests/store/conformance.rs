@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use braid_store::{
-    Claim, Entry, EventKind, NodeState, Reopen, RunFilter, RunState, StoreError, StoreHandle,
+    Claim, Entry, EventKind, NodeState, Reopen, RunFilter, RunState, StoreError, StoreHandle, Take,
 };
 use serde_json::json;
 
@@ -313,6 +313,7 @@ async fn ends_and_reopens(store: &StoreHandle) {
         reset: vec!["llm".into()],
         at: 600,
         epoch: None,
+        take: None,
     };
     assert!(matches!(
         store.reopen(&wrong).await,
@@ -335,6 +336,7 @@ async fn ends_and_reopens(store: &StoreHandle) {
         reset: vec!["llm".into(), "not-recorded".into()],
         at: 700,
         epoch: None,
+        take: None,
     };
     let reopened = store.reopen(&reopen).await.unwrap();
     assert_eq!(reopened.state, RunState::Running);
@@ -577,8 +579,15 @@ async fn shared_work(store: &StoreHandle) {
         }]
     );
     assert!(store.claim("b", 10, long).await.unwrap().is_empty());
-    assert!(store.heartbeat("a").await.unwrap());
-    assert!(!store.heartbeat("nobody").await.unwrap());
+    // A heartbeat answers the runs the replica owns, with their epochs.
+    let mut owned = store
+        .heartbeat("a")
+        .await
+        .unwrap()
+        .expect("a is registered");
+    owned.sort_by(|x, y| x.run.cmp(&y.run));
+    assert_eq!(owned, a);
+    assert_eq!(store.heartbeat("nobody").await.unwrap(), None);
 
     // A fenced write under the run's epoch goes in; under another, nothing of the batch does.
     let fenced = |run: &str, epoch: u64, node_name: &str| {
@@ -612,6 +621,7 @@ async fn shared_work(store: &StoreHandle) {
         reset: vec!["x".into()],
         at: 5_000,
         epoch: Some(2),
+        take: None,
     };
     assert!(matches!(
         store.reopen(&wrong_reopen).await,
@@ -632,7 +642,7 @@ async fn shared_work(store: &StoreHandle) {
 
     // Released: handed back with a new epoch (a's late writes are fenced), then claimed again.
     assert_eq!(store.release("a").await.unwrap(), 2);
-    assert!(!store.heartbeat("a").await.unwrap());
+    assert_eq!(store.heartbeat("a").await.unwrap(), None);
     assert!(matches!(
         store.append(fenced("q2", 1, "x")).await,
         Err(StoreError::Fenced {
@@ -695,4 +705,58 @@ async fn shared_work(store: &StoreHandle) {
     );
     assert!(store.claim("f", 10, long).await.unwrap().is_empty());
     assert_eq!(store.run("local").await.unwrap().unwrap().restarts, 0);
+
+    // Any replica takes a run over with a reopen (how it continues, retries or cancels a run
+    // wherever it runs): it owns it from then on, at a new epoch, and the previous owner's
+    // writes are fenced and its heartbeat no longer lists it.
+    let take = |from: Vec<RunState>| Reopen {
+        run: "q4".into(),
+        from,
+        reset: Vec::new(),
+        at: 7_000,
+        epoch: None,
+        take: Some(Take {
+            replica: "g".into(),
+            ttl: long,
+        }),
+    };
+    let before = store.run("q4").await.unwrap().unwrap();
+    assert!(matches!(
+        store.reopen(&take(vec![RunState::Waiting])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.run("q4").await.unwrap().unwrap(),
+        before,
+        "a take from the wrong state changes nothing"
+    );
+    let taken = store.reopen(&take(vec![RunState::Running])).await.unwrap();
+    assert_eq!(
+        (taken.owner.as_deref(), taken.epoch, taken.state),
+        (Some("g"), 3, RunState::Running)
+    );
+    assert_eq!(
+        store.run("q4").await.unwrap().unwrap().owner.as_deref(),
+        Some("g")
+    );
+    assert!(matches!(
+        store.append(fenced("q4", 2, "late")).await,
+        Err(StoreError::Fenced {
+            epoch: 2,
+            current: 3,
+            ..
+        })
+    ));
+    assert_eq!(store.heartbeat("e").await.unwrap(), Some(Vec::new()));
+    assert_eq!(
+        store.heartbeat("g").await.unwrap(),
+        Some(vec![Claim {
+            run: "q4".into(),
+            epoch: 3
+        }])
+    );
+    assert!(
+        store.claim("h", 10, long).await.unwrap().is_empty(),
+        "g is alive"
+    );
 }

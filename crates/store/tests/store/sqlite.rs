@@ -300,6 +300,7 @@ async fn refused_writes_leave_the_file_unchanged() {
             reset: vec!["rag".into()],
             at: 9,
             epoch: None,
+            take: None,
         })
         .await;
     assert!(matches!(wrong_state, Err(StoreError::Conflict(_))));
