@@ -184,11 +184,11 @@ impl Cluster {
             "--drain-timeout",
             "2s",
         ];
-        let replica = self.spawn(id, &args, Some(port));
+        let mut replica = self.spawn(id, &args, Some(port));
         eventually(
             &format!("replica `{id}` to answer"),
             Duration::from_secs(60),
-            || get_status(port, "/readyz") == Some(200),
+            || replica.alive() && get_status(port, "/readyz") == Some(200),
         );
         replica
     }
@@ -207,12 +207,13 @@ impl Cluster {
             "--replica-id",
             id,
         ];
-        let replica = self.spawn(id, &args, None);
+        let mut replica = self.spawn(id, &args, None);
         eventually(
             &format!("worker `{id}` to register"),
             Duration::from_secs(60),
             || {
-                self.db.number(&format!(
+                replica.alive()
+                    && self.db.number(&format!(
                     "SELECT count(*) FROM braid_replicas WHERE id = '{id}'"
                 )) == 1
             },
@@ -324,6 +325,14 @@ pub(super) struct Replica {
 impl Replica {
     fn port(&self) -> u16 {
         self.port.expect("a serve replica")
+    }
+
+    /// `true` while the process runs; a panic with its log when it exited.
+    pub(super) fn alive(&mut self) -> bool {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("replica `{}` exited ({status}): {}", self.id, self.log());
+        }
+        true
     }
 
     /// Sends a signal (`-STOP`, `-CONT`, `-TERM`).
@@ -514,7 +523,7 @@ pub(super) fn metric(text: &str, name: &str) -> f64 {
                 .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 /// The nodes of the counted workflow: name, needs, how long it sleeps (ms). A fetch, two
