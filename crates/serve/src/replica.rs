@@ -178,10 +178,10 @@ async fn claims(
         }
         tokio::select! {
             woken = store.wait_for_work(config.poll), if free > 0 => {
-                if let Err(e) = woken {
-                    if !pause(backoff.failed("waiting for work", &e), stop).await {
-                        return;
-                    }
+                if let Err(e) = woken
+                    && !pause(backoff.failed("waiting for work", &e), stop).await
+                {
+                    return;
                 }
             }
             () = runner.freed.notified(), if free == 0 => {}

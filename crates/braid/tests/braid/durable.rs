@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use braid::durable::{
-    BoxFuture, Definition, Durable, DurableError, Entry, EventRecord, NewRun, NodeRecord, Reopen,
+    BoxFuture, Definition, Durable, DurableError, Entry, EventKind, EventRecord, NewRun, NodeRecord, Reopen,
     RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle, now_micros,
 };
 use braid::{Engine, Error, ExecutionMode, NodeContext, RunOptions, RunStatus};
@@ -148,7 +148,9 @@ fn interrupt_and_resume(
             r.unwrap();
         }
         // Whether the run's end is recorded: with a store on another thread, a commit sent just
-        // before the interruption lands even though the run's future never saw it.
+        // before the interruption lands even though the run's future never saw it. An empty
+        // write goes through the writer after it, so it has landed (or not) once this returns.
+        store.append(Vec::new()).await.unwrap();
         let finished = store.run(&id).await.unwrap().unwrap().state == RunState::Succeeded;
         let settled: Vec<String> = store
             .nodes(&id)
@@ -761,6 +763,126 @@ fn a_stale_replica_is_fenced_in_postgres() {
         let a = braid_store::open(&url).await.unwrap();
         let b = braid_store::open(&url).await.unwrap();
         a_stale_replica_is_fenced(a, b).await;
+    });
+    drop(rt);
+    drop_schema(&schema);
+}
+
+/// A run is cancelled from another replica while A runs it: B takes it over and records it
+/// `cancelled` at once, keeping what settled; A's next write is fenced and its segment ends
+/// `Fenced`. B then resumes it (taking it over again): it finishes with an uninterrupted run's
+/// state, and `n0`, which settled under A, ran once.
+async fn a_run_is_cancelled_and_resumed_from_another_replica(
+    store_a: StoreHandle,
+    store_b: StoreHandle,
+) {
+    let dag = Dag {
+        needs: vec![vec![], vec![0], vec![1], vec![2]],
+        latency: vec![0; 4],
+    };
+    let counts = Arc::new(Counts::default());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let engine_a = gated_engine(counts.clone(), Some(gate.clone()));
+    let engine_b = gated_engine(counts.clone(), None);
+    let wf_a = engine_a.load_str("dag.yaml", &yaml(&dag)).unwrap();
+    let whole = engine_b
+        .load_str("dag.yaml", &yaml(&dag))
+        .unwrap()
+        .run(json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    counts.0.lock().unwrap().clear();
+    let lease = Duration::from_secs(60);
+    let a = Durable::new(engine_a, store_a.clone()).as_replica("a", lease);
+    let b = Durable::new(engine_b, store_b.clone()).as_replica("b", lease);
+
+    let id = a
+        .submit(&wf_a, json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    let claims = store_a.claim("a", 10, lease).await.unwrap();
+    let run_a = tokio::spawn(
+        a.run_claimed(&claims[0], RunOptions::default())
+            .await
+            .unwrap()
+            .into_future(),
+    );
+    while !counts.get().contains_key("n1") {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A is alive and in `n1`: B cancels the run anyway.
+    let cancelled = b.cancel_taken(&id).await.unwrap();
+    assert_eq!(cancelled.state, RunState::Cancelled);
+    assert_eq!(cancelled.owner.as_deref(), Some("b"));
+    assert_eq!(cancelled.epoch, 2);
+    let events = store_b.events(&id, 0, 0).await.unwrap();
+    assert_eq!(
+        events.last().map(|e| e.kind),
+        Some(EventKind::RunFinished),
+        "a stream of the run ends"
+    );
+    assert_eq!(store_a.heartbeat("a").await.unwrap(), Some(Vec::new()));
+    assert!(matches!(
+        b.cancel_taken(&id).await,
+        Err(Error::Durable(DurableError::WrongState { .. }))
+    ));
+
+    gate.notify_one();
+    let stale = tokio::time::timeout(Duration::from_secs(30), run_a)
+        .await
+        .expect("A stopped")
+        .unwrap();
+    assert!(
+        matches!(stale, Err(Error::Durable(DurableError::Fenced { .. }))),
+        "A's segment is fenced: {stale:?}"
+    );
+    assert_eq!(store_b.run(&id).await.unwrap().unwrap().state, RunState::Cancelled);
+
+    let result = b
+        .resume(&id, None, RunOptions::default())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(result.status, RunStatus::Succeeded);
+    assert_eq!(
+        serde_json::to_string(&result.state).unwrap(),
+        serde_json::to_string(&whole.state).unwrap()
+    );
+    let record = store_b.run(&id).await.unwrap().unwrap();
+    assert_eq!((record.owner.as_deref(), record.epoch), (Some("b"), 3));
+    let ran = counts.get();
+    assert_eq!(ran.get("n0"), Some(&1), "`n0` settled under A: it ran once");
+}
+
+#[test]
+fn a_run_is_cancelled_and_resumed_from_another_replica_in_memory() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store: StoreHandle = Arc::new(braid_store::MemoryStore::new());
+    rt.block_on(a_run_is_cancelled_and_resumed_from_another_replica(
+        store.clone(),
+        store,
+    ));
+}
+
+#[test]
+fn a_run_is_cancelled_and_resumed_from_another_replica_in_postgres() {
+    let Some((schema, url)) = postgres_schema("takeover") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = braid_store::open(&url).await.unwrap();
+        let b = braid_store::open(&url).await.unwrap();
+        a_run_is_cancelled_and_resumed_from_another_replica(a, b).await;
     });
     drop(rt);
     drop_schema(&schema);

@@ -102,15 +102,17 @@ pub(crate) async fn until_settled(s: &AppState, id: &str) -> Result<RunView, Api
     }
 }
 
-/// Cancels a run in flight here: it ends `cancelled`, keeping what completed (resume it to go
-/// on).
+/// Cancels a run: one in flight here ends `cancelled`, keeping what completed (resume it to go
+/// on). A replica sharing its store (`docs/scaling.md`) also cancels a run running on another
+/// replica, queued, or waiting: it takes the run over and records it `cancelled` at once; the
+/// replica that ran it drops it at its next write or heartbeat.
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
     params(("id" = String, Path, description = "The run's id")),
     responses(
         (status = 202, description = "Cancelling", body = RunView),
         (status = 400, description = "A malformed request", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "The run is not running in this process", body = ErrorBody)))]
+        (status = 409, description = "The run is not running (without a shared store: not in this process)", body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -151,7 +153,7 @@ pub(crate) async fn cancel(
         (status = 400, description = "A body that is not JSON", body = ErrorBody),
         (status = 413, description = "A body past the size limit", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "The run finished, or runs here now", body = ErrorBody),
+        (status = 409, description = "The run finished, runs here now, or (replicas) is running on one", body = ErrorBody),
         (status = 422, description = "The value does not fit the waiting node", body = ErrorBody),
         (status = 429, description = "Too many runs in flight", body = ErrorBody)))]
 pub(crate) async fn resume(
