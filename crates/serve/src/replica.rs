@@ -100,7 +100,10 @@ struct Renewed(Mutex<Instant>);
 
 impl Renewed {
     fn elapsed(&self) -> Duration {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).elapsed()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
     }
 
     fn set(&self, at: Instant) {
