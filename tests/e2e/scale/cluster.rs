@@ -214,8 +214,8 @@ impl Cluster {
             || {
                 replica.alive()
                     && self.db.number(&format!(
-                    "SELECT count(*) FROM braid_replicas WHERE id = '{id}'"
-                )) == 1
+                        "SELECT count(*) FROM braid_replicas WHERE id = '{id}'"
+                    )) == 1
             },
         );
         replica
