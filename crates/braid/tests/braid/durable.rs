@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use braid::durable::{
-    BoxFuture, Definition, Durable, DurableError, Entry, EventKind, EventRecord, NewRun, NodeRecord, Reopen,
-    RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle, now_micros,
+    BoxFuture, Definition, Durable, DurableError, Entry, EventKind, EventRecord, NewRun,
+    NodeRecord, Reopen, RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle, now_micros,
 };
 use braid::{Engine, Error, ExecutionMode, NodeContext, RunOptions, RunStatus};
 use proptest::prelude::*;
@@ -836,7 +836,10 @@ async fn a_run_is_cancelled_and_resumed_from_another_replica(
         matches!(stale, Err(Error::Durable(DurableError::Fenced { .. }))),
         "A's segment is fenced: {stale:?}"
     );
-    assert_eq!(store_b.run(&id).await.unwrap().unwrap().state, RunState::Cancelled);
+    assert_eq!(
+        store_b.run(&id).await.unwrap().unwrap().state,
+        RunState::Cancelled
+    );
 
     let result = b
         .resume(&id, None, RunOptions::default())
