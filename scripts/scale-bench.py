@@ -37,7 +37,7 @@ import urllib.request
 
 BASE = os.environ.get("BRAID_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 BRAID = os.environ.get("BRAID", "target/release/braid")
-MAX_RUNS = int(os.environ.get("MAX_RUNS", "10"))
+MAX_RUNS = int(os.environ.get("MAX_RUNS", "8"))
 RUNS_PER_REPLICA = int(os.environ.get("RUNS_PER_REPLICA", "300"))
 RATE = float(os.environ.get("RATE", "20"))
 LATENCY_RUNS = int(os.environ.get("LATENCY_RUNS", "300"))
@@ -76,6 +76,16 @@ def psql(url, sql):
     out = subprocess.run(["psql", url, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
                          check=True, capture_output=True, text=True).stdout
     return [line.split("|") for line in out.splitlines() if line]
+
+
+def proc_cpu(pid):
+    """CPU seconds a process used (user + system), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
 
 
 def cpu_times():
@@ -127,6 +137,13 @@ class Cluster:
             if time.time() > deadline or p.poll() is not None:
                 sys.exit(f"replica {rid} did not start: {open(log.name).read()}")
             time.sleep(0.1)
+
+    def cpu(self):
+        """CPU seconds used so far by the replicas, and by their database sessions."""
+        replicas = sum(proc_cpu(p.pid) for p in self.procs.values())
+        pids = [int(r[0]) for r in psql(BASE, "SELECT pid FROM pg_stat_activity "
+                                               f"WHERE application_name = '{self.schema}'")]
+        return replicas, sum(proc_cpu(pid) for pid in pids)
 
     def kill(self, rid):
         p = self.procs.pop(rid)
@@ -214,10 +231,14 @@ def throughput():
                 c.serve(rid, MAX_RUNS, PORT0 + i)
             n = RUNS_PER_REPLICA * replicas
             t0, idle0 = cpu_times()
+            r0, b0 = c.cpu()
+            w0 = time.time()
             c.submit_many(rids, "io", n)
             c.wait_ended()
+            r1, b1 = c.cpu()
+            wall = time.time() - w0
             t1, idle1 = cpu_times()
-            ok = c.n("SELECT count(*) FROM braid_runs WHERE state = 1")
+            ok = c.n("SELECT count(*) FROM braid_runs WHERE state = 2")
             first, last = (int(x) for x in c.q(
                 "SELECT min(created_at), max(ended_at) FROM braid_runs")[0])
             rate = n / ((last - first) / 1e6)
@@ -225,8 +246,10 @@ def throughput():
             spread = c.q("SELECT owner, count(*) FROM braid_runs GROUP BY 1 ORDER BY 1")
             rates[replicas] = rate
             print(f"{replicas} replica(s): {n} runs ({ok} succeeded) in {(last - first) / 1e6:.2f} s: "
-                  f"{rate:.1f} runs/s (ideal {replicas * MAX_RUNS / 0.3:.0f}); machine CPU busy "
-                  f"{busy:.0f} % (2 cores); runs per replica {dict((o or '-', int(k)) for o, k in spread)}")
+                  f"{rate:.1f} runs/s (ideal {replicas * MAX_RUNS / 0.3:.0f}); CPU: replicas "
+                  f"{(r1 - r0) / wall:.2f} cores, their PostgreSQL sessions {(b1 - b0) / wall:.2f} cores, "
+                  f"{1000 * (r1 - r0 + b1 - b0) / n:.1f} ms per run; the machine busy {busy:.0f} % of "
+                  f"{os.cpu_count()} cores; runs per replica {dict((o or '-', int(k)) for o, k in spread)}")
         finally:
             c.close()
     print(f"three vs one: {rates[3] / rates[1]:.2f}x; two vs one: {rates[2] / rates[1]:.2f}x")
