@@ -185,7 +185,12 @@ impl Service {
         if let Some(replica) = &config.replica {
             durable = durable.as_replica(replica.id.clone(), replica.lease_ttl);
         }
-        let runner = runner::Runner::new(durable, hub, config.max_runs, config.replica.is_some());
+        let runner = runner::Runner::new(
+            durable,
+            hub,
+            config.max_runs,
+            config.replica.as_ref().map(|r| r.id.clone()),
+        );
         let state = api::AppState::new(api::Shared {
             registry,
             runner,
@@ -395,7 +400,7 @@ impl Worker {
             .with_listener(hub.clone())
             .as_replica(replica.id.clone(), replica.lease_ttl);
         Worker {
-            runner: runner::Runner::new(durable, hub, max_runs, true),
+            runner: runner::Runner::new(durable, hub, max_runs, Some(replica.id.clone())),
             replica,
             drain_timeout,
         }

@@ -61,8 +61,8 @@ pub(crate) struct Runner {
     local: Mutex<HashMap<String, Local>>,
     slots: Arc<Semaphore>,
     limit: usize,
-    /// Whether this service is a replica sharing its store (`crate::replica`).
-    shared: bool,
+    /// This replica's id, when the service shares its store (`crate::replica`).
+    replica: Option<String>,
     /// Held while the runs this replica owns change (a claim, a take-over and the spawn of its
     /// task) or are compared with what the store says it owns (a heartbeat): so a comparison
     /// never sees a run owned but not yet here, nor here but not yet owned.
@@ -75,7 +75,12 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    pub(crate) fn new(durable: Durable, hub: Arc<Hub>, limit: usize, shared: bool) -> Arc<Self> {
+    pub(crate) fn new(
+        durable: Durable,
+        hub: Arc<Hub>,
+        limit: usize,
+        replica: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Runner {
             durable,
             hub,
@@ -83,7 +88,7 @@ impl Runner {
             local: Mutex::default(),
             slots: Arc::new(Semaphore::new(limit.max(1))),
             limit: limit.max(1),
-            shared,
+            replica,
             owning: tokio::sync::Mutex::new(()),
             freed: Notify::new(),
             broken: Mutex::default(),
@@ -92,7 +97,12 @@ impl Runner {
 
     /// Whether this service is a replica sharing its store.
     pub(crate) fn shared(&self) -> bool {
-        self.shared
+        self.replica.is_some()
+    }
+
+    /// This replica's id, if it is one.
+    pub(crate) fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
     }
 
     /// Free slots.
@@ -305,6 +315,22 @@ impl Runner {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Makes sure a run the store says is not running here anymore has left this process (a
+    /// stale copy: another replica took it over and this one has not noticed yet): drops it
+    /// and waits, briefly, for its task to go.
+    pub(crate) async fn evict(&self, run: &str) {
+        if !self.is_here(run) {
+            return;
+        }
+        self.drop_run(run, "taken");
+        for _ in 0..200 {
+            if !self.is_here(run) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

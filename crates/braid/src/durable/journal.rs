@@ -45,6 +45,9 @@ struct Pending {
     tickets: u64,
     /// Whether a batch is on its way to the store.
     flushing: bool,
+    /// Whether a task is on its way to send the events (a listener's journal sends them
+    /// without waiting for the next node end; one such task at a time).
+    eager: bool,
 }
 
 /// How far the run's node ends are in the store.
@@ -126,6 +129,7 @@ impl Journal {
                 queued: Vec::new(),
                 tickets: 0,
                 flushing: false,
+                eager: false,
             }),
             flushed: tokio::sync::watch::Sender::new(Flushed::Upto(0)),
             forward,
@@ -155,14 +159,11 @@ impl Journal {
                 p.next_seq += 1;
                 let record = EventRecord { seq, ..record };
                 p.events.push(record);
-                if me.listener.is_some() {
+                if me.listener.is_some() && !p.eager {
                     // Streamed once committed: send now rather than with the next node end
-                    // (behind the batch in flight, if one is: batches go one at a time).
-                    let events = std::mem::take(&mut p.events);
-                    p.queued.push(Entry::Events {
-                        run: me.run.clone(),
-                        events,
-                    });
+                    // (behind the batch in flight, if one is: batches go one at a time). The
+                    // next batch sweeps up every event pending, this one and those after it.
+                    p.eager = true;
                     p.tickets += 1;
                     let ticket = p.tickets;
                     drop(p);
@@ -260,12 +261,13 @@ impl Journal {
                 }
             };
             if let Some((entries, upto)) = last {
-                let _flushing = Flushing(self);
+                let mut flushing = Flushing(self, false);
                 let result = self.append(entries).await;
                 self.flushed.send_replace(match &result {
                     Ok(()) => Flushed::Upto(upto),
                     Err(e) => Flushed::Failed(e.to_string()),
                 });
+                flushing.landed();
                 return result;
             }
             // The journal is held here, so its sender lives: `changed` only returns `Ok`.
@@ -416,24 +418,50 @@ impl Journal {
             }
             let batch = {
                 let mut p = self.pending();
-                if p.flushing || p.queued.is_empty() {
+                let sweep = self.listener.is_some() && !p.events.is_empty();
+                if p.flushing {
                     None
+                } else if p.queued.is_empty() && !sweep {
+                    if self.listener.is_none() {
+                        None
+                    } else {
+                        // Nothing left to send and nothing in flight: every ticket is in (an
+                        // early send's events went with a batch built before its ticket).
+                        let upto = p.tickets;
+                        drop(p);
+                        self.flushed.send_if_modified(|f| match f {
+                            Flushed::Upto(done) if *done < upto => {
+                                *done = upto;
+                                true
+                            }
+                            _ => false,
+                        });
+                        continue;
+                    }
                 } else {
                     p.flushing = true;
+                    p.eager = false;
                     let mut entries = self.batch();
                     entries.append(&mut p.queued);
+                    if sweep {
+                        entries.push(Entry::Events {
+                            run: self.run.clone(),
+                            events: std::mem::take(&mut p.events),
+                        });
+                    }
                     Some((entries, p.tickets))
                 }
             };
             match batch {
                 Some((entries, upto)) => {
                     // Whatever happens to this future, the next batch may go.
-                    let _flushing = Flushing(&self);
+                    let mut flushing = Flushing(&self, false);
                     let outcome = match self.append(entries).await {
                         Ok(()) => Flushed::Upto(upto),
                         Err(e) => Flushed::Failed(e.to_string()),
                     };
                     self.flushed.send_replace(outcome);
+                    flushing.landed();
                 }
                 None => {
                     if watch.changed().await.is_err() {
@@ -445,14 +473,28 @@ impl Journal {
     }
 }
 
-/// Marks the end of a batch's flight, even when the future sending it is dropped.
-struct Flushing<'a>(&'a Journal);
+/// Marks the end of a batch's flight, even when the future sending it is dropped: then the
+/// batch's entries are lost, so every later ticket fails rather than wait for them.
+struct Flushing<'a>(&'a Journal, bool);
+
+impl Flushing<'_> {
+    /// The batch's outcome is known (and sent).
+    fn landed(&mut self) {
+        self.1 = true;
+    }
+}
 
 impl Drop for Flushing<'_> {
     fn drop(&mut self) {
         self.0.pending().flushing = false;
-        // Wake a waiter, which may send the next batch.
-        self.0.flushed.send_modify(|_| {});
+        if self.1 {
+            // Wake a waiter, which may send the next batch.
+            self.0.flushed.send_modify(|_| {});
+        } else {
+            self.0.flushed.send_replace(Flushed::Failed(
+                "a batch was abandoned before its commit was known".to_owned(),
+            ));
+        }
     }
 }
 

@@ -890,3 +890,78 @@ fn a_run_is_cancelled_and_resumed_from_another_replica_in_postgres() {
     drop(rt);
     drop_schema(&schema);
 }
+
+/// An event a listener heard: sequence, kind, node, when, and whether the store held it then.
+type Heard = (u64, EventKind, Option<String>, tokio::time::Instant, bool);
+
+/// What a listener was told, and whether each event was in the store when it was.
+#[derive(Default)]
+struct Told {
+    store: Mutex<Option<StoreHandle>>,
+    events: Mutex<Vec<Heard>>,
+}
+
+impl braid::durable::Listener for Told {
+    fn event(&self, run: &str, event: &EventRecord) {
+        let store = self.store.lock().unwrap().clone().expect("store");
+        // A memory store answers at once: poll its read once.
+        let mut read = store.events(run, event.seq, 1);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let stored = match read.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(found)) => found.first() == Some(event),
+            _ => false,
+        };
+        self.events.lock().unwrap().push((
+            event.seq,
+            event.kind,
+            event.node.clone(),
+            tokio::time::Instant::now(),
+            stored,
+        ));
+    }
+}
+
+/// A service's listener hears of an event only once the store holds it, every event once and
+/// in order; and a node's start is sent without waiting for the next node end (here, `slow`'s
+/// start is heard at once, not 300 ms later with its end). Virtual time.
+#[tokio::test(start_paused = true)]
+async fn a_listener_hears_only_committed_events_and_at_once() {
+    let store: StoreHandle = Arc::new(braid_store::MemoryStore::new());
+    let told = Arc::new(Told::default());
+    *told.store.lock().unwrap() = Some(store.clone());
+    let engine = Engine::new();
+    let wf = engine
+        .load_str(
+            "w.yaml",
+            "version: 1\nname: w\nstate:\n  a: { reducer: replace }\n  b: { reducer: replace }\nnodes:\n  first:\n    kind: mock\n    writes: [a]\n    with: { output: { a: 1 } }\n  slow:\n    kind: mock\n    needs: [first]\n    writes: [b]\n    with: { latency: 300ms, output: { b: 2 } }\n",
+        )
+        .unwrap();
+    let durable = Durable::new(engine, store.clone()).with_listener(told.clone());
+    let t0 = tokio::time::Instant::now();
+    let started = durable
+        .start(&wf, json!({}), RunOptions::default())
+        .await
+        .unwrap();
+    let id = started.run_id().to_owned();
+    let result = started.await.unwrap();
+    assert_eq!(result.status, RunStatus::Succeeded);
+    let heard = told.events.lock().unwrap().clone();
+    let stored = store.events(&id, 0, 0).await.unwrap();
+    assert_eq!(
+        heard.iter().map(|e| e.0).collect::<Vec<_>>(),
+        stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        "every stored event heard once, in order"
+    );
+    assert!(
+        heard.iter().all(|e| e.4),
+        "each was in the store when heard: {heard:?}"
+    );
+    let slow_started = heard
+        .iter()
+        .find(|e| e.1 == EventKind::NodeStarted && e.2.as_deref() == Some("slow"))
+        .expect("slow's start heard");
+    assert!(
+        slow_started.3 - t0 < Duration::from_millis(300),
+        "heard as it started, not with its end"
+    );
+}

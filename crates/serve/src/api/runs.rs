@@ -124,18 +124,25 @@ pub(crate) async fn cancel(
         .run(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no run `{id}`")))?;
-    if s.runner.cancel(&id) {
-        return Ok((StatusCode::ACCEPTED, Json(RunView::record(&record))));
-    }
-    if s.runner.shared() && matches!(record.state, RunState::Running | RunState::Waiting) {
-        // Running on another replica, queued, or waiting: taken over and recorded cancelled
-        // here; the replica that ran it drops it at its next write or heartbeat.
-        let _owning = s.runner.owning.lock().await;
+    if !s.runner.shared() {
         if s.runner.cancel(&id) {
             return Ok((StatusCode::ACCEPTED, Json(RunView::record(&record))));
         }
+    } else if matches!(record.state, RunState::Running | RunState::Waiting) {
+        let _owning = s.runner.owning.lock().await;
+        if record.owner.as_deref() == s.runner.replica() && s.runner.cancel(&id) {
+            return Ok((StatusCode::ACCEPTED, Json(RunView::record(&record))));
+        }
+        // Running on another replica, queued, or waiting: taken over and recorded cancelled
+        // here; the replica that ran it drops it at its next write or heartbeat.
         let cancelled = s.runner.durable().cancel_taken(&id).await?;
+        s.runner.drop_run(&id, "taken");
         return Ok((StatusCode::ACCEPTED, Json(RunView::record(&cancelled))));
+    } else {
+        return Err(ApiError::conflict(format!(
+            "run `{id}` is {}; nothing to cancel",
+            record.state
+        )));
     }
     Err(ApiError::conflict(format!(
         "run `{id}` is {} and not running in this process; nothing to cancel",
@@ -161,7 +168,7 @@ pub(crate) async fn resume(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    if s.runner.is_here(&id) {
+    if !s.runner.shared() && s.runner.is_here(&id) {
         return Err(ApiError::conflict(format!(
             "run `{id}` is running in this process"
         )));
@@ -211,7 +218,14 @@ pub(crate) async fn retry(
     let from = parse::<RetryRun>(&body)?.from;
     // A replica takes the run over as it retries it (the owner changes under this lock only).
     let _owning = if s.runner.shared() {
-        Some(s.runner.owning.lock().await)
+        let owning = s.runner.owning.lock().await;
+        if let Some(r) = s.runner.durable().store().run(&id).await?
+            && r.state != RunState::Running
+        {
+            // Not running: a copy still here is stale (it ended or was taken over elsewhere).
+            s.runner.evict(&id).await;
+        }
+        Some(owning)
     } else {
         None
     };

@@ -10,14 +10,19 @@ use super::harness::{PATIENCE, Server, slow};
 
 /// One server-sent event.
 #[derive(Debug, Clone)]
-struct Sse {
-    id: Option<u64>,
-    event: String,
-    data: Value,
+pub(crate) struct Sse {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: Value,
 }
 
 /// Reads up to `max` events (all, until the stream ends, with `None`).
-async fn read(s: &Server, run: &str, last: Option<u64>, max: Option<usize>) -> (Vec<Sse>, bool) {
+pub(crate) async fn read(
+    s: &Server,
+    run: &str,
+    last: Option<u64>,
+    max: Option<usize>,
+) -> (Vec<Sse>, bool) {
     let mut req = s.client.get(s.url(&format!("/v1/runs/{run}/events")));
     if let Some(l) = last {
         req = req.header("Last-Event-ID", l.to_string());
@@ -69,7 +74,7 @@ async fn read(s: &Server, run: &str, last: Option<u64>, max: Option<usize>) -> (
     (out, ended)
 }
 
-fn ids(events: &[Sse]) -> Vec<u64> {
+pub(crate) fn ids(events: &[Sse]) -> Vec<u64> {
     events.iter().filter_map(|e| e.id).collect()
 }
 
