@@ -290,6 +290,15 @@ impl Cluster {
         owned
     }
 
+    /// Every node recorded settled, as (run, node).
+    pub(super) fn settled(&self) -> Vec<(String, String)> {
+        self.db
+            .rows("SELECT r.id, n.node FROM braid_nodes n JOIN braid_runs r ON r.key = n.run")
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect()
+    }
+
     /// Terminates the replicas' connections to the database (not the test's, not another
     /// test's); how many.
     pub(super) fn kill_connections(&self) -> i64 {
