@@ -6,6 +6,8 @@ mod cli;
 mod durable;
 mod files;
 mod observability;
+#[cfg(feature = "serve")]
+mod scale;
 mod secrets;
 #[cfg(feature = "serve")]
 mod serve;

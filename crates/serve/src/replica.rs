@@ -21,7 +21,7 @@
 //! refused by the store's fence.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use braid::durable::{Claim, StoreHandle};
@@ -85,10 +85,30 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) async fn run(runner: Arc<Runner>, config: ReplicaConfig, stop: CancellationToken) {
     let store = runner.durable().store().clone();
     tracing::info!(replica = %config.id, lease_ttl_ms = config.lease_ttl.as_millis() as u64, "sharing the store's runs as a replica");
+    let renewed = Renewed(Mutex::new(Instant::now()));
     tokio::join!(
-        claims(&runner, &store, &config, &stop),
-        heartbeats(&runner, &store, &config, &stop),
+        claims(&runner, &store, &config, &renewed, &stop),
+        heartbeats(&runner, &store, &config, &renewed, &stop),
     );
+}
+
+/// When this replica's lease was last renewed by a heartbeat, shared by its two tasks: the
+/// claims wait while it is older than the lease, until the heartbeat has dropped the runs it
+/// may have lost (a run claimed before that would be dropped with them, and its node in flight
+/// run again).
+struct Renewed(Mutex<Instant>);
+
+impl Renewed {
+    fn elapsed(&self) -> Duration {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+
+    fn set(&self, at: Instant) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
 }
 
 /// A pause that doubles on each failure, from 100 ms to 5 s, and a log line per outage.
@@ -129,6 +149,7 @@ async fn claims(
     runner: &Arc<Runner>,
     store: &StoreHandle,
     config: &ReplicaConfig,
+    renewed: &Renewed,
     stop: &CancellationToken,
 ) {
     let mut backoff = Backoff::default();
@@ -139,6 +160,13 @@ async fn claims(
         let free = runner.free();
         if free > 0 {
             let owning = runner.owning.lock().await;
+            if renewed.elapsed() > config.lease_ttl {
+                drop(owning);
+                if !pause(Duration::from_millis(50), stop).await {
+                    return;
+                }
+                continue;
+            }
             let claimed = tokio::time::timeout(
                 CLAIM_TIMEOUT,
                 store.claim(&config.id, free, config.lease_ttl),
@@ -194,17 +222,17 @@ async fn heartbeats(
     runner: &Arc<Runner>,
     store: &StoreHandle,
     config: &ReplicaConfig,
+    renewed: &Renewed,
     stop: &CancellationToken,
 ) {
     let every = (config.lease_ttl / 3).max(Duration::from_millis(10));
-    let mut last_ok = Instant::now();
     let mut backoff = Backoff::default();
     loop {
         if !pause(every, stop).await {
             return;
         }
         let _owning = runner.owning.lock().await;
-        if last_ok.elapsed() > config.lease_ttl {
+        if renewed.elapsed() > config.lease_ttl {
             // Another replica may own this one's runs by now: drop them all. Those this one
             // still owns come back below, once the store answers.
             let dropped = runner.drop_all("lease_lost");
@@ -225,7 +253,7 @@ async fn heartbeats(
             Ok(Ok(Some(owned))) => {
                 metrics::heartbeat(true);
                 backoff.succeeded("the heartbeat");
-                last_ok = sent;
+                renewed.set(sent);
                 reconcile(runner, owned).await;
             }
             Ok(Ok(None)) => {
@@ -234,7 +262,7 @@ async fn heartbeats(
                 match store.claim(&config.id, 0, config.lease_ttl).await {
                     Ok(_) => {
                         backoff.succeeded("the heartbeat");
-                        last_ok = sent;
+                        renewed.set(sent);
                     }
                     Err(e) => {
                         let _ = backoff.failed("the heartbeat", &e);

@@ -33,6 +33,10 @@ use writer::{Request, Writer};
 /// How many connections reads share.
 const READERS: usize = 2;
 
+/// The server-side limit on a session idle inside a transaction (see `connect`): well past a
+/// batch's gap between its round trips, and within the recovery target (lease + 5 s).
+const IDLE_IN_TRANSACTION: &str = "-c idle_in_transaction_session_timeout=5000";
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     location: String,
@@ -68,6 +72,16 @@ impl PostgresStore {
             hint: " (the PostgreSQL driver cannot read it)".to_owned(),
         })?;
         config.connect_timeout(conn::CONNECT_TIMEOUT);
+        // A writer stopped between a batch's two round trips (SIGSTOP, a long pause, a network
+        // cut) holds its runs' row locks in an open transaction, and claimers skip locked rows:
+        // its runs would never be recovered while it is stopped. The server ends such a session
+        // (and its locks) after this long idle in a transaction; a batch's round trips are
+        // milliseconds apart.
+        let options = match config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} {IDLE_IN_TRANSACTION}"),
+            _ => IDLE_IN_TRANSACTION.to_owned(),
+        };
+        config.options(&options);
         let mut first = Conn::open(&config, &location).await?;
         schema::prepare(&mut first.client, &location).await?;
         Ok(PostgresStore {
