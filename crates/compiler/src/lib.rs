@@ -228,7 +228,12 @@ impl Compiler {
         // The spec takes the value's strings; the value is not needed after it (only its spans).
         let load::Document { value, spans } = doc;
         let spec = match Workflow::deserialize(value) {
-            Ok(spec) => spec,
+            Ok(mut spec) => {
+                // Deserializing grows the map of nodes by doubling: the slack was a quarter of
+                // its size, alive until the plan is built (issue 16, item 19).
+                spec.nodes.shrink_to_fit();
+                spec
+            }
             Err(e) => {
                 diagnostics.push(
                     Diagnostic::error(

@@ -60,7 +60,7 @@ pub fn lower(
                 fallback: node
                     .fallback
                     .iter()
-                    .flatten()
+                    .flat_map(|f| f.iter())
                     .filter_map(|(k, v)| Some((key(k)?, v.clone())))
                     .collect(),
             },
