@@ -149,13 +149,14 @@ def main():
         "lower: once per workflow), LangGraph's `compile()` (once), and the graph dagx and dagrs "
         "build for every run (ms).",
         "",
-        "| workload | Braid compile | LangGraph compile | dagx build/run | dagrs build/run | floor petgraph build |",
-        "|---|---|---|---|---|---|",
+        "| workload | Braid compile | Braid compile: peak RSS added, MiB | LangGraph compile | dagx build/run | dagrs build/run | floor petgraph build |",
+        "|---|---|---|---|---|---|---|",
     ]
     for workload in ("chain", "fan-out", "layered"):
         g = lambda r, f: fmt(get(r, workload, f))
+        peak = get("braid", workload, "prepare_peak_rss_kib")
         extra.append(
-            f"| {workload} | {g('braid', 'prepare_ms')} | {g('langgraph', 'prepare_ms')} | "
+            f"| {workload} | {g('braid', 'prepare_ms')} | {fmt(peak / 1024) if peak is not None else '—'} | {g('langgraph', 'prepare_ms')} | "
             f"{g('dagx', 'build_ms_per_run')} | {g('dagrs', 'build_ms_per_run')} | {g('floor', 'prepare_ms')} |"
         )
     duels = sorted({w for (_, w) in results if w.startswith("duel-")})

@@ -26,7 +26,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-export CARGO_TARGET_DIR="$PWD/target"
+# PEER_BENCH_TARGET: build somewhere else (such as the main workspace's target directory, to reuse
+# the crates it has built); the results and the generated workloads stay under bench/target.
+export CARGO_TARGET_DIR="${PEER_BENCH_TARGET:-$PWD/target}"
+mkdir -p target
 if [[ ",$RUNNERS," == *",langgraph,"* ]]; then
   if [ ! -x .venv/bin/python ]; then
     echo "creating bench/.venv" >&2
@@ -36,7 +39,7 @@ if [[ ",$RUNNERS," == *",langgraph,"* ]]; then
 fi
 echo "building the Rust runners (--release)" >&2
 cargo build --release --quiet >&2
-BIN="$PWD/target/release/peer-bench"
+BIN="$CARGO_TARGET_DIR/release/peer-bench"
 
 OUT=target/results.jsonl
 touch "$OUT"

@@ -198,9 +198,13 @@ async fn burst_rps<R: Runner>(p: &Arc<R::Prepared>, n: usize) -> f64 {
 }
 
 async fn per_node<R: Runner>(cx: &Ctx, w: Workload, label: &str) {
+    // The memory preparing takes (Braid: compiling the 10,000-node file): the process's peak
+    // resident size after it, over its resident size before (issue 16, item 23).
+    let rss_before = status_kib("VmRSS:");
     let t = Instant::now();
     let p = Arc::new(R::prepare(&w));
     let prepare_ms = ms(t.elapsed());
+    let prepare_peak_kib = status_kib("VmHWM:").saturating_sub(rss_before);
     let nodes = R::executed_nodes(&p, &w);
     // PEER_BENCH_ITERS overrides the count (for profiling: many runs, so that compiling the
     // workload is a small share of the profile).
@@ -228,6 +232,7 @@ async fn per_node<R: Runner>(cx: &Ctx, w: Workload, label: &str) {
             "nodes": w.nodes.len(),
             "executed_nodes": nodes,
             "prepare_ms": prepare_ms,
+            "prepare_peak_rss_kib": prepare_peak_kib,
             "build_ms_per_run": median(&mut build),
             "samples": raw,
         }),

@@ -326,6 +326,18 @@ impl Workload {
 mod tests {
     use super::*;
 
+    /// Every runner runs the same node code (issue 16, item 23): Braid's YAML names no kind but
+    /// the registered `bench_node`, whose body is `node_body`, as the floor's and the peers' are.
+    #[test]
+    fn braid_runs_the_shared_node_code_everywhere() {
+        for name in ["mode1", "mode1-zero", "mode1-blocked", "straggler", "parallel", "random", "chain", "fan-out", "layered"] {
+            let yaml = Workload::by_name(name).expect("a workload").to_yaml();
+            let kinds: Vec<&str> = yaml.lines().filter_map(|l| l.trim().strip_prefix("kind: ")).collect();
+            assert!(!kinds.is_empty(), "{name}");
+            assert!(kinds.iter().all(|k| *k == "bench_node"), "{name}: {kinds:?}");
+        }
+    }
+
     #[test]
     fn ideals() {
         assert_eq!(Workload::mode1(true).critical_path_ms(), 2650);

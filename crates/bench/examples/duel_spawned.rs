@@ -81,7 +81,10 @@ impl Graph {
         let mut y = format!("version: 1\nname: duel\n{}nodes:\n", self.state);
         for (name, ms, needs, out) in &self.nodes {
             let needs: Vec<&str> = needs.iter().map(|&i| self.nodes[i].0.as_str()).collect();
-            let writes: Vec<&String> = out.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            let writes: Vec<&String> = out
+                .as_object()
+                .map(|m| m.keys().collect())
+                .unwrap_or_default();
             let w: Vec<&str> = writes.iter().map(|s| s.as_str()).collect();
             y.push_str(&format!(
                 "  {name}: {{ kind: io, needs: [{}], writes: [{}], with: {{ ms: {ms}, output: {out} }} }}\n",
@@ -104,7 +107,10 @@ impl Graph {
             }
         }
         Floor(Arc::new((
-            self.nodes.iter().map(|(_, ms, _, out)| (*ms, out.clone())).collect(),
+            self.nodes
+                .iter()
+                .map(|(_, ms, _, out)| (*ms, out.clone()))
+                .collect(),
             dependents,
             needs,
         )))
@@ -146,7 +152,9 @@ impl Floor {
 
 fn parallel(n: usize, ms: u64) -> Graph {
     Graph {
-        nodes: (0..n).map(|i| (format!("p{i}"), ms, Vec::new(), json!({}))).collect(),
+        nodes: (0..n)
+            .map(|i| (format!("p{i}"), ms, Vec::new(), json!({})))
+            .collect(),
         state: "",
     }
 }
@@ -156,20 +164,39 @@ fn mode1() -> Graph {
     let n = |name: &str, needs: &[usize], out: Value| (name.to_owned(), 0, needs.to_vec(), out);
     Graph {
         nodes: vec![
-            n("rag", &[], json!({ "rag_results": [{ "doc": "guide.pdf", "score": 0.91 }] })),
-            n("tools", &[], json!({ "suggested_tools": ["secrets_manager"] })),
+            n(
+                "rag",
+                &[],
+                json!({ "rag_results": [{ "doc": "guide.pdf", "score": 0.91 }] }),
+            ),
+            n(
+                "tools",
+                &[],
+                json!({ "suggested_tools": ["secrets_manager"] }),
+            ),
             n("memory", &[], json!({ "memory": { "user": "user-42" } })),
-            n("llm", &[0, 1, 2], json!({ "response": "Answer", "cost_usd": 0.002 })),
+            n(
+                "llm",
+                &[0, 1, 2],
+                json!({ "response": "Answer", "cost_usd": 0.002 }),
+            ),
             n("quality", &[3], json!({ "quality_score": 0.87 })),
             n("citations", &[3], json!({ "citations": ["guide.pdf"] })),
-            n("cost_tracking", &[3], json!({ "cost_report": { "total_usd": 0.002 } })),
+            n(
+                "cost_tracking",
+                &[3],
+                json!({ "cost_report": { "total_usd": 0.002 } }),
+            ),
         ],
         state: "state:\n  rag_results: { reducer: replace, default: [] }\n  suggested_tools: { reducer: replace, default: [] }\n  memory: { reducer: merge, default: {} }\n  response: { reducer: replace }\n  quality_score: { reducer: replace }\n  citations: { reducer: append, default: [] }\n  cost_usd: { reducer: sum, default: 0 }\n  cost_report: { reducer: replace }\n",
     }
 }
 
 async fn braid_run(wf: Workflow) {
-    let r = wf.run(json!({}), RunOptions::default()).await.expect("inputs");
+    let r = wf
+        .run(json!({}), RunOptions::default())
+        .await
+        .expect("inputs");
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.report.error);
 }
 
@@ -216,9 +243,15 @@ fn main() {
     if let Some(who) = what.strip_prefix("profile-") {
         let shape = args.next().unwrap_or_else(|| "mode1".to_owned());
         let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
-        let graph = if shape == "mode1" { mode1() } else { parallel(1_000, 0) };
+        let graph = if shape == "mode1" {
+            mode1()
+        } else {
+            parallel(1_000, 0)
+        };
         let engine = Engine::builder().node_kind(Arc::new(Io)).build();
-        let wf = engine.load_str("duel.yaml", &graph.yaml()).expect("compiles");
+        let wf = engine
+            .load_str("duel.yaml", &graph.yaml())
+            .expect("compiles");
         let floor = graph.floor();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -233,9 +266,15 @@ fn main() {
         }
         return;
     }
-    let graph = if what == "mode1" { mode1() } else { parallel(10_000, 10) };
+    let graph = if what == "mode1" {
+        mode1()
+    } else {
+        parallel(10_000, 10)
+    };
     let engine = Engine::builder().node_kind(Arc::new(Io)).build();
-    let wf = engine.load_str("duel.yaml", &graph.yaml()).expect("compiles");
+    let wf = engine
+        .load_str("duel.yaml", &graph.yaml())
+        .expect("compiles");
     let floor = graph.floor();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
