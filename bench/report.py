@@ -174,7 +174,7 @@ def main():
             unit = b.get("unit", "")
             over = lambda r: fmt(r.get("overhead_ms")) if unit == "ms" else "—"
             extra.append(
-                f"| {w[6:]} | {b.get('rounds')} | {fmt(b.get('value'))} {unit} | {fmt(f.get('value'))} {unit} | "
+                f"| {w[5:]} | {b.get('rounds')} | {fmt(b.get('value'))} {unit} | {fmt(f.get('value'))} {unit} | "
                 f"{over(b)} | {over(f)} | {fratio(b.get('ratio_median'))} | {b.get('loadavg_end', '')} |"
             )
     errors = [f"- {k[0]} {k[1]}: {v['error']}" for k, v in results.items() if "error" in v]

@@ -37,6 +37,10 @@ if [[ ",$RUNNERS," == *",langgraph,"* ]]; then
   fi
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt >&2
 fi
+# Transparent huge pages off for the Rust runners (all under mimalloc), as the `braid` binary
+# turns them off for itself: mimalloc `madvise`s its arenas into 2 MiB pages, which makes resident
+# memory jump in 2 MiB steps with no allocation behind it (docs/performance.md).
+export MIMALLOC_ALLOW_THP=0
 echo "building the Rust runners (--release)" >&2
 cargo build --release --quiet >&2
 BIN="$CARGO_TARGET_DIR/release/peer-bench"

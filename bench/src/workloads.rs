@@ -196,14 +196,20 @@ impl Workload {
         self.yaml_head(&mut out);
         for n in &self.nodes {
             self.yaml_node(&mut out, n, "bench_node");
-            let mut with = vec![format!("latency_ms: {}", n.latency_ms)];
+            // Defaults (no latency, no output, not blocking) are left out, as a user would.
+            let mut with = Vec::new();
+            if n.latency_ms > 0 {
+                with.push(format!("latency_ms: {}", n.latency_ms));
+            }
             if n.probe {
                 with.push("probe: true".to_owned());
             }
             if !n.output.is_empty() {
                 with.push(format!("output: {}", self.output_json(n)));
             }
-            let _ = writeln!(out, "    with: {{ {} }}", with.join(", "));
+            if !with.is_empty() {
+                let _ = writeln!(out, "    with: {{ {} }}", with.join(", "));
+            }
         }
         out
     }
