@@ -217,11 +217,11 @@ pub enum ExecutionMode {
     Sequential,
 }
 
+// The fields most nodes leave out and that take room (`retry`, `fallback`, `with`) are boxed: a
+// node is then about half the size, which is what a 100,000-node workflow's spec costs while it
+// compiles (issue 16, item 19). The schema and the file format are the same. (A plain comment:
+// the doc comment below is the schema's description.)
 /// One node of the DAG.
-///
-/// The fields most nodes leave out and that take room (`retry`, `fallback`, `with`) are boxed: a
-/// node is then about half the size, which is what a 100,000-node workflow's spec costs while it
-/// compiles (issue 16, item 19). The schema and the file format are the same.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
