@@ -19,7 +19,9 @@ PEERS = ["floor", "dagx", "dagrs", "langgraph"]
 # (workload, metric field, label, ideal, lower is better)
 ROWS = [
     ("mode1", "overhead_ms", "(a) mode 1: makespan − critical path (2650 ms), ms", "0", True),
-    ("straggler", "value", "(b) straggler makespan, ms", "300", True),
+    ("straggler", "overhead_ms", "(b) straggler: makespan − critical path (300 ms; supersteps 400), ms", "0", True),
+    ("parallel", "overhead_ms", "(b′) 10,000 parallel 10 ms nodes: makespan − critical path (10 ms), ms", "0", True),
+    ("random", "overhead_ms", "(b″) random DAG, 2,000 nodes of 1 ms: makespan − critical path, ms", "0", True),
     ("chain", "value", "(c) chain of 10,000 no-ops, µs/node", "—", True),
     ("fan-out", "value", "(c) fan-out 1 → 9,998 → 1, µs/node", "—", True),
     ("layered", "value", "(c) 100 layers × 100 (2 needs each), µs/node", "—", True),
@@ -116,19 +118,20 @@ def main():
         return r.get(field)
 
     rows = []
-    header = "| workload | ideal | Braid | " + " | ".join(f"{p} | Braid ÷ {p}" for p in PEERS) + " |"
-    out = [header, "|" + "---|" * (3 + 2 * len(PEERS))]
+    header = "| workload | ideal | Braid | Braid, built-in kinds | " + " | ".join(f"{p} | Braid ÷ {p}" for p in PEERS) + " |"
+    out = [header, "|" + "---|" * (4 + 2 * len(PEERS))]
     for workload, field, label, ideal, lower in ROWS:
         braid = get("braid", workload, field)
-        cells = [label, ideal, fmt(braid)]
-        row = {"workload": workload, "label": label, "ideal": ideal, "braid": braid, "peers": {}}
+        builtin = get("braid-builtin", workload, field)
+        cells = [label, ideal, fmt(braid), fmt(builtin)]
+        row = {"workload": workload, "label": label, "ideal": ideal, "braid": braid, "braid_builtin": builtin, "peers": {}}
         for p in PEERS:
             v = get(p, workload, field)
             if p == "langgraph" and workload.endswith("@ct"):
                 v = get(p, workload[:-3], field)  # asyncio is single-threaded: same figure
             # The ratio is on the metric itself (makespan for (a), whose overheads are near zero):
             # above 1 means Braid is worse (slower, fewer runs/s, more memory).
-            if workload == "mode1":
+            if field == "overhead_ms":
                 bm, pm = get("braid", workload, "value"), get(p, workload, "value")
                 ratio = bm / pm if bm and pm else None
             elif braid is None or v is None or v == 0 or braid == 0:
@@ -146,15 +149,34 @@ def main():
         "lower: once per workflow), LangGraph's `compile()` (once), and the graph dagx and dagrs "
         "build for every run (ms).",
         "",
-        "| workload | Braid compile | LangGraph compile | dagx build/run | dagrs build/run | floor petgraph build |",
-        "|---|---|---|---|---|---|",
+        "| workload | Braid compile | Braid compile: peak RSS added, MiB | LangGraph compile | dagx build/run | dagrs build/run | floor petgraph build |",
+        "|---|---|---|---|---|---|---|",
     ]
     for workload in ("chain", "fan-out", "layered"):
         g = lambda r, f: fmt(get(r, workload, f))
+        peak = get("braid", workload, "prepare_peak_rss_kib")
         extra.append(
-            f"| {workload} | {g('braid', 'prepare_ms')} | {g('langgraph', 'prepare_ms')} | "
+            f"| {workload} | {g('braid', 'prepare_ms')} | {fmt(peak / 1024) if peak is not None else '—'} | {g('langgraph', 'prepare_ms')} | "
             f"{g('dagx', 'build_ms_per_run')} | {g('dagrs', 'build_ms_per_run')} | {g('floor', 'prepare_ms')} |"
         )
+    duels = sorted({w for (_, w) in results if w.startswith("duel-")})
+    if duels:
+        extra += [
+            "",
+            "Braid and the floor alternating in one process (`peer-bench duel`): medians, and the median "
+            "of the per-round ratios (above 1: Braid behind).",
+            "",
+            "| workload | rounds | Braid | floor | Braid − critical path | floor − critical path | ratio (median of rounds) | load average at the end |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for w in duels:
+            b, f = results.get(("braid", w), {}), results.get(("floor", w), {})
+            unit = b.get("unit", "")
+            over = lambda r: fmt(r.get("overhead_ms")) if unit == "ms" else "—"
+            extra.append(
+                f"| {w[5:]} | {b.get('rounds')} | {fmt(b.get('value'))} {unit} | {fmt(f.get('value'))} {unit} | "
+                f"{over(b)} | {over(f)} | {fratio(b.get('ratio_median'))} | {b.get('loadavg_end', '')} |"
+            )
     errors = [f"- {k[0]} {k[1]}: {v['error']}" for k, v in results.items() if "error" in v]
 
     facts = machine()
@@ -164,7 +186,7 @@ def main():
     print("\n".join(out))
     print()
     print("Ratios are Braid ÷ peer on cost (time, memory) and peer ÷ Braid on runs/s: above 1 means Braid is behind.")
-    print("Row (a)'s ratio is on the whole makespan.")
+    print("Rows (a) and (b): the cells are makespan − critical path, the ratios are on the whole makespan.")
     if extra:
         print()
         print("\n".join(extra))

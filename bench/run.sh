@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Braid side by side with LangGraph, dagx, dagrs and a hand-written floor.
 #
-#   bench/run.sh [--quick] [--runners braid,floor,dagx,dagrs,langgraph] [--workloads mode1,...]
+#   bench/run.sh [--quick] [--runners braid,braid-builtin,floor,dagx,dagrs,langgraph] [--workloads mode1,...] [--duels]
 #
 # Creates bench/.venv (LangGraph from PyPI, pinned in requirements.txt), builds the Rust runners
 # with --release into bench/target, runs every (runner, workload) pair in its own process, prints
@@ -11,19 +11,25 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 QUICK=""
-RUNNERS="braid,floor,dagx,dagrs,langgraph"
-WORKLOADS="mode1,straggler,chain,fan-out,layered,chain@ct,fan-out@ct,layered@ct,throughput,memory"
+RUNNERS="braid,braid-builtin,floor,dagx,dagrs,langgraph"
+WORKLOADS="mode1,straggler,parallel,random,chain,fan-out,layered,chain@ct,fan-out@ct,layered@ct,throughput,memory"
+# Braid against the floor, alternating in one process (`peer-bench duel`), with --duels.
+DUELS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK="--quick" ;;
     --runners) RUNNERS="$2"; shift ;;
     --workloads) WORKLOADS="$2"; shift ;;
+    --duels) DUELS="parallel,random,throughput,straggler" ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 
-export CARGO_TARGET_DIR="$PWD/target"
+# PEER_BENCH_TARGET: build somewhere else (such as the main workspace's target directory, to reuse
+# the crates it has built); the results and the generated workloads stay under bench/target.
+export CARGO_TARGET_DIR="${PEER_BENCH_TARGET:-$PWD/target}"
+mkdir -p target
 if [[ ",$RUNNERS," == *",langgraph,"* ]]; then
   if [ ! -x .venv/bin/python ]; then
     echo "creating bench/.venv" >&2
@@ -31,9 +37,13 @@ if [[ ",$RUNNERS," == *",langgraph,"* ]]; then
   fi
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt >&2
 fi
+# Transparent huge pages off for the Rust runners (all under mimalloc), as the `braid` binary
+# turns them off for itself: mimalloc `madvise`s its arenas into 2 MiB pages, which makes resident
+# memory jump in 2 MiB steps with no allocation behind it (docs/performance.md).
+export MIMALLOC_ALLOW_THP=0
 echo "building the Rust runners (--release)" >&2
 cargo build --release --quiet >&2
-BIN="$PWD/target/release/peer-bench"
+BIN="$CARGO_TARGET_DIR/release/peer-bench"
 
 OUT=target/results.jsonl
 touch "$OUT"
@@ -70,5 +80,17 @@ for w in "${WS[@]}"; do
     printf '%s\n' "$line" >> "$OUT"
   done
 done
+
+if [ -n "$DUELS" ]; then
+  IFS=, read -ra DS <<< "$DUELS"
+  for w in "${DS[@]}"; do
+    echo "  duel $w" >&2
+    grep -v "\"workload\": *\"duel-$w\"" "$OUT" > "$OUT.tmp" || true
+    mv "$OUT.tmp" "$OUT"
+    if ! timeout 600 "$BIN" duel "$w" $QUICK >> "$OUT" 2> "target/duel-$w.err"; then
+      echo "duel $w failed: $(tail -c 300 "target/duel-$w.err")" >&2
+    fi
+  done
+fi
 
 python3 report.py "$OUT" results.json

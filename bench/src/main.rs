@@ -1,8 +1,9 @@
 //! Braid side by side with its peers. One binary, one process per (runner, workload):
 //!
 //! ```text
-//! peer-bench <braid|floor|dagx|dagrs> <mode1|straggler|chain|fan-out|layered|throughput|memory> [--quick]
-//! peer-bench yaml <workload>     # the YAML Braid loads
+//! peer-bench <braid|braid-builtin|floor|dagx|dagrs> <mode1|straggler|parallel|random|chain|fan-out|layered|throughput|memory> [--quick]
+//! peer-bench duel <mode1|straggler|parallel|random|throughput> [--rounds N]   # Braid and the floor, alternating in one process
+//! peer-bench yaml <workload>     # the YAML Braid loads (every node the shared node code)
 //! peer-bench json <workload>     # the same workload as JSON, for langgraph_runner.py
 //! ```
 //!
@@ -105,26 +106,105 @@ async fn on_worker<R: Runner>(b: R::Built) {
     tokio::spawn(R::exec(b)).await.expect("the run panicked");
 }
 
+/// Makespan runs of a workload: 4 (2 with `--quick`) of a long one, 9 (3) of one under a second.
+fn makespan_iters(w: &Workload, quick: bool) -> usize {
+    match (w.critical_path_ms() < 1000, quick) {
+        (true, false) => 9,
+        (true, true) => 3,
+        (false, false) => 4,
+        (false, true) => 2,
+    }
+}
+
+/// One run, timed from its start on a worker to its end, in ms.
+async fn one_makespan<R: Runner>(p: &R::Prepared) -> f64 {
+    let b = R::build(p);
+    let t = Instant::now();
+    on_worker::<R>(b).await;
+    ms(t.elapsed())
+}
+
 async fn makespan<R: Runner>(cx: &Ctx, w: Workload, label: &str) {
     let p = Arc::new(R::prepare(&w));
     let ideal = w.critical_path_ms() as f64;
-    let iters = if cx.quick { 2 } else { 4 };
+    // One warm-up run (allocator, timer wheel, thread pool), not counted.
+    one_makespan::<R>(&p).await;
     let mut samples = Vec::new();
-    for _ in 0..iters {
-        let b = R::build(&p);
-        let t = Instant::now();
-        on_worker::<R>(b).await;
-        samples.push(ms(t.elapsed()));
+    for _ in 0..makespan_iters(&w, cx.quick) {
+        samples.push(one_makespan::<R>(&p).await);
     }
     let raw = samples.clone();
     let m = median(&mut samples);
     emit(cx.runner, label, "makespan_ms", m, "ms", json!({ "ideal": ideal, "overhead_ms": m - ideal, "samples": raw }));
 }
 
+/// Braid (every node the shared node code) and the floor in one process, alternating for
+/// `rounds` rounds (who goes first alternates too), so that both see the same moments of a busy
+/// machine: the medians of each, and the median of the per-round ratios Braid ÷ floor.
+async fn duel(workload: &str, rounds: usize) {
+    let (metric, w) = match workload {
+        "throughput" => ("runs_per_s", Workload::mode1(false)),
+        other => ("makespan_ms", Workload::by_name(other).expect("a workload")),
+    };
+    let braid = Arc::new(braid_runner::Braid::prepare(&w));
+    let floor = Arc::new(floor::Floor::prepare(&w));
+    let ideal = w.critical_path_ms() as f64;
+    let measure_braid = || async {
+        if metric == "runs_per_s" { burst_rps::<braid_runner::Braid>(&braid, RUNS).await } else { one_makespan::<braid_runner::Braid>(&braid).await }
+    };
+    let measure_floor = || async {
+        if metric == "runs_per_s" { burst_rps::<floor::Floor>(&floor, RUNS).await } else { one_makespan::<floor::Floor>(&floor).await }
+    };
+    // Warm-up, not counted.
+    measure_braid().await;
+    measure_floor().await;
+    let (mut b, mut f, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (x, y) = if round % 2 == 0 {
+            let x = measure_braid().await;
+            (x, measure_floor().await)
+        } else {
+            let y = measure_floor().await;
+            (measure_braid().await, y)
+        };
+        b.push(x);
+        f.push(y);
+        // Braid ÷ floor on cost; floor ÷ Braid on runs/s: above 1, Braid is behind.
+        ratio.push(if metric == "runs_per_s" { y / x } else { x / y });
+    }
+    let (rb, rf) = (b.clone(), f.clone());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let (mb, mf, mr) = (median(&mut b), median(&mut f), median(&mut ratio));
+    let label = format!("duel-{workload}");
+    let extra = |samples: Vec<f64>, m: f64| {
+        json!({ "rounds": rounds, "ideal": ideal, "overhead_ms": m - ideal, "ratio_median": mr, "samples": samples, "loadavg_end": load.trim() })
+    };
+    emit("braid", &label, metric, mb, if metric == "runs_per_s" { "runs/s" } else { "ms" }, extra(rb, mb));
+    emit("floor", &label, metric, mf, if metric == "runs_per_s" { "runs/s" } else { "ms" }, extra(rf, mf));
+}
+
+/// `n` runs spawned at once and awaited: runs per second.
+async fn burst_rps<R: Runner>(p: &Arc<R::Prepared>, n: usize) -> f64 {
+    let t = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let p = p.clone();
+        set.spawn(async move { R::exec(R::build(&p)).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("a run panicked");
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
 async fn per_node<R: Runner>(cx: &Ctx, w: Workload, label: &str) {
+    // The memory preparing takes (Braid: compiling the 10,000-node file): the process's peak
+    // resident size after it, over its resident size before (issue 16, item 23).
+    let rss_before = status_kib("VmRSS:");
     let t = Instant::now();
     let p = Arc::new(R::prepare(&w));
     let prepare_ms = ms(t.elapsed());
+    let prepare_peak_kib = status_kib("VmHWM:").saturating_sub(rss_before);
     let nodes = R::executed_nodes(&p, &w);
     // PEER_BENCH_ITERS overrides the count (for profiling: many runs, so that compiling the
     // workload is a small share of the profile).
@@ -152,6 +232,7 @@ async fn per_node<R: Runner>(cx: &Ctx, w: Workload, label: &str) {
             "nodes": w.nodes.len(),
             "executed_nodes": nodes,
             "prepare_ms": prepare_ms,
+            "prepare_peak_rss_kib": prepare_peak_kib,
             "build_ms_per_run": median(&mut build),
             "samples": raw,
         }),
@@ -161,26 +242,11 @@ async fn per_node<R: Runner>(cx: &Ctx, w: Workload, label: &str) {
 async fn throughput<R: Runner>(cx: &Ctx) {
     let w = Workload::mode1(false);
     let p = Arc::new(R::prepare(&w));
-    let burst = |n: usize| {
-        let p = p.clone();
-        async move {
-            let mut set = tokio::task::JoinSet::new();
-            for _ in 0..n {
-                let p = p.clone();
-                set.spawn(async move { R::exec(R::build(&p)).await });
-            }
-            while let Some(r) = set.join_next().await {
-                r.expect("a run panicked");
-            }
-        }
-    };
-    burst(200).await;
+    burst_rps::<R>(&p, 200).await;
     let reps = if cx.quick { 2 } else { 5 };
     let mut rps = Vec::new();
     for _ in 0..reps {
-        let t = Instant::now();
-        burst(RUNS).await;
-        rps.push(RUNS as f64 / t.elapsed().as_secs_f64());
+        rps.push(burst_rps::<R>(&p, RUNS).await);
     }
     let raw = rps.clone();
     emit(cx.runner, "throughput", "runs_per_s", median(&mut rps), "runs/s", json!({ "runs": RUNS, "samples": raw }));
@@ -235,7 +301,9 @@ async fn memory<R: Runner>(cx: &Ctx) {
 async fn dispatch<R: Runner>(cx: Ctx, workload: &str) {
     match workload {
         "mode1" => makespan::<R>(&cx, Workload::mode1(true), "mode1").await,
-        "straggler" => makespan::<R>(&cx, Workload::straggler(), "straggler").await,
+        "straggler" | "parallel" | "random" => {
+            makespan::<R>(&cx, Workload::by_name(workload).expect("a workload"), workload).await
+        }
         "chain" | "fan-out" | "layered" | "chain@ct" | "fan-out@ct" | "layered@ct" => {
             let name = workload.trim_end_matches("@ct");
             per_node::<R>(&cx, Workload::by_name(name).expect("a workload"), workload).await
@@ -249,9 +317,14 @@ async fn dispatch<R: Runner>(cx: Ctx, workload: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let pos: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    let pos: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && !(*i > 0 && args[i - 1] == "--rounds"))
+        .map(|(_, a)| a.as_str())
+        .collect();
     let [runner, workload] = pos[..] else {
-        eprintln!("usage: peer-bench <braid|floor|dagx|dagrs|yaml|json> <workload> [--quick]");
+        eprintln!("usage: peer-bench <braid|braid-builtin|floor|dagx|dagrs|duel|yaml|json> <workload> [--quick] [--rounds N]");
         std::process::exit(2);
     };
     match runner {
@@ -265,6 +338,7 @@ fn main() {
         }
         _ => {}
     }
+    let rounds = args.iter().position(|a| a == "--rounds").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok());
     // Multi-thread runtime for every Rust runner (as many workers as cores: 2 here); the `@ct`
     // variants of the per-node workloads run on a current-thread runtime instead.
     let rt = if workload.ends_with("@ct") {
@@ -273,8 +347,13 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()
     }
     .expect("a tokio runtime");
+    if runner == "duel" {
+        rt.block_on(duel(workload, rounds.unwrap_or(if quick { 5 } else { 15 })));
+        return;
+    }
     let cx = Ctx { runner: match runner {
         "braid" => "braid",
+        "braid-builtin" => "braid-builtin",
         "floor" => "floor",
         "dagx" => "dagx",
         "dagrs" => "dagrs",
@@ -283,6 +362,7 @@ fn main() {
     rt.block_on(async move {
         match cx.runner {
             "braid" => dispatch::<braid_runner::Braid>(cx, workload).await,
+            "braid-builtin" => dispatch::<braid_runner::BraidBuiltin>(cx, workload).await,
             "floor" => dispatch::<floor::Floor>(cx, workload).await,
             "dagx" => dispatch::<dagx_runner::Dagx>(cx, workload).await,
             _ => dispatch::<dagrs_runner::Dagrs>(cx, workload).await,

@@ -149,10 +149,101 @@ impl Workload {
         Workload { name: "layered".to_owned(), keys: Vec::new(), nodes }
     }
 
-    /// Braid's YAML for this workload: `noop` for latency-free nodes without output, `mock` for
-    /// the others, the registered `probe_sleep` handler for the blocking node.
+    /// `n` independent nodes of `latency_ms` each, all ready at once (issue 16, item 22: 10,000
+    /// parallel 10 ms nodes).
+    pub fn parallel(n: usize, latency_ms: u64) -> Workload {
+        let nodes = (0..n).map(|i| node(format!("p{i}"), latency_ms, vec![])).collect();
+        Workload { name: "parallel".to_owned(), keys: Vec::new(), nodes }
+    }
+
+    /// A random DAG of `n` nodes of `latency_ms` each (issue 16, item 23: 2,000 nodes of 1 ms):
+    /// node i needs up to 3 distinct nodes among the 40 before it (none for about one node in
+    /// eight), drawn from a fixed-seed generator, so every runner and every run gets the same
+    /// graph.
+    pub fn random(n: usize, latency_ms: u64) -> Workload {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut needs = Vec::new();
+            if i > 0 && next() % 8 != 0 {
+                let k = 1 + (next() % 3) as usize;
+                for _ in 0..k {
+                    let back = 1 + (next() % 40) as usize;
+                    let d = i.saturating_sub(back);
+                    if !needs.contains(&d) {
+                        needs.push(d);
+                    }
+                }
+                needs.sort_unstable();
+            }
+            nodes.push(node(format!("r{i}"), latency_ms, needs));
+        }
+        Workload { name: "random".to_owned(), keys: Vec::new(), nodes }
+    }
+
+    /// Braid's YAML for this workload: every node the registered kind `bench_node` (the node code
+    /// every runner shares, `crate::node_body`), its latency, blocking flag and output under
+    /// `with:`.
     pub fn to_yaml(&self) -> String {
+        let mut out = String::with_capacity(self.nodes.len() * 64);
+        self.yaml_head(&mut out);
+        for n in &self.nodes {
+            self.yaml_node(&mut out, n, "bench_node");
+            // Defaults (no latency, no output, not blocking) are left out, as a user would.
+            let mut with = Vec::new();
+            if n.latency_ms > 0 {
+                with.push(format!("latency_ms: {}", n.latency_ms));
+            }
+            if n.probe {
+                with.push("probe: true".to_owned());
+            }
+            if !n.output.is_empty() {
+                with.push(format!("output: {}", self.output_json(n)));
+            }
+            if !with.is_empty() {
+                let _ = writeln!(out, "    with: {{ {} }}", with.join(", "));
+            }
+        }
+        out
+    }
+
+    /// Braid's YAML as a user writes it without code: `noop` for latency-free nodes without
+    /// output, `mock` for the others (which aims its sleep 0.9 ms early), the registered
+    /// `probe_sleep` handler for the blocking node.
+    pub fn to_yaml_builtin(&self) -> String {
         let mut out = String::with_capacity(self.nodes.len() * 48);
+        self.yaml_head(&mut out);
+        for n in &self.nodes {
+            let kind = if n.probe {
+                "probe_sleep"
+            } else if n.latency_ms == 0 && n.output.is_empty() {
+                "noop"
+            } else {
+                "mock"
+            };
+            self.yaml_node(&mut out, n, kind);
+            if kind == "mock" {
+                let mut with = Vec::new();
+                if n.latency_ms > 0 {
+                    with.push(format!("latency: {}ms", n.latency_ms));
+                }
+                if !n.output.is_empty() {
+                    with.push(format!("output: {}", self.output_json(n)));
+                }
+                let _ = writeln!(out, "    with: {{ {} }}", with.join(", "));
+            }
+        }
+        out
+    }
+
+    fn yaml_head(&self, out: &mut String) {
         let _ = writeln!(out, "version: 1\nname: {}", self.name);
         if !self.keys.is_empty() {
             out.push_str("state:\n");
@@ -165,37 +256,24 @@ impl Workload {
             }
         }
         out.push_str("nodes:\n");
-        for n in &self.nodes {
-            let kind = if n.probe {
-                "probe_sleep"
-            } else if n.latency_ms == 0 && n.output.is_empty() {
-                "noop"
-            } else {
-                "mock"
-            };
-            let _ = write!(out, "  {}:\n    kind: {kind}\n", n.name);
-            if !n.needs.is_empty() {
-                let needs: Vec<&str> = n.needs.iter().map(|&i| self.nodes[i].name.as_str()).collect();
-                let _ = writeln!(out, "    needs: [{}]", needs.join(", "));
-            }
-            if !n.output.is_empty() {
-                let writes: Vec<&str> = n.output.iter().map(|(k, _)| k.as_str()).collect();
-                let _ = writeln!(out, "    writes: [{}]", writes.join(", "));
-            }
-            if kind == "mock" {
-                let mut with = Vec::new();
-                if n.latency_ms > 0 {
-                    with.push(format!("latency: {}ms", n.latency_ms));
-                }
-                if !n.output.is_empty() {
-                    let map: serde_json::Map<String, Value> = n.output.iter().cloned().collect();
-                    // JSON is YAML; `{{` never appears in these values, so nothing is a template.
-                    with.push(format!("output: {}", Value::Object(map)));
-                }
-                let _ = writeln!(out, "    with: {{ {} }}", with.join(", "));
-            }
+    }
+
+    fn yaml_node(&self, out: &mut String, n: &Node, kind: &str) {
+        let _ = write!(out, "  {}:\n    kind: {kind}\n", n.name);
+        if !n.needs.is_empty() {
+            let needs: Vec<&str> = n.needs.iter().map(|&i| self.nodes[i].name.as_str()).collect();
+            let _ = writeln!(out, "    needs: [{}]", needs.join(", "));
         }
-        out
+        if !n.output.is_empty() {
+            let writes: Vec<&str> = n.output.iter().map(|(k, _)| k.as_str()).collect();
+            let _ = writeln!(out, "    writes: [{}]", writes.join(", "));
+        }
+    }
+
+    /// A node's output as one JSON object (JSON is YAML; `{{` never appears in these values, so
+    /// nothing is a template).
+    fn output_json(&self, n: &Node) -> Value {
+        Value::Object(n.output.iter().cloned().collect())
     }
 
     /// The workload as JSON, for the LangGraph runner.
@@ -243,6 +321,8 @@ impl Workload {
             "chain" => Workload::chain(n),
             "fan-out" => Workload::fan_out(n),
             "layered" => Workload::layered(n / 100, 100),
+            "parallel" => Workload::parallel(n, 10),
+            "random" => Workload::random(2_000, 1),
             _ => return None,
         })
     }
@@ -252,6 +332,18 @@ impl Workload {
 mod tests {
     use super::*;
 
+    /// Every runner runs the same node code (issue 16, item 23): Braid's YAML names no kind but
+    /// the registered `bench_node`, whose body is `node_body`, as the floor's and the peers' are.
+    #[test]
+    fn braid_runs_the_shared_node_code_everywhere() {
+        for name in ["mode1", "mode1-zero", "mode1-blocked", "straggler", "parallel", "random", "chain", "fan-out", "layered"] {
+            let yaml = Workload::by_name(name).expect("a workload").to_yaml();
+            let kinds: Vec<&str> = yaml.lines().filter_map(|l| l.trim().strip_prefix("kind: ")).collect();
+            assert!(!kinds.is_empty(), "{name}");
+            assert!(kinds.iter().all(|k| *k == "bench_node"), "{name}: {kinds:?}");
+        }
+    }
+
     #[test]
     fn ideals() {
         assert_eq!(Workload::mode1(true).critical_path_ms(), 2650);
@@ -259,5 +351,9 @@ mod tests {
         assert_eq!(Workload::chain(10).nodes.len(), 10);
         assert_eq!(Workload::fan_out(10_000).nodes.len(), 10_000);
         assert_eq!(Workload::layered(100, 100).nodes.len(), 10_000);
+        assert_eq!(Workload::parallel(10_000, 10).critical_path_ms(), 10);
+        let r = Workload::random(2_000, 1);
+        assert!(r.nodes.iter().enumerate().all(|(i, n)| n.needs.iter().all(|&d| d < i)));
+        assert!(r.critical_path_ms() > 100, "a deep graph: {}", r.critical_path_ms());
     }
 }

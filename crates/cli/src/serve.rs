@@ -176,19 +176,6 @@ fn duration(s: &str) -> Result<Duration, String> {
     braid::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas
-/// (`madvise`), so the service's small heap is resident in 2 MiB steps, and the kernel's
-/// khugepaged fills partly used ones in: with them, the 10-minute soak's resident memory moved by
-/// up to 8 MiB on a heap of 10 (from 26 MiB resident without them to 45–55 MiB), which is
-/// neither use nor a leak but reads as both. A service's memory should follow what it holds
-/// (docs/performance.md).
-fn no_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
-        tracing::debug!(error = %e, "cannot turn transparent huge pages off");
-    }
-}
-
 pub(crate) fn main(engine: &braid::Engine, args: &Args) -> anyhow::Result<u8> {
     if args.openapi {
         output::out(&format!("{}\n", braid_serve::openapi_json()))?;
@@ -198,7 +185,6 @@ pub(crate) fn main(engine: &braid::Engine, args: &Args) -> anyhow::Result<u8> {
         anyhow::bail!("give the directory of workflow files");
     };
     telemetry::init_metrics();
-    no_huge_pages();
     let mut tokens = Tokens::from_env("BRAID_SERVE_TOKENS");
     if let Some(path) = &args.tokens_file {
         let from_file = Tokens::from_file(path)

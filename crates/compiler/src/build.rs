@@ -75,12 +75,12 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
             let mut cx = BuildContext::new(&mut built.templates, base.clone() + "/with")
                 .with_registry(m.registry)
                 .with_loader(loader);
-            match kind.build(node.with.as_ref(), &mut cx) {
+            match kind.build(node.with.as_deref(), &mut cx) {
                 Ok(h) => handler = Some(h),
                 Err(e) => out.push(
                     Diagnostic::error(
                         Code::InvalidParams,
-                        params_span(m, &base, &e.pointer, node.with.as_ref()),
+                        params_span(m, &base, &e.pointer, node.with.as_deref()),
                         format!(
                             "node `{name}`'s `with` does not fit kind `{}`: {}",
                             node.kind, e.message
@@ -89,7 +89,7 @@ pub fn nodes(m: &Model<'_>, loader: &dyn WorkflowLoader, out: &mut Vec<Diagnosti
                     .help(params_help(
                         &node.kind,
                         &e.pointer,
-                        node.with.as_ref(),
+                        node.with.as_deref(),
                         m.registry,
                     )),
                 ),

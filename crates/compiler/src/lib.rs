@@ -228,7 +228,12 @@ impl Compiler {
         // The spec takes the value's strings; the value is not needed after it (only its spans).
         let load::Document { value, spans } = doc;
         let spec = match Workflow::deserialize(value) {
-            Ok(spec) => spec,
+            Ok(mut spec) => {
+                // Deserializing grows the map of nodes by doubling: the slack was a quarter of
+                // its size, alive until the plan is built (issue 16, item 19).
+                spec.nodes.shrink_to_fit();
+                spec
+            }
             Err(e) => {
                 diagnostics.push(
                     Diagnostic::error(
@@ -254,22 +259,27 @@ impl Compiler {
             read: Default::default(),
         };
         let model = check::Model::new(&spec, &spans, &self.registry);
-        let (plan, files) = middle(&model, &loader, source, &mut diagnostics);
+        let (parts, files) = middle(&model, &loader, source, &mut diagnostics);
         drop(model);
+        // Every diagnostic with a span is made: the span tree goes before the plan's nodes are
+        // built, so the two never take memory at once (issue 16, item 19).
+        let root = spans.value("");
+        drop(spans);
+        let plan = parts.and_then(|p| lower::plan(p, root, &mut diagnostics));
         finish(plan, Some(spec), files, diagnostics)
     }
 }
 
 /// The compiler's middle, in its steps: check what the file declares, build every node through its
 /// kind (which reveals what templates read and loads included files), check the data flow, then
-/// lower to a plan identified by the fingerprint of every file read. Returns the plan (`None` when
-/// `out` holds an error) and the files read.
+/// lower to the parts of a plan identified by the fingerprint of every file read. Returns the
+/// parts (`None` when `out` holds an error) and the files read; the caller makes the plan.
 fn middle(
     model: &check::Model<'_>,
     loader: &include::FileLoader<'_>,
     root: &Source,
     out: &mut Vec<Diagnostic>,
-) -> (Option<Plan>, Vec<SourceFile>) {
+) -> (Option<braid_core::PlanParts>, Vec<SourceFile>) {
     if !check::size(model, out) {
         return (None, loader.files(root));
     }
@@ -278,8 +288,8 @@ fn middle(
     let node_reads = check::data_flow(model, &declared, &built.reads, &built.writes, out);
     let files = loader.files(root);
     let fingerprint = fingerprint::fingerprint(&files);
-    let plan = lower::lower(model, declared, built, &node_reads, fingerprint, out);
-    (plan, files)
+    let parts = lower::parts(model, declared, built, &node_reads, fingerprint, out);
+    (parts, files)
 }
 
 fn finish(

@@ -35,6 +35,21 @@ pub fn lower(
     fingerprint: Fingerprint,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Plan> {
+    let parts = parts(m, declared, built, node_reads, fingerprint, out)?;
+    plan(parts, m.spans.value(""), out)
+}
+
+/// The first half of [`lower`]: the plan's parts, or `None` when `out` holds any error. The
+/// compiler drops the span tree between the halves (the parts need no spans), so a large
+/// workflow's spans and its plan's nodes are never alive at once (issue 16, item 19).
+pub(crate) fn parts(
+    m: &Model<'_>,
+    declared: Declared,
+    built: Built,
+    node_reads: &[Vec<usize>],
+    fingerprint: Fingerprint,
+    out: &mut Vec<Diagnostic>,
+) -> Option<PlanParts> {
     let spec = m.spec;
     let run_timeout = duration(
         spec.execution.timeout.as_ref(),
@@ -60,7 +75,7 @@ pub fn lower(
                 fallback: node
                     .fallback
                     .iter()
-                    .flatten()
+                    .flat_map(|f| f.iter())
                     .filter_map(|(k, v)| Some((key(k)?, v.clone())))
                     .collect(),
             },
@@ -114,13 +129,19 @@ pub fn lower(
         templates: built.templates,
         fingerprint,
     };
+    Some(parts)
+}
+
+/// The second half of [`lower`]: [`Plan::new`]. Its refusal is a bug in Braid (the checks passed),
+/// reported at `root`, the whole document's span.
+pub(crate) fn plan(parts: PlanParts, root: crate::Span, out: &mut Vec<Diagnostic>) -> Option<Plan> {
     match Plan::new(parts) {
         Ok(plan) => Some(plan),
         Err(e) => {
             out.push(
                 Diagnostic::error(
                     Code::Internal,
-                    m.spans.value(""),
+                    root,
                     format!("the checks passed but the plan was refused: {e}"),
                 )
                 .help("this is a bug in Braid; please report it with the file"),

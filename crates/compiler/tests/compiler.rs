@@ -9,11 +9,17 @@
 //! * `duration_grammar`: the schema's duration pattern and the parser accept the same strings.
 //! * `fingerprint`: a plan's identity over its files, and the files a compilation lists.
 //! * `limits`: inputs too large to keep as fixtures, generated in code.
+//! * `memory`: the peak heap of compiling a large workflow, counted by this binary's global
+//!   allocator (the system allocator, counting per thread).
 //! * `no_panic`: mutated variants of the valid fixtures never panic the compiler.
 //! * `fuzz`: what fuzzing found (`tests/fixtures/fuzz/`) and stray template delimiters,
 //!   fixed and random, get diagnostics, never a panic.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+/// Counts each thread's allocations, for `memory`; the system allocator otherwise.
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
 
 #[path = "compiler/common.rs"]
 mod common;
@@ -27,6 +33,8 @@ mod fixtures;
 mod fuzz;
 #[path = "compiler/limits.rs"]
 mod limits;
+#[path = "compiler/memory.rs"]
+mod memory;
 #[path = "compiler/no_panic.rs"]
 mod no_panic;
 #[path = "compiler/schema_drift.rs"]

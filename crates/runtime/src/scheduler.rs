@@ -381,8 +381,14 @@ impl<'a> Scheduler<'a> {
         span: tracing::Span,
     ) {
         let attempts = Guarded(Box::pin(attempts));
-        self.tasks()
-            .spawn(async move { (id, attempts.await) }.instrument(span));
+        if span.is_disabled() {
+            // No subscriber wants the span (the common case in a service without debug logs):
+            // the task holds no span and enters none at each poll.
+            self.tasks().spawn(async move { (id, attempts.await) });
+        } else {
+            self.tasks()
+                .spawn(async move { (id, attempts.await) }.instrument(span));
+        }
     }
 
     /// A node's task ended, normally or by a panic in the runtime's own task code.

@@ -95,7 +95,9 @@ fn check(node: &str, pointer: &str, with: &Value, out: &mut Sink, m: &Model<'_>)
 /// whose program is a shell or another interpreter given a script on its command line.
 pub fn shell_templates(m: &Model<'_>, out: &mut Sink) {
     for (name, node) in &m.spec.nodes {
-        let Some(with) = &node.with else { continue };
+        let Some(with) = node.with.as_deref() else {
+            continue;
+        };
         let pointer = format!("/nodes/{}/with", escape(name));
         match node.kind.as_str() {
             "exec" => check(name, &pointer, with, out, m),

@@ -101,7 +101,7 @@ pub fn writes(m: &Model<'_>, out: &mut Sink) {
 /// whose failure ends the run is never used.
 pub fn fallbacks(m: &Model<'_>, reducers: &[Option<Arc<dyn Reducer>>], out: &mut Sink) {
     for (name, node) in &m.spec.nodes {
-        let Some(fallback) = &node.fallback else {
+        let Some(fallback) = node.fallback.as_deref() else {
             continue;
         };
         if node.on_error == OnError::Fail && !fallback.is_empty() {
