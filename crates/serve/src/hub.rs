@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use braid::durable::{EventRecord, Listener};
+use braid::durable::{EventRecord, Flush, Listener};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -43,6 +43,9 @@ pub(crate) enum Live {
 struct Channel {
     kept: Vec<EventRecord>,
     tx: broadcast::Sender<Live>,
+    /// Sends the run's pending events at once: called when a stream subscribes, since the
+    /// journal sends them early only while someone streams (`Listener::live`).
+    flush: Option<Flush>,
 }
 
 impl Channel {
@@ -50,6 +53,7 @@ impl Channel {
         Channel {
             kept: Vec::new(),
             tx: broadcast::channel(CAPACITY).0,
+            flush: None,
         }
     }
 }
@@ -97,12 +101,23 @@ impl Hub {
         self.runs().contains_key(run)
     }
 
-    /// Subscribes to a run in flight here; `None` when it is not.
+    /// Subscribes to a run in flight here; `None` when it is not. Its events not yet in the
+    /// store are sent at once, to arrive as live ones.
     pub(crate) fn subscribe(&self, run: &str) -> Option<Subscription> {
-        self.runs().get(run).map(|c| Subscription {
-            kept: c.kept.clone(),
-            rx: c.tx.subscribe(),
-        })
+        let (sub, flush) = {
+            let runs = self.runs();
+            let c = runs.get(run)?;
+            let sub = Subscription {
+                kept: c.kept.clone(),
+                rx: c.tx.subscribe(),
+            };
+            (sub, c.flush.clone())
+        };
+        // Outside the hub's lock: the journal calls the hub with its own lock held.
+        if let Some(flush) = flush {
+            flush.now();
+        }
+        Some(sub)
     }
 }
 
@@ -129,6 +144,18 @@ impl Listener for Hub {
 
     fn ended(&self, run: &str, _ok: bool) {
         self.close(run);
+    }
+
+    fn live(&self, run: &str, flush: &Flush) -> bool {
+        let mut runs = self.runs();
+        let Some(c) = runs.get_mut(run) else {
+            return false;
+        };
+        if c.tx.receiver_count() > 0 {
+            return true;
+        }
+        c.flush = Some(flush.clone());
+        false
     }
 }
 

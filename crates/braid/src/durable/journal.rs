@@ -102,6 +102,36 @@ pub trait Listener: Send + Sync + 'static {
     fn ended(&self, run: &str, ok: bool) {
         let _ = (run, ok);
     }
+
+    /// Whether someone follows run `run` live now: then its events are sent as they happen,
+    /// else with the next node end (fewer commits). Asked at each event, with the `Flush` that
+    /// sends what is pending at once: keep it, and call it when someone starts to follow the
+    /// run. The default: always.
+    fn live(&self, run: &str, flush: &Flush) -> bool {
+        let _ = (run, flush);
+        true
+    }
+}
+
+/// Sends a run segment's pending events at once (see [`Listener::live`]). Holds the segment
+/// weakly: once it ended, it does nothing.
+#[derive(Clone)]
+pub struct Flush(std::sync::Weak<Journal>);
+
+impl std::fmt::Debug for Flush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Flush")
+    }
+}
+
+impl Flush {
+    /// Sends the events not yet in the store, behind the batch in flight.
+    pub fn now(&self) {
+        if let Some(journal) = self.0.upgrade() {
+            let p = journal.pending();
+            journal.send_early(p);
+        }
+    }
 }
 
 impl Journal {
@@ -159,20 +189,13 @@ impl Journal {
                 p.next_seq += 1;
                 let record = EventRecord { seq, ..record };
                 p.events.push(record);
-                if me.listener.is_some() && !p.eager {
-                    // Streamed once committed: send now rather than with the next node end
-                    // (behind the batch in flight, if one is: batches go one at a time). The
-                    // next batch sweeps up every event pending, this one and those after it.
-                    p.eager = true;
-                    p.tickets += 1;
-                    let ticket = p.tickets;
-                    drop(p);
-                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                        let me = me.clone();
-                        rt.spawn(async move {
-                            let _ = me.recorded(ticket).await;
-                        });
-                    }
+                let live = !p.eager
+                    && me
+                        .listener
+                        .as_ref()
+                        .is_some_and(|l| l.live(&me.run, &Flush(Arc::downgrade(&me))));
+                if live {
+                    me.send_early(p);
                 }
             } else if let (Some(l), Event::NodeMessage { node, payload, .. }) =
                 (&me.listener, &event)
@@ -183,6 +206,26 @@ impl Journal {
                 let _ = tx.send(event);
             }
         })
+    }
+
+    /// Streamed once committed: sends the pending events now rather than with the next node end
+    /// (behind the batch in flight, if one is: batches go one at a time). The next batch sweeps
+    /// up every event pending, these and those after them; one such send is on its way at a
+    /// time.
+    fn send_early(self: &Arc<Self>, mut p: std::sync::MutexGuard<'_, Pending>) {
+        if p.eager || p.events.is_empty() || self.listener.is_none() {
+            return;
+        }
+        p.eager = true;
+        p.tickets += 1;
+        let ticket = p.tickets;
+        drop(p);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let me = self.clone();
+            rt.spawn(async move {
+                let _ = me.recorded(ticket).await;
+            });
+        }
     }
 
     /// A batch's first entries: the fence, when the run is claimed.

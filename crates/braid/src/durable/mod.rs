@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use crate::{Engine, Error, PartialRun, RunOptions, Workflow};
 pub use error::DurableError;
 use error::fenced_or;
-pub use journal::Listener;
+pub use journal::{Flush, Listener};
 pub use recorded::RecordedRun;
 pub use segment::Started;
 use segment::{apply_options, encode_options};

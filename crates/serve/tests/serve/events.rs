@@ -191,3 +191,34 @@ async fn a_nodes_streamed_tokens_arrive_as_message_events_of_the_embedders_handl
     assert!(last_token < finished);
     assert_eq!(s.finished(&run).await["state"]["said"], "Hello!");
 }
+
+/// A node's start reaches a stream while the node still runs, even when the stream subscribed
+/// after the node started (nobody streamed the run then, so its events waited for the next
+/// commit; subscribing sends them). The node here ends only once the test has seen it start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_subscribes_late_sees_the_running_node_start() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let held = gate.clone();
+    let engine = braid::Engine::builder()
+        .handler("held", move |_ctx: braid::NodeContext| {
+            let held = held.clone();
+            async move {
+                held.notified().await;
+                Ok(json!({ "done": true }))
+            }
+        })
+        .build();
+    let wf = "version: 1\nname: held\nstate:\n  done: { reducer: replace }\nnodes:\n  wait_for_test: { kind: held, writes: [done] }\n";
+    let s = Server::start_full(engine, "memory", &[("held.yaml", wf)], |_| {}).await;
+    let run = s.start_run("held", json!({})).await;
+    // Let the run start its node before anyone streams it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (events, ended) = read(&s, &run, None, Some(2)).await;
+    assert!(!ended);
+    assert_eq!(
+        events.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["run_started", "node_started"]
+    );
+    gate.notify_one();
+    assert_eq!(s.finished(&run).await["status"], "succeeded");
+}
