@@ -721,51 +721,79 @@ async fn a_stale_replica_is_fenced(store_a: StoreHandle, store_b: StoreHandle) {
     assert!(store_a.claim("a", 10, lease).await.unwrap().is_empty());
 }
 
-#[test]
-fn a_stale_replica_is_fenced_in_memory() {
+/// Two replicas on one store (`memory`: one handle twice; `sqlite`: a temporary file;
+/// `postgres`: a schema of its own, skipped without `BRAID_TEST_POSTGRES_URL`), each with a
+/// handle of its own, on a runtime of two threads.
+fn two_replicas<F, Fut>(kind: &str, name: &str, test: F)
+where
+    F: FnOnce(StoreHandle, StoreHandle) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let store: StoreHandle = Arc::new(braid_store::MemoryStore::new());
-    rt.block_on(a_stale_replica_is_fenced(store.clone(), store));
+    match kind {
+        "memory" => {
+            let store: StoreHandle = Arc::new(braid_store::MemoryStore::new());
+            rt.block_on(test(store.clone(), store));
+        }
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite:{}", dir.path().join("runs.db").display());
+            rt.block_on(async {
+                let a = braid_store::open(&url).await.unwrap();
+                let b = braid_store::open(&url).await.unwrap();
+                test(a, b).await;
+            });
+        }
+        _ => {
+            let Some((schema, url)) = postgres_schema(name) else {
+                return;
+            };
+            rt.block_on(async {
+                let a = braid_store::open(&url).await.unwrap();
+                let b = braid_store::open(&url).await.unwrap();
+                test(a, b).await;
+            });
+            drop(rt);
+            drop_schema(&schema);
+        }
+    }
+}
+
+#[test]
+fn a_stale_replica_is_fenced_in_memory() {
+    two_replicas("memory", "", a_stale_replica_is_fenced);
 }
 
 #[test]
 fn a_stale_replica_is_fenced_in_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("runs.db").display());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let a = braid_store::open(&url).await.unwrap();
-        let b = braid_store::open(&url).await.unwrap();
-        a_stale_replica_is_fenced(a, b).await;
-    });
+    two_replicas("sqlite", "", a_stale_replica_is_fenced);
 }
 
 #[test]
 fn a_stale_replica_is_fenced_in_postgres() {
-    let Some((schema, url)) = postgres_schema("replicas") else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        // Two handles: two replicas, each with connections of its own.
-        let a = braid_store::open(&url).await.unwrap();
-        let b = braid_store::open(&url).await.unwrap();
-        a_stale_replica_is_fenced(a, b).await;
-    });
-    drop(rt);
-    drop_schema(&schema);
+    two_replicas("postgres", "replicas", a_stale_replica_is_fenced);
+}
+
+#[test]
+fn a_run_is_cancelled_and_resumed_from_another_replica_in_memory() {
+    two_replicas(
+        "memory",
+        "",
+        a_run_is_cancelled_and_resumed_from_another_replica,
+    );
+}
+
+#[test]
+fn a_run_is_cancelled_and_resumed_from_another_replica_in_postgres() {
+    two_replicas(
+        "postgres",
+        "takeover",
+        a_run_is_cancelled_and_resumed_from_another_replica,
+    );
 }
 
 /// A run is cancelled from another replica while A runs it: B takes it over and records it
@@ -856,39 +884,6 @@ async fn a_run_is_cancelled_and_resumed_from_another_replica(
     assert_eq!((record.owner.as_deref(), record.epoch), (Some("b"), 3));
     let ran = counts.get();
     assert_eq!(ran.get("n0"), Some(&1), "`n0` settled under A: it ran once");
-}
-
-#[test]
-fn a_run_is_cancelled_and_resumed_from_another_replica_in_memory() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store: StoreHandle = Arc::new(braid_store::MemoryStore::new());
-    rt.block_on(a_run_is_cancelled_and_resumed_from_another_replica(
-        store.clone(),
-        store,
-    ));
-}
-
-#[test]
-fn a_run_is_cancelled_and_resumed_from_another_replica_in_postgres() {
-    let Some((schema, url)) = postgres_schema("takeover") else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let a = braid_store::open(&url).await.unwrap();
-        let b = braid_store::open(&url).await.unwrap();
-        a_run_is_cancelled_and_resumed_from_another_replica(a, b).await;
-    });
-    drop(rt);
-    drop_schema(&schema);
 }
 
 /// An event a listener heard: sequence, kind, node, when, and whether the store held it then.
