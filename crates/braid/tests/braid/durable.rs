@@ -611,27 +611,60 @@ fn gated_engine(counts: Arc<Counts>, gate: Option<Arc<tokio::sync::Notify>>) -> 
         .build()
 }
 
+/// The two replicas' side of the replica tests: a chain `n0` → `n3` whose nodes count their
+/// executions; A's `n1` waits for `gate`; `whole` is an uninterrupted run's result (its
+/// executions not counted).
+struct Replicas {
+    counts: Arc<Counts>,
+    gate: Arc<tokio::sync::Notify>,
+    engine_a: Engine,
+    engine_b: Engine,
+    wf_a: braid::Workflow,
+    whole: braid::RunResult,
+}
+
+impl Replicas {
+    async fn new() -> Replicas {
+        let dag = Dag {
+            needs: vec![vec![], vec![0], vec![1], vec![2]],
+            latency: vec![0; 4],
+        };
+        let counts = Arc::new(Counts::default());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let engine_a = gated_engine(counts.clone(), Some(gate.clone()));
+        let engine_b = gated_engine(counts.clone(), None);
+        let wf_a = engine_a.load_str("dag.yaml", &yaml(&dag)).unwrap();
+        let whole = engine_b
+            .load_str("dag.yaml", &yaml(&dag))
+            .unwrap()
+            .run(json!({}), RunOptions::default())
+            .await
+            .unwrap();
+        counts.0.lock().unwrap().clear();
+        Replicas {
+            counts,
+            gate,
+            engine_a,
+            engine_b,
+            wf_a,
+            whole,
+        }
+    }
+}
+
 /// Two replicas on one store: A claims a run and is stopped in `n1` past its lease (it never
 /// heartbeats); B claims it (epoch + 1) and runs it to its end from the journal; A's late write
 /// is fenced, its segment ends `Fenced`, and nothing of it is kept. The state is an
 /// uninterrupted run's and `n0`, which settled under A, ran once.
 async fn a_stale_replica_is_fenced(store_a: StoreHandle, store_b: StoreHandle) {
-    let dag = Dag {
-        needs: vec![vec![], vec![0], vec![1], vec![2]],
-        latency: vec![0; 4],
-    };
-    let counts = Arc::new(Counts::default());
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let engine_a = gated_engine(counts.clone(), Some(gate.clone()));
-    let engine_b = gated_engine(counts.clone(), None);
-    let wf_a = engine_a.load_str("dag.yaml", &yaml(&dag)).unwrap();
-    let whole = engine_b
-        .load_str("dag.yaml", &yaml(&dag))
-        .unwrap()
-        .run(json!({}), RunOptions::default())
-        .await
-        .unwrap();
-    counts.0.lock().unwrap().clear();
+    let Replicas {
+        counts,
+        gate,
+        engine_a,
+        engine_b,
+        wf_a,
+        whole,
+    } = Replicas::new().await;
     let a = Durable::new(engine_a, store_a.clone());
     let b = Durable::new(engine_b, store_b.clone());
 
@@ -804,22 +837,14 @@ async fn a_run_is_cancelled_and_resumed_from_another_replica(
     store_a: StoreHandle,
     store_b: StoreHandle,
 ) {
-    let dag = Dag {
-        needs: vec![vec![], vec![0], vec![1], vec![2]],
-        latency: vec![0; 4],
-    };
-    let counts = Arc::new(Counts::default());
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let engine_a = gated_engine(counts.clone(), Some(gate.clone()));
-    let engine_b = gated_engine(counts.clone(), None);
-    let wf_a = engine_a.load_str("dag.yaml", &yaml(&dag)).unwrap();
-    let whole = engine_b
-        .load_str("dag.yaml", &yaml(&dag))
-        .unwrap()
-        .run(json!({}), RunOptions::default())
-        .await
-        .unwrap();
-    counts.0.lock().unwrap().clear();
+    let Replicas {
+        counts,
+        gate,
+        engine_a,
+        engine_b,
+        wf_a,
+        whole,
+    } = Replicas::new().await;
     let lease = Duration::from_secs(60);
     let a = Durable::new(engine_a, store_a.clone()).as_replica("a", lease);
     let b = Durable::new(engine_b, store_b.clone()).as_replica("b", lease);
