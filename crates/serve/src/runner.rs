@@ -180,11 +180,11 @@ impl Runner {
     }
 
     /// Runs a run this replica claimed (or owns without running it: `adopted`), fenced with the
-    /// claim's epoch. `false` when no slot is free (a claim asks only for free ones; an adoption
-    /// waits for the next heartbeat then).
-    pub(crate) async fn run_claimed(self: &Arc<Self>, claim: &Claim, adopted: bool) -> bool {
+    /// claim's epoch. Nothing happens when no slot is free (a claim asks only for free ones; a
+    /// run left owned but not run is taken up at a later heartbeat).
+    pub(crate) async fn run_claimed(self: &Arc<Self>, claim: &Claim, adopted: bool) {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            return false;
+            return;
         };
         let cancel = CancelToken::new();
         match self.durable.run_claimed(claim, options(&cancel)).await {
@@ -211,7 +211,6 @@ impl Runner {
                 tracing::error!(run = %claim.run, error = %e, "cannot run a claimed run here; it stays with this replica until it stops, then goes to another");
             }
         }
-        true
     }
 
     /// Starts a run of `workflow` (this version: the run keeps it whatever reloads follow).

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use braid::durable::{
-    BoxFuture, Definition, Durable, DurableError, Entry, EventKind, EventRecord, NewRun,
+    BoxFuture, Claim, Definition, Durable, DurableError, Entry, EventKind, EventRecord, NewRun,
     NodeRecord, Reopen, RunFilter, RunRecord, RunState, Store, StoreError, StoreHandle, now_micros,
 };
 use braid::{Engine, Error, ExecutionMode, NodeContext, RunOptions, RunStatus};
@@ -650,6 +650,25 @@ impl Replicas {
             whole,
         }
     }
+
+    /// Replica A runs its claim of the run in a task of its own; answers the task once A is
+    /// in `n1` (so `n0`'s end is recorded: `n1` needs it).
+    async fn a_stops_in_n1(
+        &self,
+        a: &Durable,
+        claim: &Claim,
+    ) -> tokio::task::JoinHandle<Result<braid::RunResult, Error>> {
+        let run_a = tokio::spawn(
+            a.run_claimed(claim, RunOptions::default())
+                .await
+                .unwrap()
+                .into_future(),
+        );
+        while !self.counts.get().contains_key("n1") {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        run_a
+    }
 }
 
 /// Two replicas on one store: A claims a run and is stopped in `n1` past its lease (it never
@@ -657,35 +676,22 @@ impl Replicas {
 /// is fenced, its segment ends `Fenced`, and nothing of it is kept. The state is an
 /// uninterrupted run's and `n0`, which settled under A, ran once.
 async fn a_stale_replica_is_fenced(store_a: StoreHandle, store_b: StoreHandle) {
-    let Replicas {
-        counts,
-        gate,
-        engine_a,
-        engine_b,
-        wf_a,
-        whole,
-    } = Replicas::new().await;
+    let fixture = Replicas::new().await;
+    let (counts, gate, whole) = (&fixture.counts, &fixture.gate, &fixture.whole);
+    let (engine_a, engine_b) = (fixture.engine_a.clone(), fixture.engine_b.clone());
+    let wf_a = &fixture.wf_a;
     let a = Durable::new(engine_a, store_a.clone());
     let b = Durable::new(engine_b, store_b.clone());
 
     let id = a
-        .submit(&wf_a, json!({}), RunOptions::default())
+        .submit(wf_a, json!({}), RunOptions::default())
         .await
         .unwrap();
     let lease = Duration::from_millis(200);
     let claims = store_a.claim("a", 10, lease).await.unwrap();
     assert_eq!(claims.len(), 1);
     assert_eq!((claims[0].run.as_str(), claims[0].epoch), (id.as_str(), 1));
-    let run_a = tokio::spawn(
-        a.run_claimed(&claims[0], RunOptions::default())
-            .await
-            .unwrap()
-            .into_future(),
-    );
-    // A is in `n1` (so `n0`'s end is recorded: `n1` needs it).
-    while !counts.get().contains_key("n1") {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let run_a = fixture.a_stops_in_n1(&a, &claims[0]).await;
     // A sends no heartbeat: once its lease expired, B takes the run.
     let claim_b = loop {
         let got = store_b
@@ -837,32 +843,20 @@ async fn a_run_is_cancelled_and_resumed_from_another_replica(
     store_a: StoreHandle,
     store_b: StoreHandle,
 ) {
-    let Replicas {
-        counts,
-        gate,
-        engine_a,
-        engine_b,
-        wf_a,
-        whole,
-    } = Replicas::new().await;
+    let fixture = Replicas::new().await;
+    let (counts, gate, whole) = (&fixture.counts, &fixture.gate, &fixture.whole);
+    let (engine_a, engine_b) = (fixture.engine_a.clone(), fixture.engine_b.clone());
+    let wf_a = &fixture.wf_a;
     let lease = Duration::from_secs(60);
     let a = Durable::new(engine_a, store_a.clone()).as_replica("a", lease);
     let b = Durable::new(engine_b, store_b.clone()).as_replica("b", lease);
 
     let id = a
-        .submit(&wf_a, json!({}), RunOptions::default())
+        .submit(wf_a, json!({}), RunOptions::default())
         .await
         .unwrap();
     let claims = store_a.claim("a", 10, lease).await.unwrap();
-    let run_a = tokio::spawn(
-        a.run_claimed(&claims[0], RunOptions::default())
-            .await
-            .unwrap()
-            .into_future(),
-    );
-    while !counts.get().contains_key("n1") {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let run_a = fixture.a_stops_in_n1(&a, &claims[0]).await;
     // A is alive and in `n1`: B cancels the run anyway.
     let cancelled = b.cancel_taken(&id).await.unwrap();
     assert_eq!(cancelled.state, RunState::Cancelled);
