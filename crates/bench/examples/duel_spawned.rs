@@ -238,15 +238,17 @@ fn main() {
     } else {
         args.next().and_then(|a| a.parse().ok()).unwrap_or(15)
     };
-    // `profile-braid mode1 N` / `profile-floor mode1 N`: N runs one after another on a
-    // current-thread runtime, for callgrind.
+    // `profile-braid SHAPE N` / `profile-floor SHAPE N`: N runs one after another on a
+    // current-thread runtime, for callgrind. SHAPE: `mode1`, `parallel` (1,000 nodes of 0 ms) or
+    // `parallel10` (10,000 nodes of 10 ms).
     if let Some(who) = what.strip_prefix("profile-") {
         let shape = args.next().unwrap_or_else(|| "mode1".to_owned());
         let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
-        let graph = if shape == "mode1" {
-            mode1()
-        } else {
-            parallel(1_000, 0)
+        let graph = match shape.as_str() {
+            "mode1" => mode1(),
+            // 10,000 nodes of 10 ms: the timer's share too.
+            "parallel10" => parallel(10_000, 10),
+            _ => parallel(1_000, 0),
         };
         let engine = Engine::builder().node_kind(Arc::new(Io)).build();
         let wf = engine

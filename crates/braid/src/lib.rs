@@ -161,7 +161,8 @@ impl EngineBuilder {
     /// Registers an async function as node kind `kind`. It receives the node's
     /// [`NodeContext`] and returns its update, a JSON object whose keys are among the node's
     /// `writes`. List the state keys it reads in the node's `reads:` ([`NodeContext::get`] sees
-    /// only those).
+    /// only those). It is polled by its run's task: keep long computations off it
+    /// (`spawn_blocking`), as [`Node`]'s "Where it runs" says.
     #[must_use]
     pub fn handler<F, Fut>(mut self, kind: &str, handler: F) -> Self
     where

@@ -26,6 +26,15 @@ pub type NodeFuture = Pin<Box<dyn Future<Output = Result<Value, NodeError>> + Se
 
 /// What a node does. Implemented by the built-in kinds and by handlers registered from Rust.
 ///
+/// # Where it runs
+///
+/// A run's nodes are polled by the run's own task, not a task each: a node that waits on I/O
+/// or a timer costs no spawn and no cross-thread join. So a node must not compute for long
+/// between two `.await`s (more than about a millisecond): it would hold up the other nodes of
+/// its run while it does. Move such work off the run with `tokio::task::spawn_blocking` (or
+/// `tokio::spawn` it, for async work that should run in parallel on another worker) and await
+/// its handle.
+///
 /// # Cancel safety
 ///
 /// The returned future may be dropped at any `.await` (timeout, fail-fast cancellation, run
@@ -35,8 +44,9 @@ pub trait Node: Send + Sync + 'static {
     fn call(&self, ctx: NodeContext) -> NodeFuture;
 
     /// Whether the node finishes on its first poll and cheaply (no I/O, no timer, no heavy
-    /// computation): the scheduler may then run it in place instead of spawning a task. A node
-    /// that says so but does not finish at once is still correct, only spawned late.
+    /// computation): the scheduler may then poll it once in place, with no boxed future and no
+    /// timer. A node that says so but does not finish at once is still correct: it goes on like
+    /// any node that waits, polled again once it wakes.
     fn is_instant(&self) -> bool {
         false
     }

@@ -88,22 +88,6 @@ impl RunShared {
     }
 }
 
-/// Polls a future, turning a panic into `Err`. Used around each task's whole future so that even
-/// a bug in the runtime's own task code is reported against the work, never lost.
-pub(crate) struct Guarded<F>(pub F);
-
-impl<F: Future + Unpin> Future for Guarded<F> {
-    type Output = Result<F::Output, String>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(_) => Poll::Ready(Err(TASK_PANICKED.to_owned())),
-        }
-    }
-}
-
 /// What differs between the kinds of work that go through [`Attempts`].
 pub(crate) trait Work: Send + 'static {
     /// What a successful attempt gives, once checked.
@@ -489,18 +473,31 @@ impl<W: Work> Attempts<W> {
     }
 
     /// Waits for an attempt that did not finish at its first poll, under its deadline.
-    async fn wait(&mut self, running: Running) -> Step<W::Output> {
+    /// `registered`: that first poll was made with this future's own waker (not the no-op one of
+    /// a node started in place), so the work is only polled again once it wakes it.
+    async fn wait(&mut self, running: Running, registered: bool) -> Step<W::Output> {
         let Running {
-            fut,
+            mut fut,
             attempt_start,
             deadline,
             is_run_deadline,
         } = running;
-        let polled = match deadline {
-            // Boxed: the timer is large, and only waiting attempts need it.
-            Some(d) => Box::pin(tokio::time::timeout_at(d, fut)).await.ok(),
-            None => Some(fut.await),
-        };
+        // Boxed: the timer is large, and only waiting attempts with a deadline need it.
+        let mut timer = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+        let mut skip = registered;
+        // The work first, then its deadline, as `tokio::time::timeout_at` does.
+        let polled = std::future::poll_fn(|cx| {
+            if !std::mem::take(&mut skip) {
+                if let Poll::Ready(r) = Pin::new(&mut fut).poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+            }
+            match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
         match polled {
             Some(r) => {
                 let result = self.result_of(r);
@@ -519,17 +516,20 @@ impl<W: Work> Attempts<W> {
 
     /// Runs the attempts from `step` to the end.
     pub(crate) async fn finish(mut self, mut step: Step<W::Output>) -> Outcome<W::Output> {
+        // Whether `step` came from an attempt polled here, with this future's waker.
+        let mut registered = false;
         loop {
-            step = match step {
+            (step, registered) = match step {
                 Step::Done(outcome) => return outcome,
-                Step::Waiting(running) => self.wait(running).await,
+                Step::Waiting(running) => (self.wait(running, registered).await, false),
                 Step::Retry(delay) if !delay.is_zero() => {
                     Box::pin(tokio::time::sleep(delay)).await;
-                    Step::Start
+                    (Step::Start, false)
                 }
-                Step::Start | Step::Retry(_) => {
-                    std::future::poll_fn(|cx| Poll::Ready(self.attempt(cx))).await
-                }
+                Step::Start | Step::Retry(_) => (
+                    std::future::poll_fn(|cx| Poll::Ready(self.attempt(cx))).await,
+                    true,
+                ),
             };
         }
     }

@@ -2,13 +2,12 @@
 //! logic as every node ([`Attempts`]): each item's attempts get the item timeout (capped by the
 //! run's deadline), the retry policy, panic capture and the item check.
 //!
-//! Items run as tasks of a `JoinSet` owned by the returned future, at most `limit` at a time:
-//! dropping the future (the parent node's timeout, the run's cancellation) aborts every item in
-//! flight. Each item's end is streamed as a message of the parent node
+//! Items are polled by the returned future (a [`Polled`] set, as a run's nodes are polled by the
+//! run's task), at most `limit` at a time: dropping the future (the parent node's timeout, the
+//! run's cancellation) cancels every item in flight. Each item's end is streamed as a message of the parent node
 //! (`{ "map_item": i, "ok": .. }`), and results are given in item order whatever order items
 //! finish in.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use braid_core::plan::RetryPolicy;
@@ -18,10 +17,10 @@ use braid_core::{
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::attempt::{Attempts, Guarded, Step, Work};
+use crate::attempt::{Attempts, Outcome, Step, Work};
+use crate::polled::{Polled, Task};
 
 /// One item of a node's inner work.
 struct ItemWork {
@@ -77,8 +76,6 @@ impl Work for ItemWork {
     fn retrying(&self, _: u32, _: Instant, _: Instant, _: &NodeError, _: Duration) {}
 }
 
-type ItemEnd = (usize, Result<Result<Value, NodeError>, String>);
-
 /// Runs `items` on behalf of the node of `parent`, at most `limit` at a time.
 pub(crate) async fn run_items(
     parent: Arc<NodeContext>,
@@ -99,13 +96,10 @@ pub(crate) async fn run_items(
     let total = items.len();
     let mut results: Vec<Option<Result<Value, NodeError>>> = (0..total).map(|_| None).collect();
     let mut failures: Vec<(usize, NodeError)> = Vec::new();
-    // Owned by this future: dropping it (timeout, cancellation) aborts every item in flight.
-    let mut set: JoinSet<ItemEnd> = JoinSet::new();
-    let mut ids = HashMap::new();
+    // Owned by this future: dropping it (timeout, cancellation) cancels every item in flight.
+    let mut set: Polled<usize, Outcome<Value>> = Polled::new();
     let mut pending = items.into_iter().enumerate();
-    let spawn = |set: &mut JoinSet<ItemEnd>,
-                 ids: &mut HashMap<tokio::task::Id, usize>,
-                 (i, item): (usize, Value)| {
+    let start = |set: &mut Polled<usize, Outcome<Value>>, (i, item): (usize, Value)| {
         let seed = Rng::derive(parent.seed(), &[0x006d_6170, i as u64]).next_u64();
         let work = ItemWork {
             parent: parent.clone(),
@@ -118,26 +112,16 @@ pub(crate) async fn run_items(
             check: check.clone(),
             deadline,
         };
-        let attempts = Guarded(Box::pin(
-            Attempts::new(work, seed, Instant::now()).finish(Step::Start),
-        ));
-        let handle = set.spawn(async move { (i, attempts.await.map(|o| o.result)) });
-        ids.insert(handle.id(), i);
+        let attempts = Attempts::new(work, seed, Instant::now()).finish(Step::Start);
+        set.push(Task::new(i, attempts, None));
     };
     for next in pending.by_ref().take(limit) {
-        spawn(&mut set, &mut ids, next);
+        start(&mut set, next);
     }
-    while let Some(joined) = set.join_next().await {
-        let (i, outcome) = match joined {
-            Ok((i, Ok(r))) => (i, r),
-            Ok((i, Err(panic))) => (i, Err(NodeError::of_kind(FailureKind::Panic, panic))),
-            // Not expected (panics are caught inside the task), but never lose an item.
-            Err(e) => {
-                let i = ids.get(&e.id()).copied().unwrap_or(usize::MAX);
-                let failure =
-                    NodeError::of_kind(FailureKind::Panic, format!("the item's task failed: {e}"));
-                (i, Err(failure))
-            }
+    while let Some((i, ended)) = set.next().await {
+        let outcome = match ended {
+            Ok(outcome) => outcome.result,
+            Err(panic) => Err(NodeError::of_kind(FailureKind::Panic, panic)),
         };
         match &outcome {
             Ok(_) => parent.emit(json!({ "map_item": i, "ok": true })),
@@ -153,7 +137,7 @@ pub(crate) async fn run_items(
             *slot = Some(outcome);
         }
         if let Some(next) = pending.next() {
-            spawn(&mut set, &mut ids, next);
+            start(&mut set, next);
         }
     }
     ItemsOutcome::Done(

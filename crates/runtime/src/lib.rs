@@ -4,7 +4,9 @@
 //!   an earlier run), and the executor of the inner work nodes ask for (a `map`'s items, a
 //!   sub-workflow).
 //! * `scheduler`: the ready-set scheduler. A node starts the moment the last node it needs has
-//!   finished; there are no supersteps. Node tasks live in a `JoinSet` the scheduler owns.
+//!   finished; there are no supersteps. A run's nodes are polled by the run's own task.
+//! * `polled`: the set of futures a run (its waiting nodes) or a node (a `map`'s items) polls in
+//!   its own task, instead of a task each.
 //! * [`ledger`]: the one place where a node's end is recorded (record, log, event, store,
 //!   [`Observer`]).
 //! * `attempt`: one piece of work's attempts: timeout, retry with backoff, panic capture,
@@ -27,6 +29,7 @@ pub(crate) mod items;
 pub mod ledger;
 pub mod metrics;
 pub mod options;
+pub(crate) mod polled;
 pub mod report;
 pub mod run;
 pub(crate) mod scheduler;

@@ -8,11 +8,12 @@
 //!
 //! The scheduler keeps the ready set, the in-flight count, the waiting and the dispatch; how a
 //! node's end is recorded is the [`Ledger`]'s, and a node's attempts are
-//! [`Attempts`](crate::attempt::Attempts)'. Node tasks live in a `JoinSet` owned by the scheduler:
-//! when the run ends early (a failed node, the run's deadline, cancellation) or the run's future
-//! is dropped, every task still in flight is aborted. The scheduler never blocks and takes no lock
-//! of its own (the ledger takes the retries lock for nodes that were retried): it owns the ledger,
-//! and tasks talk back only through their join results.
+//! [`Attempts`](crate::attempt::Attempts)'. A node that finishes at its first poll runs in place;
+//! one that waits is polled by the run's own task, in a [`Polled`] set the scheduler owns, not
+//! spawned: when the run ends early (a failed node, the run's deadline, cancellation) or the
+//! run's future is dropped, every node still in flight is dropped, which cancels it. The
+//! scheduler never blocks and takes no lock of its own (the ledger takes the retries lock for
+//! nodes that were retried): it owns the ledger, and nodes talk back only through their ends.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -27,14 +28,13 @@ use std::time::Duration;
 use braid_core::plan::OnErrorPolicy;
 use braid_core::rng::Rng;
 use braid_core::{FailureKind, NodeId, Plan, StateView, template};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::Instrument as _;
 
 use crate::attempt::{
-    Attempts, DEADLINE, Guarded, NodeWork, Outcome, RunShared, Step, TASK_PANICKED, Writes,
+    Attempts, DEADLINE, NodeWork, Outcome, RunShared, Step, TASK_PANICKED, Writes,
 };
 use crate::ledger::{Ending, Ledger, Recorded, Release};
+use crate::polled::{Polled, Task};
 use crate::report::{Ends, Failure, NodeReport, NodeStatus, RunError};
 use crate::store::Store;
 
@@ -43,7 +43,7 @@ type TaskEnd = (NodeId, Result<Outcome<Writes>, String>);
 
 /// What ended a wait of the scheduler.
 enum Wake {
-    Joined(Option<Result<TaskEnd, tokio::task::JoinError>>),
+    Joined(Option<TaskEnd>),
     /// The observer finished recording the end of this node.
     Recorded(NodeId, Result<(), String>),
     Deadline,
@@ -57,8 +57,9 @@ pub(crate) struct Scheduler<'a> {
     ledger: Ledger,
     remaining: Vec<u32>,
     ready: BinaryHeap<Reverse<NodeId>>,
-    /// Node tasks; made at the first spawn (a run whose nodes all finish in place needs none).
-    join: Option<JoinSet<TaskEnd>>,
+    /// The nodes in flight that wait on something, polled by the run's own task (see
+    /// [`spawn`](Self::spawn)).
+    tasks: Polled<NodeId, Outcome<Writes>>,
     in_flight: usize,
     /// Node ends the observer is recording; a node's dependents start once it is recorded.
     recording: Vec<(NodeId, Recorded)>,
@@ -105,7 +106,7 @@ impl<'a> Scheduler<'a> {
             ledger,
             remaining,
             ready,
-            join: None,
+            tasks: Polled::new(),
             in_flight: 0,
             recording: Vec::new(),
             seed,
@@ -136,6 +137,11 @@ impl<'a> Scheduler<'a> {
                     self.cancel_in_flight(FailureKind::Timeout, DEADLINE).await;
                     return;
                 }
+                Some(RunError::Cancelled) => {
+                    self.cancel_in_flight(FailureKind::Cancelled, "the run was cancelled")
+                        .await;
+                    return;
+                }
                 Some(RunError::Observer { .. }) => {
                     self.cancel_in_flight(
                         FailureKind::Cancelled,
@@ -157,9 +163,8 @@ impl<'a> Scheduler<'a> {
                 return;
             }
             match self.wait().await {
-                Wake::Joined(Some(Ok((id, result)))) => self.finished(id, result),
-                // A task can only be cancelled by us, and we stop polling before cancelling.
-                Wake::Joined(Some(Err(_)) | None) => return,
+                Wake::Joined(Some((id, result))) => self.finished(id, result),
+                Wake::Joined(None) => return,
                 Wake::Recorded(id, result) => self.recorded(id, result),
                 Wake::Deadline => {
                     self.error = Some(RunError::Timeout {
@@ -178,10 +183,6 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    fn tasks(&mut self) -> &mut JoinSet<TaskEnd> {
-        self.join.get_or_insert_with(JoinSet::new)
-    }
-
     /// Waits for the next node task to end, a node's end to be recorded, the run's deadline, or
     /// the cancel token, in that order of priority when several are ready.
     async fn wait(&mut self) -> Wake {
@@ -196,11 +197,9 @@ impl<'a> Scheduler<'a> {
             }
         }
         std::future::poll_fn(|cx| {
-            if self.in_flight > 0 {
-                if let Some(join) = &mut self.join {
-                    if let Poll::Ready(next) = join.poll_join_next(cx) {
-                        return Poll::Ready(Wake::Joined(next));
-                    }
+            if !self.tasks.is_empty() {
+                if let Poll::Ready(next) = self.tasks.poll_next(cx) {
+                    return Poll::Ready(Wake::Joined(next));
                 }
             }
             if let Some(wake) = self.poll_recorded(cx) {
@@ -372,23 +371,15 @@ impl<'a> Scheduler<'a> {
         self.fail(id, failure, 1, now);
     }
 
-    /// Runs a node's attempts in a task. The future is boxed before it goes into the task, so the
-    /// task holds it once (an `async` block that moved it would hold it twice).
+    /// Runs a node's attempts until they end, polled by the run's own task among its other
+    /// waiting nodes, not spawned: no task to schedule, no join across threads.
     fn spawn(
         &mut self,
         id: NodeId,
         attempts: impl Future<Output = Outcome<Writes>> + Send + 'static,
         span: tracing::Span,
     ) {
-        let attempts = Guarded(Box::pin(attempts));
-        if span.is_disabled() {
-            // No subscriber wants the span (the common case in a service without debug logs):
-            // the task holds no span and enters none at each poll.
-            self.tasks().spawn(async move { (id, attempts.await) });
-        } else {
-            self.tasks()
-                .spawn(async move { (id, attempts.await) }.instrument(span));
-        }
+        self.tasks.push(Task::new(id, attempts, Some(span)));
     }
 
     /// A node's task ended, normally or by a panic in the runtime's own task code.
@@ -434,6 +425,28 @@ impl<'a> Scheduler<'a> {
                         end: outcome.end,
                         failure: Some(Failure {
                             kind: e.kind,
+                            message: e.message,
+                        }),
+                        writes: None,
+                        prompt: None,
+                    },
+                );
+            }
+            // The run was cancelled while the node ran, and the node saw it first (a
+            // sub-workflow shares the run's cancel token): the run's cancellation, not the
+            // node's failure, so no `on_error` fallback and no retry.
+            Err(e) if self.run.cancel.as_ref().is_some_and(|t| t.is_cancelled()) => {
+                if self.error.is_none() {
+                    self.error = Some(RunError::Cancelled);
+                }
+                self.settle(
+                    id,
+                    Ending {
+                        status: NodeStatus::Cancelled,
+                        attempts: outcome.attempts,
+                        end: outcome.end,
+                        failure: Some(Failure {
+                            kind: FailureKind::Cancelled,
                             message: e.message,
                         }),
                         writes: None,
@@ -519,9 +532,8 @@ impl<'a> Scheduler<'a> {
     }
 
     async fn cancel_in_flight(&mut self, kind: FailureKind, message: &str) {
-        if let Some(join) = &mut self.join {
-            join.shutdown().await;
-        }
+        // Dropping a node's future cancels it (an `exec` node's program group is killed).
+        self.tasks.clear();
         let failure = Failure {
             kind,
             message: message.to_owned(),
