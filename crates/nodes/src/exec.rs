@@ -288,7 +288,9 @@ async fn run(mut cmd: Command, program: &str, input: Vec<u8>) -> Result<Value, N
             quote(&tail)
         )));
     }
-    parse_update(program, &out, &tail)
+    // A large update is parsed off the run's task (its other nodes go on meanwhile).
+    let program = program.to_owned();
+    crate::offload::parse(out, move |out| parse_update(&program, out, &tail)).await
 }
 
 /// On Linux, a program dies with Braid even when Braid is killed outright (`SIGKILL`, the OOM

@@ -18,6 +18,7 @@ pub mod llm;
 pub mod map;
 pub mod mock;
 pub mod noop;
+mod offload;
 pub mod transform;
 pub mod wait;
 pub mod workflow;

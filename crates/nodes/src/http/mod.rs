@@ -309,7 +309,9 @@ impl HttpNode {
         let headers = response.headers().clone();
         let bytes = read_body(&mut response, &call).await?;
         check_status(&what, status, &headers, &bytes, secrets)?;
-        self.map_output(ctx, &what, status, &headers, &bytes)
+        // A large body is parsed off the run's task (its other nodes go on meanwhile).
+        let body = crate::offload::parse(bytes, |b| Ok(parse_body(b))).await?;
+        self.map_output(ctx, &what, status, &headers, &body)
     }
 
     fn map_output(
@@ -318,14 +320,13 @@ impl HttpNode {
         what: &str,
         status: StatusCode,
         headers: &HeaderMap,
-        bytes: &[u8],
+        body: &Body,
     ) -> Result<Value, NodeError> {
-        let body = parse_body(bytes);
         let mut update = Map::new();
         let mut response: Option<Value> = None;
         for (key, extract) in &self.output {
             let value = match extract {
-                Extract::Pointer(pointer) => match &body {
+                Extract::Pointer(pointer) => match body {
                     Body::Json(v) => v.pointer(pointer).cloned().ok_or_else(|| {
                         NodeError::new(format!(
                             "{what} returned {status}, but its body has nothing at `{pointer}`"
