@@ -5,10 +5,12 @@
 //!      ─► check declarations ─► build kinds ─► check data flow ─► fingerprint ─► lower ─► Plan
 //! ```
 //!
-//! * [`load`] turns YAML into a JSON value and a span for every node; it is the only module that
-//!   touches the YAML crate.
+//! * [`load`] turns YAML into a JSON value and a span for every node (read when a diagnostic
+//!   first asks); it is the only module that touches the YAML crate.
 //! * [`schema`] generates the JSON Schema from the spec types and the registered kinds, and
 //!   checks the document against it.
+//! * `spec` makes the typed spec: the schema check and serde, each node as soon as the loader
+//!   has read it (so a file's nodes are never all held as JSON).
 //! * [`check`] holds one small function per semantic rule; all run, so every problem is reported.
 //!   They run in two groups: [`check::declarations`] before the builds, [`check::data_flow`] after.
 //! * [`build`] builds every node through its kind, compiling its templates (which reveals what
@@ -34,12 +36,11 @@ pub mod load;
 pub mod lower;
 pub mod render;
 pub mod schema;
+mod spec;
 
 use std::sync::Arc;
 
 use braid_core::{Plan, Registry};
-use braid_spec::Workflow;
-use serde::Deserialize;
 
 pub use diagnostic::{Code, Diagnostic, Label, Pos, Severity, Span};
 pub use file::read_source;
@@ -79,8 +80,6 @@ pub struct CompileOptions {
 pub struct Compilation {
     /// The plan, when the workflow has no error.
     pub plan: Option<Plan>,
-    /// The typed spec, when the file got that far (used by `braid graph` and tools).
-    pub spec: Option<Workflow>,
     /// Every problem found, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
     /// Every file read: the source compiled first, then each workflow file its nodes include
@@ -183,7 +182,6 @@ impl Compiler {
         guard::catch(compile).unwrap_or_else(|panic| {
             Compilation {
                 plan: None,
-                spec: None,
                 // Where it happened is not known: the file's start.
                 diagnostics: vec![guard::internal(
                     format_args!("the compiler panicked on this file: {panic}"),
@@ -208,43 +206,22 @@ impl Compiler {
     ) -> Compilation {
         let mut diagnostics = Vec::new();
         let root_only = || vec![include::root_file(source)];
-        let (doc, warnings) = match load::load(&source.text, self.options.limits) {
+        let mut nodes = spec::Nodes::new(&self.validator);
+        let loaded = load::load_with(source.text.clone(), self.options.limits, Some(&mut nodes));
+        let (doc, warnings) = match loaded {
             Ok(ok) => ok,
             Err(d) => {
                 return Compilation {
                     plan: None,
-                    spec: None,
                     diagnostics: d,
                     files: root_only(),
                 };
             }
         };
         diagnostics.extend(warnings);
-        let schema_errors = self.validator.check(&doc.value, &doc.spans);
-        if !schema_errors.is_empty() {
-            diagnostics.extend(schema_errors);
-            return finish(None, None, root_only(), diagnostics);
-        }
-        // The spec takes the value's strings; the value is not needed after it (only its spans).
         let load::Document { value, spans } = doc;
-        let spec = match Workflow::deserialize(value) {
-            Ok(mut spec) => {
-                // Deserializing grows the map of nodes by doubling: the slack was a quarter of
-                // its size, alive until the plan is built (issue 16, item 19).
-                spec.nodes.shrink_to_fit();
-                spec
-            }
-            Err(e) => {
-                diagnostics.push(
-                    Diagnostic::error(
-                        Code::Internal,
-                        spans.value(""),
-                        format!("the schema accepted a file the types reject: {e}"),
-                    )
-                    .help("this is a bug in Braid; please report it with the file"),
-                );
-                return finish(None, None, root_only(), diagnostics);
-            }
+        let Some(spec) = spec::workflow(value, nodes, &spans, &mut diagnostics) else {
+            return finish(None, root_only(), diagnostics);
         };
         let dir = std::path::Path::new(&source.name)
             .parent()
@@ -261,12 +238,11 @@ impl Compiler {
         let model = check::Model::new(&spec, &spans, &self.registry);
         let (parts, files) = middle(&model, &loader, source, &mut diagnostics);
         drop(model);
-        // Every diagnostic with a span is made: the span tree goes before the plan's nodes are
-        // built, so the two never take memory at once (issue 16, item 19).
-        let root = spans.value("");
-        drop(spans);
-        let plan = parts.and_then(|p| lower::plan(p, root, &mut diagnostics));
-        finish(plan, Some(spec), files, diagnostics)
+        // The parts hold all the plan needs: the spec goes before the plan is ordered, so the
+        // two never take memory at once (issue 16, item 19).
+        drop(spec);
+        let plan = parts.and_then(|p| lower::plan(p, &spans, &mut diagnostics));
+        finish(plan, files, diagnostics)
     }
 }
 
@@ -294,15 +270,51 @@ fn middle(
 
 fn finish(
     plan: Option<Plan>,
-    spec: Option<Workflow>,
     files: Vec<SourceFile>,
     mut diagnostics: Vec<Diagnostic>,
 ) -> Compilation {
     diagnostics.sort_by_key(|d| (d.span().start, d.code));
     Compilation {
         plan,
-        spec,
         diagnostics,
         files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every valid workflow of the repository, by path.
+    fn valid_workflows() -> Vec<std::path::PathBuf> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        for dir in ["workflows", "tests/fixtures/valid"] {
+            for entry in std::fs::read_dir(root.join(dir)).expect("a directory") {
+                let path = entry.expect("an entry").path();
+                if path.extension().is_some_and(|e| e == "yaml") {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn a_workflow_without_diagnostics_never_reads_its_spans() {
+        // Every lookup is for a diagnostic; the spans of a valid file would be as large as its
+        // typed spec (`load`'s module doc).
+        let compiler = Compiler::new(braid_nodes::builtin_registry(), CompileOptions::default());
+        let files = valid_workflows();
+        assert!(files.len() > 10, "{files:?}");
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("a readable file");
+            let before = load::tests::SPAN_READS.with(std::cell::Cell::get);
+            let c = compiler.compile(&Source::new(path.display().to_string(), text));
+            let reads = load::tests::SPAN_READS.with(std::cell::Cell::get) - before;
+            if c.diagnostics.is_empty() {
+                assert_eq!(reads, 0, "{} read its spans", path.display());
+            }
+        }
     }
 }

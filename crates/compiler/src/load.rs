@@ -8,7 +8,17 @@
 //! microseconds, never expanded). The result is a `serde_json::Value`, which the JSON Schema
 //! validator and serde both read, plus a [`SpanMap`] from JSON pointers to spans.
 //!
+//! The spans are read on demand: a valid workflow needs none (every lookup is for a diagnostic),
+//! and a span for every key and value is the size of the typed workflow again (35 MB for 100,000
+//! nodes). So [`load`] reads the values, and the [`SpanMap`] reads the text a second time, spans
+//! only, the first time a diagnostic asks where something is (issue 16, items 19 and 23).
+//!
 //! Scalars follow the YAML 1.2 core schema: `yes`/`on` are strings, not booleans.
+//!
+//! [`load_with`] hands the entries of one top-level mapping to an [`Entries`] as they are read,
+//! instead of keeping them in the document: the compiler checks and types a workflow's nodes one
+//! at a time this way (`compiler::spec`), so a large file's nodes are never all held as JSON at
+//! once (issue 16, items 19 and 23). Their spans stay in the [`SpanMap`].
 
 use std::collections::HashMap;
 
@@ -96,13 +106,42 @@ fn hash(key: &str) -> u64 {
 }
 
 /// JSON pointer (`/nodes/rag/timeout`) → where that value is in the file.
+///
+/// Made from the text on the first lookup (a second reading, spans only: the first one built
+/// none), then kept. A text the loader accepted always reads the same way; if the second reading
+/// failed all the same (a panic in the YAML parser), every lookup answers the file's start.
 #[derive(Debug, Clone, Default)]
 pub struct SpanMap {
-    root: SpanNode,
     text: std::sync::Arc<str>,
+    limits: Limits,
+    root: std::sync::OnceLock<SpanNode>,
 }
 
 impl SpanMap {
+    /// The spans of `text`, read when first asked for, with the limits it was loaded under.
+    fn new(text: std::sync::Arc<str>, limits: Limits) -> Self {
+        SpanMap {
+            text,
+            limits,
+            root: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The tree, read now if it was not yet.
+    fn root(&self) -> &SpanNode {
+        self.root.get_or_init(|| {
+            #[cfg(test)]
+            tests::SPAN_READS.with(|n| n.set(n.get() + 1));
+            let mut loader = Loader::new(&self.text, self.limits, Pass::Spans, None);
+            loader.document().map(|(_, root)| root).unwrap_or_default()
+        })
+    }
+
+    /// Whether the spans were read (only a lookup reads them).
+    pub fn is_read(&self) -> bool {
+        self.root.get().is_some()
+    }
+
     /// The text a one-line span covers, as characters, with the span's first column (from 0):
     /// what [`narrow`](Self::narrow) and [`within`](Self::within) search. `None` for spans over
     /// several lines or outside the text.
@@ -177,12 +216,15 @@ impl SpanMap {
     /// The spans of the value at `pointer`, or of its nearest ancestor that has them (values
     /// produced by an alias have only the alias's span).
     pub fn lookup(&self, pointer: &str) -> NodeSpan {
-        self.find(pointer).0
+        self.find(pointer, None).0
     }
 
     /// The spans at `pointer` (or its nearest ancestor), and whether `pointer` itself was found.
-    fn find(&self, pointer: &str) -> (NodeSpan, bool) {
-        let mut node = &self.root;
+    /// A key defined twice has its spans twice: the first definition's are found, or, given
+    /// `near`, the one whose value holds that position (a second definition, holding a mapping
+    /// with a key of its own defined twice).
+    fn find(&self, pointer: &str, near: Option<Pos>) -> (NodeSpan, bool) {
+        let mut node = self.root();
         for seg in pointer.split('/').skip(1) {
             let seg = seg.replace("~1", "/").replace("~0", "~");
             let next = if node.seq {
@@ -192,7 +234,15 @@ impl SpanMap {
                     .map(|(_, n)| n)
             } else {
                 let h = hash(&seg);
-                node.children.iter().find(|(x, _)| *x == h).map(|(_, n)| n)
+                let mut same = node
+                    .children
+                    .iter()
+                    .filter(|(x, _)| *x == h)
+                    .map(|(_, n)| n);
+                let first = same.next();
+                let holds =
+                    |n: &&SpanNode| near.is_some_and(|at| n.value.start <= at && at <= n.value.end);
+                first.filter(holds).or_else(|| same.find(holds)).or(first)
             };
             match next {
                 Some(n) => node = n,
@@ -229,7 +279,7 @@ impl SpanMap {
 
     /// Whether `pointer` itself has spans.
     pub fn contains(&self, pointer: &str) -> bool {
-        self.find(pointer).1
+        self.find(pointer, None).1
     }
 }
 
@@ -260,6 +310,17 @@ pub fn escape(segment: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Where the entries of one top-level mapping go as they are read (see [`load_with`]).
+pub trait Entries {
+    /// The top-level key whose mapping's entries are handed over, such as `nodes`.
+    fn key(&self) -> &str;
+    /// One entry of that mapping, in file order. A key defined twice is handed over once, with
+    /// its first definition (the second is a `duplicate-key` diagnostic, as anywhere else).
+    fn entry(&mut self, key: String, value: Value);
+    /// Whether an entry of this key was handed over.
+    fn contains(&self, key: &str) -> bool;
+}
+
 /// Loads YAML text. Problems that still leave a usable value (duplicate keys) come back as
 /// diagnostics beside it; problems that do not (syntax, limits) come back as `Err`.
 ///
@@ -267,6 +328,24 @@ pub fn escape(segment: &str) -> std::borrow::Cow<'_, str> {
 ///
 /// Diagnostics for a syntax error, a limit exceeded, or an unsupported YAML feature.
 pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), Vec<Diagnostic>> {
+    load_with(text.into(), limits, None)
+}
+
+/// [`load`], handing the entries of the top-level mapping named by `entries` to it as each is
+/// read. The document keeps that mapping with its first key only, mapped to `null` (so it still
+/// says whether the mapping is empty), and every entry's spans. A mapping with an anchor (`&a`)
+/// is kept whole, since an alias may copy it: its entries are not handed over.
+///
+/// The span map shares `text`.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_with(
+    text: std::sync::Arc<str>,
+    limits: Limits,
+    entries: Option<&mut dyn Entries>,
+) -> Result<(Document, Vec<Diagnostic>), Vec<Diagnostic>> {
     if text.len() > limits.max_bytes {
         return Err(vec![
             Diagnostic::error(
@@ -281,26 +360,54 @@ pub fn load(text: &str, limits: Limits) -> Result<(Document, Vec<Diagnostic>), V
             .help("split the workflow into smaller files"),
         ]);
     }
-    let mut loader = Loader {
-        parser: Parser::new_from_str(text),
-        limits,
-        nodes: 0,
-        anchors: HashMap::new(),
-        warnings: Vec::new(),
-        last_end: Pos {
-            line: 1,
-            column: 1,
-            offset: 0,
-        },
-        text,
-        open: Vec::new(),
-    };
-    let (value, root) = loader.document().map_err(|d| vec![d])?;
-    let spans = SpanMap {
-        root,
-        text: text.into(),
-    };
-    Ok((Document { value, spans }, loader.warnings))
+    let mut loader = Loader::new(&text, limits, Pass::Values, entries);
+    let (value, _) = loader.document().map_err(|d| vec![d])?;
+    let twice = std::mem::take(&mut loader.twice);
+    drop(loader);
+    let spans = SpanMap::new(text, limits);
+    let warnings = twice.into_iter().map(|t| t.diagnostic(&spans)).collect();
+    Ok((Document { value, spans }, warnings))
+}
+
+/// A key defined twice in a mapping, found while reading values: reported once the spans can say
+/// where its first definition is.
+struct Twice {
+    /// The entry's pointer (the spans keep the first definition there).
+    pointer: String,
+    /// The mapping's pointer, and where it starts.
+    mapping: String,
+    start: Pos,
+    key: String,
+    /// The second definition's key.
+    at: Span,
+}
+
+impl Twice {
+    fn diagnostic(self, spans: &SpanMap) -> Diagnostic {
+        let Twice {
+            pointer,
+            mapping,
+            start,
+            key,
+            at,
+        } = self;
+        let (first, _) = spans.find(&pointer, Some(start));
+        Diagnostic::error(
+            Code::DuplicateKey,
+            at,
+            format!("`{key}` is defined twice in {}", describe(&mapping)),
+        )
+        .label("defined again here")
+        .with_label(first.key.unwrap_or(first.value), "first defined here")
+        .help(format!("remove or rename one of the two `{key}` entries"))
+    }
+}
+
+/// What a reading of the text makes: the values ([`load`]), or the spans ([`SpanMap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Values,
+    Spans,
 }
 
 fn pos(m: &saphyr_parser::Marker) -> Pos {
@@ -323,16 +430,22 @@ struct Anchor {
     size: usize,
 }
 
-struct Loader<'a> {
+struct Loader<'a, 'e> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     limits: Limits,
+    pass: Pass,
     nodes: usize,
     anchors: HashMap<usize, Anchor>,
-    warnings: Vec<Diagnostic>,
+    /// Keys defined twice (values pass).
+    twice: Vec<Twice>,
     last_end: Pos,
     text: &'a str,
     /// The collections being read, innermost last.
     open: Vec<Span>,
+    /// Where the entries of the split top-level mapping go, if any.
+    entries: Option<&'e mut dyn Entries>,
+    /// Whether the value about to be read is that mapping.
+    split_next: bool,
 }
 
 fn syntax(e: &ScanError) -> Diagnostic {
@@ -401,7 +514,32 @@ fn unclosed(d: Diagnostic, text: &str, open: Option<Span>) -> Diagnostic {
         ))
 }
 
-impl<'a> Loader<'a> {
+impl<'a, 'e> Loader<'a, 'e> {
+    fn new(
+        text: &'a str,
+        limits: Limits,
+        pass: Pass,
+        entries: Option<&'e mut dyn Entries>,
+    ) -> Self {
+        Loader {
+            parser: Parser::new_from_str(text),
+            limits,
+            pass,
+            nodes: 0,
+            anchors: HashMap::new(),
+            twice: Vec::new(),
+            last_end: Pos {
+                line: 1,
+                column: 1,
+                offset: 0,
+            },
+            text,
+            open: Vec::new(),
+            entries,
+            split_next: false,
+        }
+    }
+
     /// The parser's next event: the one place the loader calls into `saphyr-parser`, under
     /// [`guard::catch`].
     fn next(&mut self) -> Result<(Event<'a>, Span), Diagnostic> {
@@ -499,12 +637,20 @@ impl<'a> Loader<'a> {
         key: Option<Span>,
         depth: usize,
     ) -> Result<(Value, SpanNode), Diagnostic> {
+        // Whether this value is the mapping whose entries go to `entries` (if it is a mapping).
+        let split = std::mem::take(&mut self.split_next);
         let (ev, s) = self.next()?;
         let (value, vspan, anchor) = match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, s)?;
-                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
-                (scalar(&text, style, tag.as_deref(), s)?, s, anchor)
+                let value = match self.pass {
+                    Pass::Values => {
+                        let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                        scalar(&text, style, tag.as_deref(), s)?
+                    }
+                    Pass::Spans => Value::Null,
+                };
+                (value, s, anchor)
             }
             Event::Alias(id) => {
                 let Some(a) = self.anchors.get(&id) else {
@@ -552,11 +698,16 @@ impl<'a> Loader<'a> {
                         };
                         return self.finish(v, node, anchor, self.nodes - start_nodes + 1);
                     }
-                    let i = items.len();
+                    let i = match self.pass {
+                        Pass::Values => items.len(),
+                        Pass::Spans => spans.len(),
+                    };
                     let p = || child(&pointer(), &i.to_string());
                     let (v, node) = self.value(&p, None, depth + 1)?;
-                    items.push(v);
-                    spans.push((i as u64, node));
+                    match self.pass {
+                        Pass::Values => items.push(v),
+                        Pass::Spans => spans.push((i as u64, node)),
+                    }
                 }
             }
             Event::MappingStart(anchor, tag) => {
@@ -564,6 +715,8 @@ impl<'a> Loader<'a> {
                 self.check_collection_tag(tag.as_deref(), "!!map", s)?;
                 self.count(1, s)?;
                 let start_nodes = self.nodes;
+                // Its entries go to `entries`, unless an alias may copy it.
+                let split = split && anchor == 0;
                 let mut map = Map::new();
                 let mut spans: Vec<(u64, SpanNode)> = Vec::new();
                 self.open.push(s);
@@ -611,34 +764,43 @@ impl<'a> Loader<'a> {
                             .help("write the key as a string"));
                         }
                     };
-                    let h = hash(&k);
-                    // A duplicate: where the first one is.
-                    let first = if map.contains_key(&k) {
-                        spans
-                            .iter()
-                            .find(|(x, _)| *x == h)
-                            .map(|(_, n)| n.key.unwrap_or(n.value))
-                    } else {
-                        None
-                    };
-                    let p = || child(&pointer(), &escape(&k));
-                    let (v, node) = self.value(&p, Some(ks), depth + 1)?;
-                    if let Some(first) = first {
-                        self.warnings.push(
-                            Diagnostic::error(
-                                Code::DuplicateKey,
-                                ks,
-                                format!("`{k}` is defined twice in {}", describe(&pointer())),
-                            )
-                            .label("defined again here")
-                            .with_label(first, "first defined here")
-                            .help(format!("remove or rename one of the two `{k}` entries")),
-                        );
-                        // Keep the first definition and its spans.
+                    if self.pass == Pass::Spans {
+                        // A key defined twice has its spans twice: a lookup finds the first.
+                        let (_, node) = self.value(&|| String::new(), Some(ks), depth + 1)?;
+                        spans.push((hash(&k), node));
                         continue;
                     }
-                    spans.push((h, node));
-                    map.insert(k, v);
+                    // A split mapping's keys are its receiver's.
+                    let seen = match self.entries.as_deref().filter(|_| split) {
+                        Some(entries) => entries.contains(&k),
+                        None => map.contains_key(&k),
+                    };
+                    self.split_next =
+                        depth == 0 && !seen && self.entries.as_ref().is_some_and(|e| e.key() == k);
+                    let p = || child(&pointer(), &escape(&k));
+                    let (v, _) = self.value(&p, Some(ks), depth + 1)?;
+                    if seen {
+                        // Keep the first definition.
+                        self.twice.push(Twice {
+                            pointer: p(),
+                            mapping: pointer(),
+                            start: s.start,
+                            key: k,
+                            at: ks,
+                        });
+                        continue;
+                    }
+                    match self.entries.as_deref_mut().filter(|_| split) {
+                        Some(entries) => {
+                            if map.is_empty() {
+                                map.insert(k.clone(), Value::Null);
+                            }
+                            entries.entry(k, v);
+                        }
+                        None => {
+                            map.insert(k, v);
+                        }
+                    }
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -816,10 +978,15 @@ fn plain(text: &str) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
+
+    thread_local! {
+        /// How many times this thread read a text's spans (`SpanMap::root`).
+        pub(crate) static SPAN_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     fn ok(text: &str) -> (Document, Vec<Diagnostic>) {
         load(text, Limits::default()).unwrap()
@@ -878,6 +1045,76 @@ mod tests {
         assert_eq!(w[0].code, Code::DuplicateKey);
         assert_eq!(w[0].labels[0].span.start.line, 3);
         assert_eq!(w[0].labels[1].span.start.line, 2);
+    }
+
+    #[test]
+    fn a_key_defined_twice_in_a_second_definition_points_at_its_own_first() {
+        // The second `a` is dropped, but its own `x`, defined twice, is reported within it.
+        let (d, w) = ok("a:\n  x: 1\na:\n  y: 0\n  x: 2\n  x: 3\n");
+        assert_eq!(d.value, json!({"a": {"x": 1}}));
+        let lines: Vec<(u32, u32)> = w
+            .iter()
+            .map(|d| (d.labels[0].span.start.line, d.labels[1].span.start.line))
+            .collect();
+        assert_eq!(lines, [(6, 5), (3, 1)]);
+    }
+
+    #[test]
+    fn spans_are_read_when_first_asked_for() {
+        let (d, w) = ok("nodes:\n  a: 1\n");
+        assert!(w.is_empty());
+        assert!(!d.spans.is_read());
+        assert_eq!(d.spans.value("/nodes/a").start.line, 2);
+        assert!(d.spans.is_read());
+    }
+
+    /// A receiver of the entries of `nodes`.
+    #[derive(Default)]
+    struct Taken(Vec<(String, Value)>);
+
+    impl Entries for Taken {
+        fn key(&self) -> &str {
+            "nodes"
+        }
+        fn entry(&mut self, key: String, value: Value) {
+            self.0.push((key, value));
+        }
+        fn contains(&self, key: &str) -> bool {
+            self.0.iter().any(|(k, _)| k == key)
+        }
+    }
+
+    #[test]
+    fn the_split_mappings_entries_are_handed_over_and_keep_their_spans() {
+        let text = "nodes:\n  a: {x: [1]}\n  b: 2\n  a: 3\nother: {nodes: 4}\n";
+        let mut taken = Taken::default();
+        let (d, w) = load_with(text.into(), Limits::default(), Some(&mut taken)).unwrap();
+        // The document keeps the first key, null; the rest went to the receiver, the first `a`
+        // only; a `nodes` below the top level is not split.
+        assert_eq!(
+            d.value,
+            json!({"nodes": {"a": null}, "other": {"nodes": 4}})
+        );
+        assert_eq!(
+            taken.0,
+            [
+                ("a".to_owned(), json!({"x": [1]})),
+                ("b".to_owned(), json!(2))
+            ]
+        );
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].code, Code::DuplicateKey);
+        assert_eq!(d.spans.value("/nodes/a/x/0").start.line, 2);
+        assert_eq!(d.spans.value("/nodes/b").start.line, 3);
+    }
+
+    #[test]
+    fn a_split_mapping_with_an_anchor_is_kept_whole() {
+        let text = "nodes: &n\n  a: 1\n";
+        let mut taken = Taken::default();
+        let (d, _) = load_with(text.into(), Limits::default(), Some(&mut taken)).unwrap();
+        assert_eq!(d.value, json!({"nodes": {"a": 1}}));
+        assert!(taken.0.is_empty());
     }
 
     #[test]

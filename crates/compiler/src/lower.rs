@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use braid_core::plan::{InputDecl, NodeParts, OnErrorPolicy, RetryPolicy};
+use braid_core::plan::{InputDecl, NodeParts, OnErrorPolicy, PlanNodes, RetryPolicy};
 use braid_core::registry::duration_param;
 use braid_core::{Channel, Fingerprint, KeyId, Plan, PlanParts};
 use braid_spec::{DurationSpec, NodeSpec, OnError};
@@ -36,12 +36,12 @@ pub fn lower(
     out: &mut Vec<Diagnostic>,
 ) -> Option<Plan> {
     let parts = parts(m, declared, built, node_reads, fingerprint, out)?;
-    plan(parts, m.spans.value(""), out)
+    plan(parts, m.spans, out)
 }
 
 /// The first half of [`lower`]: the plan's parts, or `None` when `out` holds any error. The
-/// compiler drops the span tree between the halves (the parts need no spans), so a large
-/// workflow's spans and its plan's nodes are never alive at once (issue 16, item 19).
+/// compiler drops the spec between the halves (the parts hold all the plan needs), so a large
+/// workflow's spec is not alive while its plan is ordered (issue 16, item 19).
 pub(crate) fn parts(
     m: &Model<'_>,
     declared: Declared,
@@ -57,7 +57,7 @@ pub(crate) fn parts(
         m.spans,
         out,
     );
-    let mut nodes = Vec::with_capacity(spec.nodes.len());
+    let mut nodes = PlanNodes::with_capacity(spec.nodes.len());
     let handlers = built.handlers.into_iter().zip(built.whens);
     for (i, ((name, node), (handler, when))) in spec.nodes.iter().zip(handlers).enumerate() {
         let base = "/nodes/".to_owned() + &escape(name);
@@ -133,15 +133,15 @@ pub(crate) fn parts(
 }
 
 /// The second half of [`lower`]: [`Plan::new`]. Its refusal is a bug in Braid (the checks passed),
-/// reported at `root`, the whole document's span.
-pub(crate) fn plan(parts: PlanParts, root: crate::Span, out: &mut Vec<Diagnostic>) -> Option<Plan> {
+/// reported at the whole document.
+pub(crate) fn plan(parts: PlanParts, spans: &SpanMap, out: &mut Vec<Diagnostic>) -> Option<Plan> {
     match Plan::new(parts) {
         Ok(plan) => Some(plan),
         Err(e) => {
             out.push(
                 Diagnostic::error(
                     Code::Internal,
-                    root,
+                    spans.value(""),
                     format!("the checks passed but the plan was refused: {e}"),
                 )
                 .help("this is a bug in Braid; please report it with the file"),

@@ -76,16 +76,97 @@ pub fn workflow_schema(registry: &Registry) -> Value {
     root
 }
 
-/// A compiled validator for one schema.
+/// The keywords of the `nodes` mapping's schema that apply to each of its entries (a node's name
+/// and its body); the others (its type and size) apply to the mapping as a whole.
+const ENTRY_KEYWORDS: [&str; 2] = ["additionalProperties", "propertyNames"];
+
+/// The workflow schema compiled as two validators that together check what it says: one for the
+/// document, in which `nodes` is checked only as a mapping (its type and size), and one for the
+/// mapping's entries (each node's name and body; it reads a whole document, or one node wrapped
+/// as `{"nodes": {name: node}}`, with the same pointers and schema paths either way). So the
+/// compiler can check each node as it is read, and never hold every node as JSON at once
+/// (`compiler::spec`; issue 16, items 19 and 23).
 pub struct SchemaValidator {
     schema: Value,
-    validator: jsonschema::Validator,
+    document: jsonschema::Validator,
+    nodes: jsonschema::Validator,
 }
 
 impl std::fmt::Debug for SchemaValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchemaValidator").finish_non_exhaustive()
     }
+}
+
+/// The schema split in two: the document's, without the keywords of [`ENTRY_KEYWORDS`] under
+/// `nodes`, and the entries', holding only those. Each keeps the definitions it refers to and
+/// only those (compiling the others twice would be wasted: every `braid` command compiles them).
+fn split(schema: &Value) -> (Value, Value) {
+    let root = schema.as_object();
+    let definitions = schema.get("definitions").unwrap_or(&Value::Null);
+    let mut document: serde_json::Map<String, Value> = root
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "definitions")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut entries = serde_json::Map::new();
+    if let Some(nodes) = document
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("nodes"))
+        .and_then(Value::as_object_mut)
+    {
+        for k in ENTRY_KEYWORDS {
+            if let Some(v) = nodes.shift_remove(k) {
+                entries.insert(k.to_owned(), v);
+            }
+        }
+    }
+    let mut nodes = serde_json::Map::new();
+    nodes.insert("$schema".to_owned(), schema["$schema"].clone());
+    nodes.insert("properties".to_owned(), json!({ "nodes": entries }));
+    let [document, nodes] = [document, nodes].map(|mut part| {
+        let kept = referred(&part, definitions);
+        if !kept.is_empty() {
+            part.insert("definitions".to_owned(), Value::Object(kept));
+        }
+        Value::Object(part)
+    });
+    (document, nodes)
+}
+
+/// The definitions `part` refers to (`#/definitions/NAME`), directly or through others.
+fn referred(
+    part: &serde_json::Map<String, Value>,
+    definitions: &Value,
+) -> serde_json::Map<String, Value> {
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(r)) => out.extend(r.strip_prefix("#/definitions/")),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut todo = Vec::new();
+    part.values().for_each(|v| refs(v, &mut todo));
+    let mut kept = serde_json::Map::new();
+    while let Some(name) = todo.pop() {
+        if kept.contains_key(name) {
+            continue;
+        }
+        if let Some(d) = definitions.get(name) {
+            kept.insert(name.to_owned(), d.clone());
+            refs(d, &mut todo);
+        }
+    }
+    kept
 }
 
 impl SchemaValidator {
@@ -97,9 +178,15 @@ impl SchemaValidator {
     /// caught by the test suite.
     pub fn new(registry: &Registry) -> Self {
         let schema = workflow_schema(registry);
+        let (document, nodes) = split(&schema);
         #[allow(clippy::expect_used)]
-        let validator = jsonschema::draft7::new(&schema).expect("the generated schema compiles");
-        SchemaValidator { schema, validator }
+        let compile =
+            |s: &Value| jsonschema::draft7::new(s).expect("the generated schema compiles");
+        SchemaValidator {
+            document: compile(&document),
+            nodes: compile(&nodes),
+            schema,
+        }
     }
 
     /// The schema.
@@ -109,10 +196,44 @@ impl SchemaValidator {
 
     /// Checks a document, one diagnostic per problem.
     ///
-    /// The one place the compiler runs the validator (`jsonschema`): under `guard::catch`, so a
-    /// panic in it is one `internal` diagnostic at the document's root.
+    /// The validator (`jsonschema`) runs under `guard::catch` here and in the two checks the
+    /// compiler uses (`node_passes`, `check_split`), so a panic in it is one `internal`
+    /// diagnostic at the document's root.
     pub fn check(&self, value: &Value, spans: &SpanMap) -> Vec<Diagnostic> {
-        guard::catch(|| self.check_unguarded(value, spans)).unwrap_or_else(|panic| {
+        self.guarded(spans, || {
+            let parts = [(&self.document, value), (&self.nodes, value)];
+            self.check_unguarded(&parts, &[value], spans)
+        })
+    }
+
+    /// Whether one node passes the schema, its name included: `wrapper` is `{"nodes": {name:
+    /// node}}`. A node that does not is checked again by [`check_split`](Self::check_split),
+    /// which says why.
+    pub(crate) fn node_passes(&self, wrapper: &Value) -> bool {
+        guard::catch(|| self.nodes.is_valid(wrapper)).unwrap_or(false)
+    }
+
+    /// Checks a document whose `nodes` entries were handed over as they were read
+    /// (`load::load_with`: the document keeps the mapping with its first key only), and the
+    /// entries the schema must see (`held`, each wrapped as `{"nodes": {name: node}}`): those
+    /// that did not [pass](Self::node_passes), and those holding a number serde may refuse.
+    pub(crate) fn check_split(
+        &self,
+        document: &Value,
+        held: &[Value],
+        spans: &SpanMap,
+    ) -> Vec<Diagnostic> {
+        self.guarded(spans, || {
+            let parts: Vec<_> = std::iter::once((&self.document, document))
+                .chain(held.iter().map(|w| (&self.nodes, w)))
+                .collect();
+            let values: Vec<&Value> = parts.iter().map(|&(_, v)| v).collect();
+            self.check_unguarded(&parts, &values, spans)
+        })
+    }
+
+    fn guarded(&self, spans: &SpanMap, check: impl FnOnce() -> Vec<Diagnostic>) -> Vec<Diagnostic> {
+        guard::catch(check).unwrap_or_else(|panic| {
             vec![guard::internal(
                 format_args!(
                     "the JSON Schema validator (jsonschema) panicked checking this file: {panic}"
@@ -122,34 +243,47 @@ impl SchemaValidator {
         })
     }
 
-    fn check_unguarded(&self, value: &Value, spans: &SpanMap) -> Vec<Diagnostic> {
+    /// Runs each validator on its value, then (if none complained) the integer check on each of
+    /// `values`: each a document or part of one, with the document's pointers.
+    fn check_unguarded(
+        &self,
+        parts: &[(&jsonschema::Validator, &Value)],
+        values: &[&Value],
+        spans: &SpanMap,
+    ) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        for e in self.validator.iter_errors(value) {
-            if let ValidationErrorKind::FalseSchema = e.kind() {
-                out.extend(no_fields(
-                    value,
-                    e.instance_path().as_str(),
+        for &(validator, value) in parts {
+            for e in validator.iter_errors(value) {
+                if let ValidationErrorKind::FalseSchema = e.kind() {
+                    out.extend(no_fields(
+                        value,
+                        e.instance_path().as_str(),
+                        e.instance(),
+                        spans,
+                    ));
+                    continue;
+                }
+                let pointer = e.instance_path().as_str().to_owned();
+                let schema_path = e.schema_path().as_str().to_owned();
+                self.convert(
+                    &pointer,
+                    &schema_path,
+                    e.kind(),
                     e.instance(),
+                    &e.to_string(),
                     spans,
-                ));
-                continue;
+                    &mut out,
+                );
             }
-            let pointer = e.instance_path().as_str().to_owned();
-            let schema_path = e.schema_path().as_str().to_owned();
-            self.convert(
-                &pointer,
-                &schema_path,
-                e.kind(),
-                e.instance(),
-                &e.to_string(),
-                spans,
-                &mut out,
-            );
         }
         // Only a whole-number float (`2.0`) or an integer beyond `u32` can pass the validator yet
         // fail an integer field; walking the schema costs a third of compile time, so look first.
-        if out.is_empty() && has_suspect_number(value) {
-            integers(&self.schema, &self.schema, value, "", spans, &mut out);
+        if out.is_empty() {
+            for &value in values {
+                if has_suspect_number(value) {
+                    integers(&self.schema, &self.schema, value, "", spans, &mut out);
+                }
+            }
         }
         out.sort_by_key(|d| (d.span().start, d.code));
         out.dedup();
@@ -461,7 +595,7 @@ fn no_fields(root: &Value, pointer: &str, instance: &Value, spans: &SpanMap) -> 
 ///
 /// Walks the document beside its schema (`properties`, `additionalProperties`, `items`, `$ref` and
 /// the `allOf`/`anyOf`/`oneOf` branches; kind parameters, under `if`/`then`, are checked by their kind).
-fn has_suspect_number(v: &Value) -> bool {
+pub(crate) fn has_suspect_number(v: &Value) -> bool {
     match v {
         Value::Number(n) => match (n.as_f64(), n.as_u64()) {
             (_, Some(u)) => u > u64::from(u32::MAX),
@@ -780,5 +914,34 @@ fn type_help(expected: &str, found: &Value) -> String {
             "give the mapping's entries, indented under the key, or `{}`".to_owned()
         }
         _ => format!("write {expected} here"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_keyword_of_the_nodes_mapping_is_checked_by_one_of_the_two_validators() {
+        // The document keeps one entry of `nodes` (`load::load_with`): a keyword about the
+        // mapping as a whole other than its type and size (`maxProperties`, say) would be checked
+        // on that one entry. Such a keyword must be placed here first.
+        let schema = workflow_schema(&Registry::default());
+        let nodes = schema["properties"]["nodes"]
+            .as_object()
+            .expect("`nodes` is described");
+        for k in nodes.keys() {
+            assert!(
+                ENTRY_KEYWORDS.contains(&k.as_str())
+                    || ["type", "description", "minProperties"].contains(&k.as_str()),
+                "`{k}` of `nodes`: an entry's keyword or the mapping's?"
+            );
+        }
+        let (document, entries) = split(&schema);
+        assert!(document["properties"]["nodes"]["additionalProperties"].is_null());
+        assert_eq!(
+            entries["properties"]["nodes"]["additionalProperties"],
+            schema["properties"]["nodes"]["additionalProperties"]
+        );
     }
 }

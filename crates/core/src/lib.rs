@@ -24,7 +24,7 @@ pub use node::{
 };
 pub use plan::{
     Channel, ExecutionMode, InputDecl, InputType, NodeParts, OnErrorPolicy, Plan, PlanError,
-    PlanNode, PlanParts, RetryPolicy,
+    PlanNode, PlanNodes, PlanParts, RetryPolicy,
 };
 pub use reducer::{Reducer, ReducerError};
 pub use registry::{

@@ -116,14 +116,12 @@ pub fn fallbacks(m: &Model<'_>, reducers: &[Option<Arc<dyn Reducer>>], out: &mut
             );
         }
         for (key, value) in fallback {
-            let span = m
-                .spans
-                .key(&format!("/nodes/{}/fallback/{}", escape(name), escape(key)));
             if !node.writes.contains(key) {
                 out.push(
                     Diagnostic::error(
                         Code::InvalidFallback,
-                        span,
+                        m.spans
+                            .key(&format!("/nodes/{}/fallback/{}", escape(name), escape(key))),
                         format!("node `{name}` falls back on `{key}`, which it does not list in `writes`"),
                     )
                     .help(format!("add `{key}` to the node's `writes`, or remove it from `fallback`")),
