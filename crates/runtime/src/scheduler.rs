@@ -417,20 +417,11 @@ impl<'a> Scheduler<'a> {
                     .map(|d| d - self.run.start)
                     .unwrap_or_default();
                 self.error = Some(RunError::Timeout { timeout });
-                self.settle(
-                    id,
-                    Ending {
-                        status: NodeStatus::Cancelled,
-                        attempts: outcome.attempts,
-                        end: outcome.end,
-                        failure: Some(Failure {
-                            kind: e.kind,
-                            message: e.message,
-                        }),
-                        writes: None,
-                        prompt: None,
-                    },
-                );
+                let failure = Failure {
+                    kind: e.kind,
+                    message: e.message,
+                };
+                self.cut_short(id, outcome.attempts, outcome.end, failure);
             }
             // The run was cancelled while the node ran, and the node saw it first (a
             // sub-workflow shares the run's cancel token): the run's cancellation, not the
@@ -439,20 +430,11 @@ impl<'a> Scheduler<'a> {
                 if self.error.is_none() {
                     self.error = Some(RunError::Cancelled);
                 }
-                self.settle(
-                    id,
-                    Ending {
-                        status: NodeStatus::Cancelled,
-                        attempts: outcome.attempts,
-                        end: outcome.end,
-                        failure: Some(Failure {
-                            kind: FailureKind::Cancelled,
-                            message: e.message,
-                        }),
-                        writes: None,
-                        prompt: None,
-                    },
-                );
+                let failure = Failure {
+                    kind: FailureKind::Cancelled,
+                    message: e.message,
+                };
+                self.cut_short(id, outcome.attempts, outcome.end, failure);
             }
             Err(e) => self.fail(
                 id,
@@ -464,6 +446,22 @@ impl<'a> Scheduler<'a> {
                 outcome.end,
             ),
         }
+    }
+
+    /// A node cut short by the run's end (its deadline, its cancellation): recorded as
+    /// cancelled, with what stopped it; no `on_error` fallback.
+    fn cut_short(&mut self, id: NodeId, attempts: u32, end: Instant, failure: Failure) {
+        self.settle(
+            id,
+            Ending {
+                status: NodeStatus::Cancelled,
+                attempts,
+                end,
+                failure: Some(failure),
+                writes: None,
+                prompt: None,
+            },
+        );
     }
 
     /// A node's final failure: fall back, or end the run.
