@@ -72,6 +72,13 @@ pub(crate) struct ReplicaArgs {
     /// decide.
     #[arg(long, value_enum, default_value_t = Sharing::Auto, value_name = "WHEN")]
     shared: Sharing,
+    #[command(flatten)]
+    lease: LeaseArgs,
+}
+
+/// A replica's lease, id and claim poll: `braid serve` as a replica and `braid worker` alike.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LeaseArgs {
     /// How long a replica's runs stay its own after its last heartbeat; then others take them
     /// over. Heartbeats go every third of it.
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
@@ -82,6 +89,18 @@ pub(crate) struct ReplicaArgs {
     /// How often the queue is looked at when no wake-up came.
     #[arg(long, default_value = "1s", value_parser = duration, value_name = "DURATION")]
     claim_poll: Duration,
+}
+
+impl LeaseArgs {
+    fn config(&self) -> ReplicaConfig {
+        let mut config = ReplicaConfig::new();
+        if let Some(id) = &self.replica_id {
+            config.id.clone_from(id);
+        }
+        config.lease_ttl = self.lease_ttl;
+        config.poll = self.claim_poll;
+        config
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,15 +119,7 @@ impl ReplicaArgs {
             Sharing::On => true,
             Sharing::Off => false,
         };
-        shared.then(|| {
-            let mut config = ReplicaConfig::new();
-            if let Some(id) = &self.replica_id {
-                config.id.clone_from(id);
-            }
-            config.lease_ttl = self.lease_ttl;
-            config.poll = self.claim_poll;
-            config
-        })
+        shared.then(|| self.lease.config())
     }
 }
 
@@ -126,25 +137,13 @@ pub(crate) struct WorkerArgs {
     /// another replica to continue at once.
     #[arg(long, default_value = "30s", value_parser = duration, value_name = "DURATION")]
     drain_timeout: Duration,
-    /// How long this worker's runs stay its own after its last heartbeat.
-    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
-    lease_ttl: Duration,
-    /// This worker's id, unique among those sharing the store (default: HOST-PID-XXXX).
-    #[arg(long, value_name = "ID")]
-    replica_id: Option<String>,
-    /// How often the queue is looked at when no wake-up came.
-    #[arg(long, default_value = "1s", value_parser = duration, value_name = "DURATION")]
-    claim_poll: Duration,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 pub(crate) fn worker(engine: &braid::Engine, args: &WorkerArgs) -> anyhow::Result<u8> {
     telemetry::init_metrics();
-    let mut replica = ReplicaConfig::new();
-    if let Some(id) = &args.replica_id {
-        replica.id.clone_from(id);
-    }
-    replica.lease_ttl = args.lease_ttl;
-    replica.poll = args.claim_poll;
+    let replica = args.lease.config();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

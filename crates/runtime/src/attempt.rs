@@ -32,7 +32,7 @@ use crate::report::{AttemptReport, Failure};
 /// The failure message of a piece of work cut short by the run's deadline.
 pub(crate) const DEADLINE: &str = "the run's timeout expired while the node was running";
 
-/// The failure message of a node whose task panicked in the runtime's own code.
+/// The failure message of a node (or an item) whose attempts panicked in the runtime's own code.
 pub(crate) const TASK_PANICKED: &str = "the node's task panicked";
 
 /// The failure of work that panicked; `what` says what panicked (`node`, `inner node`).
@@ -47,7 +47,7 @@ fn panicked(what: &str, payload: &(dyn Any + Send)) -> NodeError {
     NodeError::of_kind(FailureKind::Panic, message)
 }
 
-/// What every node task of one run shares: made once per run, so starting a node bumps only
+/// What every node of one run shares: made once per run, so starting a node bumps only
 /// this per-run count, never the counts of the plan every concurrent run shares (contended
 /// cache lines on a multi-thread runtime).
 pub(crate) struct RunShared {
@@ -58,7 +58,7 @@ pub(crate) struct RunShared {
     /// Where each node's current attempt number is published, by node index.
     pub attempts: Box<[AtomicU32]>,
     /// Every failed attempt that was retried, by node: published as it happens (a lock taken only
-    /// on a retry), so that a node whose task is aborted mid-retry keeps its history.
+    /// on a retry), so that a node dropped mid-retry keeps its history.
     pub retries: Mutex<Vec<(NodeId, AttemptReport)>>,
     pub events: Option<EventSink>,
     /// The run is sequential: inner work runs one item at a time too.
@@ -344,7 +344,8 @@ pub(crate) struct Running {
 pub(crate) enum Step<T> {
     /// Nothing has run yet.
     Start,
-    /// An attempt is waiting on something: finish it (and any retry) in a task.
+    /// An attempt is waiting on something: finish it (and any retry) with
+    /// [`finish`](Attempts::finish).
     Waiting(Running),
     /// The last attempt failed and the next one starts after this delay.
     Retry(Duration),
@@ -357,8 +358,8 @@ pub(crate) enum Step<T> {
 ///
 /// A state machine rather than one `async fn`, so that the scheduler can start a node in place
 /// and, when its first attempt finishes at the first poll (a mock, a transform, a handler with
-/// nothing to wait for), have its outcome without spawning a task, boxing a future or arming a
-/// timer. Anything that must wait continues in a task with [`finish`](Attempts::finish).
+/// nothing to wait for), have its outcome without boxing a future or arming a timer. Anything
+/// that must wait continues with [`finish`](Attempts::finish), whose future the run's task polls.
 pub(crate) struct Attempts<W> {
     work: W,
     start: Instant,

@@ -353,7 +353,7 @@ impl Ledger {
             |rec| rec.start.is_some(),
             |i| Ending {
                 status: NodeStatus::Cancelled,
-                // 0 when its task was cancelled before its first attempt began.
+                // 0 when it was cancelled before its first attempt began.
                 attempts: run.attempts[i].load(Ordering::Relaxed),
                 end: now,
                 failure: Some(failure.clone()),

@@ -81,10 +81,6 @@ impl<K: Copy + Unpin, T> Polled<K, T> {
             .push(task);
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.set.as_ref().is_none_or(FuturesUnordered::is_empty)
-    }
-
     /// Drops every task in flight, which cancels it.
     pub(crate) fn clear(&mut self) {
         if let Some(set) = &mut self.set {

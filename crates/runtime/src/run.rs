@@ -199,7 +199,8 @@ impl PartialRun {
 ///
 /// # Cancel safety
 ///
-/// Dropping the returned future aborts every node task still running; nothing is left behind.
+/// Dropping the returned future drops (so cancels) every node still running; nothing is left
+/// behind.
 pub fn run(
     plan: Arc<Plan>,
     inputs: impl Into<Arc<Value>>,

@@ -38,12 +38,16 @@ use crate::polled::{Polled, Task};
 use crate::report::{Ends, Failure, NodeReport, NodeStatus, RunError};
 use crate::store::Store;
 
-/// What a node task returns: its node, and its outcome or the panic that ended the task.
+/// What a waiting node's attempts end with: its node, and its outcome or the panic that ended
+/// them.
 type TaskEnd = (NodeId, Result<Outcome<Writes>, String>);
 
 /// What ended a wait of the scheduler.
 enum Wake {
-    Joined(Option<TaskEnd>),
+    /// A waiting node ended.
+    Ended(TaskEnd),
+    /// Nothing is in flight or being recorded any more.
+    Idle,
     /// The observer finished recording the end of this node.
     Recorded(NodeId, Result<(), String>),
     Deadline,
@@ -52,13 +56,13 @@ enum Wake {
 
 pub(crate) struct Scheduler<'a> {
     plan: &'a Plan,
-    /// Inputs, deadline, attempt counters and event sender, shared with the node tasks.
+    /// Inputs, deadline, attempt counters and event sender, shared with the nodes.
     run: Arc<RunShared>,
     ledger: Ledger,
     remaining: Vec<u32>,
     ready: BinaryHeap<Reverse<NodeId>>,
     /// The nodes in flight that wait on something, polled by the run's own task (see
-    /// [`spawn`](Self::spawn)).
+    /// [`keep_polling`](Self::keep_polling)).
     tasks: Polled<NodeId, Outcome<Writes>>,
     in_flight: usize,
     /// Node ends the observer is recording; a node's dependents start once it is recorded.
@@ -130,7 +134,7 @@ impl<'a> Scheduler<'a> {
                 self.start(id);
             }
             // Fail fast, also when a node failed as it started (its `when` did not evaluate) or
-            // a node's task saw the run's deadline before this loop did.
+            // a node saw the run's deadline before this loop did.
             match self.error {
                 None => {}
                 Some(RunError::Timeout { .. }) => {
@@ -163,8 +167,8 @@ impl<'a> Scheduler<'a> {
                 return;
             }
             match self.wait().await {
-                Wake::Joined(Some((id, result))) => self.finished(id, result),
-                Wake::Joined(None) => return,
+                Wake::Ended((id, result)) => self.finished(id, result),
+                Wake::Idle => return,
                 Wake::Recorded(id, result) => self.recorded(id, result),
                 Wake::Deadline => {
                     self.error = Some(RunError::Timeout {
@@ -183,7 +187,7 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// Waits for the next node task to end, a node's end to be recorded, the run's deadline, or
+    /// Waits for the next waiting node to end, a node's end to be recorded, the run's deadline, or
     /// the cancel token, in that order of priority when several are ready.
     async fn wait(&mut self) -> Wake {
         if self.timer.is_none() {
@@ -197,16 +201,14 @@ impl<'a> Scheduler<'a> {
             }
         }
         std::future::poll_fn(|cx| {
-            if !self.tasks.is_empty() {
-                if let Poll::Ready(next) = self.tasks.poll_next(cx) {
-                    return Poll::Ready(Wake::Joined(next));
-                }
+            if let Poll::Ready(Some(end)) = self.tasks.poll_next(cx) {
+                return Poll::Ready(Wake::Ended(end));
             }
             if let Some(wake) = self.poll_recorded(cx) {
                 return Poll::Ready(wake);
             }
             if self.in_flight == 0 && self.recording.is_empty() {
-                return Poll::Ready(Wake::Joined(None));
+                return Poll::Ready(Wake::Idle);
             }
             if let Some(timer) = &mut self.timer {
                 if timer.as_mut().poll(cx).is_ready() {
@@ -306,8 +308,8 @@ impl<'a> Scheduler<'a> {
         self.in_flight_gauge.increment(1.0);
         if node.handler.is_instant() {
             // Run its first attempt in place: when it finishes at the first poll, as it should,
-            // there is no task, no boxed future and no timer. Otherwise it goes on in a task
-            // (polling it there re-registers its wakers).
+            // there is no boxed future and no timer. Otherwise it goes on in the run's set of
+            // waiting nodes (polling it there registers its real wakers).
             let mut attempts = Attempts::new(work, seed, now);
             let step = {
                 let _entered = span.enter();
@@ -321,12 +323,12 @@ impl<'a> Scheduler<'a> {
                     drop(attempts);
                     self.finished(id, Ok(outcome));
                 }
-                Ok(step) => self.spawn(id, attempts.finish(step), span),
+                Ok(step) => self.keep_polling(id, attempts.finish(step), span),
                 Err(_) => self.finished(id, Err(TASK_PANICKED.to_owned())),
             }
             return;
         }
-        self.spawn(id, Attempts::new(work, seed, now).finish(Step::Start), span);
+        self.keep_polling(id, Attempts::new(work, seed, now).finish(Step::Start), span);
     }
 
     /// A node that waits for an answer the run was not given: no attempt (so no retry and no
@@ -373,7 +375,7 @@ impl<'a> Scheduler<'a> {
 
     /// Runs a node's attempts until they end, polled by the run's own task among its other
     /// waiting nodes, not spawned: no task to schedule, no join across threads.
-    fn spawn(
+    fn keep_polling(
         &mut self,
         id: NodeId,
         attempts: impl Future<Output = Outcome<Writes>> + Send + 'static,
@@ -382,7 +384,7 @@ impl<'a> Scheduler<'a> {
         self.tasks.push(Task::new(id, attempts, Some(span)));
     }
 
-    /// A node's task ended, normally or by a panic in the runtime's own task code.
+    /// A node's attempts ended, normally or by a panic in the runtime's own code.
     fn finished(&mut self, id: NodeId, result: Result<Outcome<Writes>, String>) {
         self.in_flight -= 1;
         self.in_flight_gauge.decrement(1.0);
